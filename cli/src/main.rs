@@ -1,0 +1,234 @@
+//! `calsync`: the operator's tool. Tenants, signed links for users, status.
+//! It works against AWS (and so against a local emulator through `AWS_ENDPOINT_URL`) or against
+//! the embedded store (`--data-dir`, or `CALSYNC_BACKEND=embedded`).
+
+mod duration;
+mod tenant_cmd;
+
+use anyhow::{bail, Context, Result};
+use calsync::ids::{CrmUserName, TenantId};
+use calsync::links::LinkClaims;
+use calsync::users::{get_user, list_users, UserRecord};
+use calsync::{App, Config};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "calsync",
+    version,
+    about = "Operate calsync: CRM ↔ Office 365 calendar sync"
+)]
+struct Cli {
+    /// Use the embedded store in this folder instead of AWS.
+    #[arg(long, global = true, env = "CALSYNC_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Add, list, show or remove tenants (CRM customers).
+    #[command(subcommand)]
+    Tenant(tenant_cmd::TenantCommand),
+    /// Print a signed link that connects a CRM user to Office 365 (or shows their status).
+    Link {
+        #[arg(long)]
+        tenant: String,
+        /// The CRM user's login name.
+        #[arg(long, required_unless_present = "admin_consent")]
+        user: Option<String>,
+        /// How long the link works: 90s, 30m, 1h, 7d.
+        #[arg(long, default_value = "1h")]
+        ttl: String,
+        /// Where to send the user afterwards; must be on the tenant's CRM.
+        #[arg(long)]
+        return_to: Option<String>,
+        /// Link to the user's status page instead of the connect flow.
+        #[arg(long, conflicts_with = "admin_consent")]
+        status: bool,
+        /// Link for a tenant admin to grant app-only consent.
+        #[arg(long)]
+        admin_consent: bool,
+    },
+    /// Show users' connection and sync health.
+    Status {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        user: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[tokio::main]
+async fn main() {
+    calsync::telemetry::init(false);
+    if let Err(error) = run(Cli::parse()).await {
+        eprintln!("error: {error:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let mut config = Config::from_env()?;
+    if let Some(dir) = cli.data_dir {
+        config.backend = calsync::config::Backend::Embedded { data_dir: dir };
+    }
+    let app = App::from_config(config).await?;
+    match cli.command {
+        Command::Tenant(command) => tenant_cmd::run(&app, command).await,
+        Command::Link {
+            tenant,
+            user,
+            ttl,
+            return_to,
+            status,
+            admin_consent,
+        } => {
+            link(
+                &app,
+                &tenant,
+                user.as_deref(),
+                &ttl,
+                return_to,
+                status,
+                admin_consent,
+            )
+            .await
+        }
+        Command::Status { tenant, user, json } => {
+            status(&app, &tenant, user.as_deref(), json).await
+        }
+    }
+}
+
+async fn link(
+    app: &App,
+    tenant: &str,
+    user: Option<&str>,
+    ttl: &str,
+    return_to: Option<String>,
+    status: bool,
+    admin_consent: bool,
+) -> Result<()> {
+    let tenant = TenantId::parse(tenant)?;
+    let ttl = duration::parse(ttl)?;
+    if ttl > calsync::links::MAX_LINK_LIFETIME_SECS {
+        bail!("links can live at most 31 days");
+    }
+    let context = app.tenants.context(&tenant).await?;
+    if let Some(url) = &return_to {
+        let origin = calsync::tenant::origin_of(url)?;
+        if origin != context.settings.crm_origin {
+            bail!(
+                "--return-to must be on the tenant's CRM ({})",
+                context.settings.crm_origin
+            );
+        }
+    }
+    let public_url = app.config.require_public_url()?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs() as i64;
+    let claims = LinkClaims {
+        tenant,
+        user: if admin_consent {
+            None
+        } else {
+            Some(CrmUserName::parse(user.context("--user is required")?)?)
+        },
+        expires_at: now + ttl,
+        return_to,
+    };
+    let route = match (admin_consent, status) {
+        (true, _) => "admin-consent",
+        (false, true) => "status",
+        (false, false) => "connect",
+    };
+    println!(
+        "{}",
+        claims.url(public_url, route, &context.secret.link_key)
+    );
+    Ok(())
+}
+
+fn user_json(record: &UserRecord) -> serde_json::Value {
+    serde_json::json!({
+        "tenant": record.tenant,
+        "user": record.user,
+        "status": record.status.as_str(),
+        "ms_tenant_id": record.ms_tenant_id,
+        "ms_user_id": record.ms_user_id,
+        "ms_username": record.ms_username,
+        "connected_at": record.connected_at,
+        "updated_at": record.updated_at,
+        "subscription_id": record.subscription_id,
+        "subscription_expires_at": record.subscription_expires_at,
+        "last_sync": record.last_sync,
+        "problems": record.problems,
+    })
+}
+
+async fn status(app: &App, tenant: &str, user: Option<&str>, json: bool) -> Result<()> {
+    let tenant = TenantId::parse(tenant)?;
+    let settings = app
+        .tenants
+        .settings(&tenant)
+        .await?
+        .with_context(|| format!("tenant {tenant} does not exist"))?;
+    let users = match user {
+        Some(name) => {
+            let name = CrmUserName::parse(name)?;
+            match get_user(app.store.as_ref(), &tenant, &name).await? {
+                Some(u) => vec![u.record],
+                None => bail!("user {name} of tenant {tenant} has never connected"),
+            }
+        }
+        None => list_users(app.store.as_ref(), &tenant).await?,
+    };
+    let warnings = tenant_cmd::tenant_warnings(&settings);
+    if json {
+        let out = serde_json::json!({
+            "tenant": tenant,
+            "mode": settings.mode,
+            "warnings": warnings,
+            "users": users.iter().map(user_json).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    for warning in &warnings {
+        println!("warning: {warning}");
+    }
+    if users.is_empty() {
+        println!("tenant {tenant}: no users have connected yet");
+        return Ok(());
+    }
+    println!(
+        "{:<24} {:<20} {:<36} PROBLEMS",
+        "USER", "STATUS", "MICROSOFT ACCOUNT"
+    );
+    for u in &users {
+        let problems = if u.problems.is_empty() {
+            "-".to_owned()
+        } else {
+            u.problems
+                .iter()
+                .map(|p| p.code.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        println!(
+            "{:<24} {:<20} {:<36} {}",
+            u.user.as_str(),
+            u.status.as_str(),
+            u.ms_username,
+            problems
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,270 @@
+//! `calsync tenant …`: onboarding and offboarding CRM customers. Secret values come from stdin
+//! or a file, never from the command line (where `ps` and shell history would see them).
+
+use anyhow::{bail, Context, Result};
+use calsync::crypto::{random_key_hex, random_token};
+use calsync::ids::TenantId;
+use calsync::secret::Secret;
+use calsync::tenant::{ConflictPolicy, TenantSecret, TenantSettings};
+use calsync::App;
+use clap::Subcommand;
+use std::io::Read;
+use std::path::PathBuf;
+
+#[derive(Subcommand)]
+pub enum TenantCommand {
+    /// Add a tenant. Reads `client_secret=…` and `crm_access_key=…` lines (or a JSON object with
+    /// those keys) from --secrets-file, or from stdin when it is `-`.
+    Add {
+        /// Short id: lowercase letters, digits and '-'.
+        tenant: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// The customer's Microsoft Entra tenant (directory) id.
+        #[arg(long)]
+        azure_tenant_id: String,
+        /// The Azure app registration's application (client) id.
+        #[arg(long)]
+        client_id: String,
+        /// When the client secret expires (YYYY-MM-DD); calsync warns 30 days ahead.
+        #[arg(long)]
+        client_secret_expires: Option<String>,
+        /// The CRM's base URL.
+        #[arg(long)]
+        crm_url: String,
+        /// The CRM integration user (an admin) whose access key calsync uses.
+        #[arg(long)]
+        crm_user: String,
+        /// IANA time zone of the CRM server's dates, e.g. Europe/Madrid.
+        #[arg(long, default_value = "UTC")]
+        crm_time_zone: String,
+        #[arg(long, value_enum, default_value = "latest")]
+        conflict_policy: PolicyArg,
+        /// File with the secret values, or `-` for stdin.
+        #[arg(long)]
+        secrets_file: PathBuf,
+    },
+    /// List tenants.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one tenant's settings (secrets stay hidden unless asked for).
+    Show {
+        tenant: String,
+        #[arg(long)]
+        json: bool,
+        /// Print the link key, which the CRM needs to sign users' links.
+        #[arg(long)]
+        reveal_link_key: bool,
+    },
+    /// Remove a tenant with its users, tokens and secret.
+    Remove {
+        tenant: String,
+        /// Confirm: this cannot be undone.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum PolicyArg {
+    Latest,
+    CrmWins,
+    OutlookWins,
+}
+
+pub async fn run(app: &App, command: TenantCommand) -> Result<()> {
+    match command {
+        TenantCommand::Add {
+            tenant,
+            name,
+            azure_tenant_id,
+            client_id,
+            client_secret_expires,
+            crm_url,
+            crm_user,
+            crm_time_zone,
+            conflict_policy,
+            secrets_file,
+        } => {
+            let tenant = TenantId::parse(&tenant)?;
+            let values = read_secret_values(&secrets_file)?;
+            let now = now();
+            let mut settings = TenantSettings::new(
+                tenant.clone(),
+                name.unwrap_or_else(|| tenant.to_string()),
+                &crm_url,
+                now,
+            )?;
+            settings.crm_time_zone = crm_time_zone;
+            settings.conflict_policy = match conflict_policy {
+                PolicyArg::Latest => ConflictPolicy::Latest,
+                PolicyArg::CrmWins => ConflictPolicy::CrmWins,
+                PolicyArg::OutlookWins => ConflictPolicy::OutlookWins,
+            };
+            settings.client_secret_expires = client_secret_expires.clone();
+            let secret = TenantSecret {
+                azure_tenant_id,
+                client_id,
+                client_secret: values.client_secret,
+                client_secret_expires,
+                crm_url,
+                crm_user,
+                crm_access_key: values.crm_access_key,
+                link_key: Secret::new(random_token(32)),
+                token_key: random_key_hex(),
+            };
+            app.tenants.add(&settings, &secret).await?;
+            println!("tenant {tenant} added");
+            println!(
+                "give the CRM its link key with: calsync tenant show {tenant} --reveal-link-key"
+            );
+            Ok(())
+        }
+        TenantCommand::List { json } => {
+            let tenants = app.tenants.list().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&tenants)?);
+            } else if tenants.is_empty() {
+                println!("no tenants yet: add one with `calsync tenant add`");
+            } else {
+                println!("{:<24} {:<32} CRM", "TENANT", "NAME");
+                for t in tenants {
+                    println!(
+                        "{:<24} {:<32} {}",
+                        t.tenant.as_str(),
+                        t.display_name,
+                        t.crm_origin
+                    );
+                }
+            }
+            Ok(())
+        }
+        TenantCommand::Show {
+            tenant,
+            json,
+            reveal_link_key,
+        } => {
+            let tenant = TenantId::parse(&tenant)?;
+            let context = app.tenants.context(&tenant).await?;
+            let mut out = serde_json::to_value(&context.settings)?;
+            out["azure_tenant_id"] = context.secret.azure_tenant_id.clone().into();
+            out["client_id"] = context.secret.client_id.clone().into();
+            out["crm_url"] = context.secret.crm_url.clone().into();
+            out["crm_user"] = context.secret.crm_user.clone().into();
+            out["warnings"] = serde_json::to_value(tenant_warnings(&context.settings))?;
+            if reveal_link_key {
+                out["link_key"] = context.secret.link_key.expose().into();
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            } else if let Some(map) = out.as_object() {
+                for (k, v) in map {
+                    println!(
+                        "{k:<24} {}",
+                        v.as_str()
+                            .map(str::to_owned)
+                            .unwrap_or_else(|| v.to_string())
+                    );
+                }
+            }
+            Ok(())
+        }
+        TenantCommand::Remove { tenant, yes } => {
+            let tenant = TenantId::parse(&tenant)?;
+            if !yes {
+                bail!(
+                    "removing {tenant} deletes its users' links and tokens; run again with --yes"
+                );
+            }
+            if app.tenants.remove(&tenant).await? {
+                println!("tenant {tenant} removed");
+                Ok(())
+            } else {
+                bail!("tenant {tenant} does not exist")
+            }
+        }
+    }
+}
+
+/// Warnings an operator should act on, shared by `status` and `tenant show`.
+pub fn tenant_warnings(settings: &TenantSettings) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if let Some(expires) = &settings.client_secret_expires {
+        let today = calsync::auth::format_utc(now());
+        let in_30_days = calsync::auth::format_utc(now() + 30 * 86_400);
+        // ISO dates compare correctly as text.
+        if expires.as_str() < &today[..10] {
+            warnings.push(format!(
+                "the client secret expired on {expires}: users cannot sync; rotate it now"
+            ));
+        } else if expires.as_str() <= &in_30_days[..10] {
+            warnings.push(format!(
+                "the client secret expires on {expires}: rotate it before then"
+            ));
+        }
+    }
+    warnings
+}
+
+struct SecretValues {
+    client_secret: Secret,
+    crm_access_key: Secret,
+}
+
+fn read_secret_values(path: &PathBuf) -> Result<SecretValues> {
+    let mut raw = String::new();
+    if path.as_os_str() == "-" {
+        std::io::stdin()
+            .read_to_string(&mut raw)
+            .context("reading secrets from stdin")?;
+    } else {
+        raw = std::fs::read_to_string(path)
+            .with_context(|| format!("reading secrets from {}", path.display()))?;
+    }
+    let mut client_secret = None;
+    let mut crm_access_key = None;
+    if raw.trim_start().starts_with('{') {
+        let doc: serde_json::Value =
+            serde_json::from_str(&raw).context("the secrets file is not valid JSON")?;
+        client_secret = doc["client_secret"].as_str().map(str::to_owned);
+        crm_access_key = doc["crm_access_key"].as_str().map(str::to_owned);
+    } else {
+        for line in raw
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        {
+            let Some((key, value)) = line.split_once('=') else {
+                bail!("secrets file: lines must look like key=value");
+            };
+            match key.trim() {
+                "client_secret" => client_secret = Some(value.trim().to_owned()),
+                "crm_access_key" => crm_access_key = Some(value.trim().to_owned()),
+                other => bail!(
+                    "secrets file: unknown key {other:?} (expected client_secret, crm_access_key)"
+                ),
+            }
+        }
+    }
+    Ok(SecretValues {
+        client_secret: Secret::new(
+            client_secret
+                .filter(|s| !s.is_empty())
+                .context("client_secret is missing from the secrets")?,
+        ),
+        crm_access_key: Secret::new(
+            crm_access_key
+                .filter(|s| !s.is_empty())
+                .context("crm_access_key is missing from the secrets")?,
+        ),
+    })
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

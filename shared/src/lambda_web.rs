@@ -1,0 +1,52 @@
+//! Lambda Function URL events to `web` types and back, shared by the auth and webhook functions.
+
+use lambda_http::{Body, Request, Response};
+
+use crate::web::{WebRequest, WebResponse};
+
+/// Bodies larger than this are cut before any parsing (Function URLs allow up to 6 MB).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+pub fn to_web_request(request: &Request) -> WebRequest {
+    let body = match request.body() {
+        Body::Empty => Vec::new(),
+        Body::Text(text) => text.as_bytes().to_vec(),
+        Body::Binary(bytes) => bytes.clone(),
+        _ => Vec::new(),
+    };
+    WebRequest {
+        method: request.method().as_str().to_owned(),
+        path: request.uri().path().to_owned(),
+        query: request.uri().query().unwrap_or("").to_owned(),
+        headers: request
+            .headers()
+            .iter()
+            .filter_map(|(name, value)| {
+                value
+                    .to_str()
+                    .ok()
+                    .map(|v| (name.as_str().to_ascii_lowercase(), v.to_owned()))
+            })
+            .collect(),
+        body,
+    }
+}
+
+/// True when the request's body is over the limit (checked before the body is read further).
+pub fn body_too_large(request: &Request) -> bool {
+    match request.body() {
+        Body::Text(text) => text.len() > MAX_BODY_BYTES,
+        Body::Binary(bytes) => bytes.len() > MAX_BODY_BYTES,
+        _ => false,
+    }
+}
+
+pub fn to_lambda_response(
+    response: WebResponse,
+) -> Result<Response<Body>, lambda_http::http::Error> {
+    let mut builder = Response::builder().status(response.status);
+    for (name, value) in &response.headers {
+        builder = builder.header(name.as_str(), value.as_str());
+    }
+    builder.body(Body::Text(response.body))
+}
