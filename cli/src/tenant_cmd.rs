@@ -106,6 +106,7 @@ pub async fn run(app: &App, command: TenantCommand) -> Result<()> {
             settings.client_secret_expires = client_secret_expires.clone();
             let secret = TenantSecret {
                 azure_tenant_id,
+                authority: None,
                 client_id,
                 client_secret: values.client_secret,
                 client_secret_expires,

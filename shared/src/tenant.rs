@@ -23,6 +23,10 @@ const SECRET_CACHE_TTL: Duration = Duration::from_secs(300);
 pub struct TenantSecret {
     /// The customer's Microsoft Entra tenant (directory) id.
     pub azure_tenant_id: String,
+    /// Where users sign in, when not the directory itself: `organizations` for a publisher-wide
+    /// multi-tenant app. The signed-in user's `tid` must still be `azure_tenant_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authority: Option<String>,
     pub client_id: String,
     pub client_secret: Secret,
     /// `YYYY-MM-DD`, when the client secret stops working (shown as a warning ahead of time).
@@ -35,6 +39,13 @@ pub struct TenantSecret {
     pub link_key: Secret,
     /// Seals refresh tokens at rest (AES-256-GCM, hex).
     pub token_key: Secret,
+}
+
+impl TenantSecret {
+    /// The identity-platform path segment users sign in through.
+    pub fn authority(&self) -> &str {
+        self.authority.as_deref().unwrap_or(&self.azure_tenant_id)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -341,6 +352,17 @@ fn validate_secret(secret: &TenantSecret) -> Result<(), TenantError> {
     let missing = |what: &str| TenantError::Invalid(format!("{what} is missing"));
     if secret.azure_tenant_id.trim().is_empty() {
         return Err(missing("the Azure tenant id"));
+    }
+    if let Some(authority) = &secret.authority {
+        let ok = !authority.is_empty()
+            && authority
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+        if !ok {
+            return Err(TenantError::Invalid(
+                "the authority must be a tenant id, domain or 'organizations'".into(),
+            ));
+        }
     }
     if secret.client_id.trim().is_empty() {
         return Err(missing("the client id"));

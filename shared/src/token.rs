@@ -178,11 +178,11 @@ impl TokenService {
         let client = Client::new(ClientId::new(secret.client_id.clone()))
             .set_client_secret(ClientSecret::new(secret.client_secret.expose().to_owned()))
             .set_auth_uri(
-                AuthUrl::new(self.endpoint(&secret.azure_tenant_id, "oauth2/v2.0/authorize"))
+                AuthUrl::new(self.endpoint(secret.authority(), "oauth2/v2.0/authorize"))
                     .map_err(bad)?,
             )
             .set_token_uri(
-                TokenUrl::new(self.endpoint(&secret.azure_tenant_id, "oauth2/v2.0/token"))
+                TokenUrl::new(self.endpoint(secret.authority(), "oauth2/v2.0/token"))
                     .map_err(bad)?,
             )
             .set_auth_type(AuthType::RequestBody);

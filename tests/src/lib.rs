@@ -9,6 +9,7 @@
 pub mod events;
 pub mod response;
 pub mod runtime;
+pub mod testbed;
 
 pub use events::{
     eventbridge_scheduled_event, function_url_event, sqs_fifo_event, sqs_fifo_event_with,

@@ -1,0 +1,355 @@
+//! A test bed for calsync: the sandbox (Microsoft identity), moto (DynamoDB, Secrets Manager,
+//! SQS FIFO) and one tenant set up the way an operator would, with unique names so tests share
+//! one emulator without interfering.
+
+use anyhow::{anyhow, Context, Result};
+use aws_sdk_dynamodb::types::AttributeValue;
+use calsync::crypto::{random_key_hex, random_token};
+use calsync::ids::{CrmUserName, TenantId};
+use calsync::links::LinkClaims;
+use calsync::queue::SqsQueue;
+use calsync::secret::Secret;
+use calsync::secrets::SecretsManagerStore;
+use calsync::store::DynamoStore;
+use calsync::tenant::{TenantSecret, TenantSettings};
+use calsync::web::{WebRequest, WebResponse};
+use calsync::{App, Config};
+use calsync_sandbox::Sandbox;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+pub const AZURE_TENANT: &str = "6e3c2f1a-8d4b-4c3e-9f2a-1b5d7c9e0a11";
+pub const CLIENT_ID: &str = "2b8f4e6a-1c3d-4e5f-8a9b-0c1d2e3f4a5b";
+pub const CLIENT_SECRET: &str = "sandbox-client-secret-value";
+pub const USER_OID: &str = "9a1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c5d";
+pub const USER_EMAIL: &str = "maria.garcia@acme.example";
+pub const PUBLIC_URL: &str = "https://auth.calsync.test";
+pub const CRM_URL: &str = "https://crm.acme.test";
+pub const CRM_USER: &str = "maria";
+
+/// The AWS emulator's endpoint, set by the README's test command.
+pub fn aws_endpoint() -> Result<String> {
+    std::env::var("AWS_ENDPOINT_URL").map_err(|_| {
+        anyhow!("AWS_ENDPOINT_URL is not set: run the tests with ./scripts/test, which starts moto")
+    })
+}
+
+pub async fn aws_config() -> Result<aws_config::SdkConfig> {
+    Ok(aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(aws_endpoint()?)
+        .region(aws_config::Region::new("eu-west-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "test",
+            "test",
+            None,
+            None,
+            "calsync-tests",
+        ))
+        .load()
+        .await)
+}
+
+/// A name no other test uses.
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        random_token(6)
+            .to_ascii_lowercase()
+            .replace(['_', '-'], "x")
+    )
+}
+
+pub struct TestBed {
+    pub sandbox: Sandbox,
+    pub app: App,
+    pub sdk: aws_config::SdkConfig,
+    pub table: String,
+    pub secret_prefix: String,
+    pub queue_url: String,
+    pub tenant: TenantId,
+    pub user: CrmUserName,
+    pub link_key: Secret,
+}
+
+impl TestBed {
+    /// Everything up: sandbox with one Azure tenant, app and auto-approved user; a table, a
+    /// queue and a calsync tenant in moto.
+    pub async fn start() -> Result<Self> {
+        let sandbox = Sandbox::start().await?;
+        let identity = sandbox.identity();
+        identity.add_tenant(AZURE_TENANT);
+        identity.add_app(
+            AZURE_TENANT,
+            CLIENT_ID,
+            CLIENT_SECRET,
+            &[
+                &format!("{PUBLIC_URL}/callback"),
+                &format!("{PUBLIC_URL}/admin-consent/callback"),
+            ],
+        )?;
+        identity.add_user(AZURE_TENANT, USER_OID, USER_EMAIL, "María García")?;
+        identity.set_auto_approve(AZURE_TENANT, Some(USER_EMAIL))?;
+
+        let sdk = aws_config().await?;
+        let table = unique("calsync");
+        let secret_prefix = format!("{}/", unique("calsync"));
+        let queue_url = create_fifo_queue(&sdk, &unique("calsync-jobs")).await?;
+        let config = Config::from_lookup(|name| match name {
+            "CALSYNC_TABLE" => Some(table.clone()),
+            "CALSYNC_SECRET_PREFIX" => Some(secret_prefix.clone()),
+            "CALSYNC_QUEUE_URL" => Some(queue_url.clone()),
+            "CALSYNC_PUBLIC_URL" => Some(PUBLIC_URL.to_owned()),
+            "CALSYNC_LOGIN_URL" => Some(sandbox.base_url()),
+            "CALSYNC_GRAPH_URL" => Some(sandbox.base_url()),
+            "CALSYNC_HTTP_TIMEOUT_SECS" => Some("2".to_owned()),
+            _ => None,
+        })?;
+        let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table.clone());
+        store.ensure_table().await?;
+        let app = App::with_parts(
+            config,
+            Arc::new(store),
+            Arc::new(SecretsManagerStore::new(
+                aws_sdk_secretsmanager::Client::new(&sdk),
+            )),
+            Arc::new(SqsQueue::new(
+                aws_sdk_sqs::Client::new(&sdk),
+                queue_url.clone(),
+            )),
+        )?;
+        let tenant = TenantId::parse(&unique("acme"))?;
+        let link_key = Secret::new(random_token(32));
+        let settings = TenantSettings::new(tenant.clone(), "Acme".into(), CRM_URL, now())?;
+        let secret = TenantSecret {
+            azure_tenant_id: AZURE_TENANT.into(),
+            authority: None,
+            client_id: CLIENT_ID.into(),
+            client_secret: Secret::new(CLIENT_SECRET),
+            client_secret_expires: None,
+            crm_url: CRM_URL.into(),
+            crm_user: "admin".into(),
+            crm_access_key: Secret::new("crm-access-key"),
+            link_key: link_key.clone(),
+            token_key: random_key_hex(),
+        };
+        app.tenants.add(&settings, &secret).await?;
+        Ok(Self {
+            sandbox,
+            app,
+            sdk,
+            table,
+            secret_prefix,
+            queue_url,
+            tenant,
+            user: CrmUserName::parse(CRM_USER)?,
+            link_key,
+        })
+    }
+
+    /// Environment for a function binary or the CLI pointed at this bed.
+    pub fn env(&self) -> Vec<(String, String)> {
+        let mut env = vec![
+            ("CALSYNC_TABLE", self.table.clone()),
+            ("CALSYNC_SECRET_PREFIX", self.secret_prefix.clone()),
+            ("CALSYNC_QUEUE_URL", self.queue_url.clone()),
+            ("CALSYNC_PUBLIC_URL", PUBLIC_URL.to_owned()),
+            ("CALSYNC_LOGIN_URL", self.sandbox.base_url()),
+            ("CALSYNC_GRAPH_URL", self.sandbox.base_url()),
+            ("CALSYNC_HTTP_TIMEOUT_SECS", "2".to_owned()),
+            ("AWS_ACCESS_KEY_ID", "test".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
+            ("AWS_REGION", "eu-west-1".to_owned()),
+            ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
+        ];
+        if let Ok(endpoint) = aws_endpoint() {
+            env.push(("AWS_ENDPOINT_URL", endpoint));
+        }
+        env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+    }
+
+    /// A signed link's query for `route` (connect, status, disconnect…).
+    pub fn link_query(
+        &self,
+        user: Option<&str>,
+        expires_in: i64,
+        return_to: Option<&str>,
+    ) -> String {
+        let claims = LinkClaims {
+            tenant: self.tenant.clone(),
+            user: user.map(|u| CrmUserName::parse(u).expect("valid user name")),
+            expires_at: now() + expires_in,
+            return_to: return_to.map(str::to_owned),
+        };
+        let url = claims.url(
+            &url::Url::parse(PUBLIC_URL).expect("valid URL"),
+            "x",
+            &self.link_key,
+        );
+        url.split_once('?')
+            .map(|(_, q)| q.to_owned())
+            .unwrap_or_default()
+    }
+
+    pub async fn request(&self, method: &str, path: &str, query: &str) -> WebResponse {
+        calsync::auth::handle(
+            &self.app,
+            &WebRequest {
+                method: method.into(),
+                path: path.into(),
+                query: query.into(),
+                headers: vec![("accept-language".into(), "en".into())],
+                body: Vec::new(),
+            },
+        )
+        .await
+    }
+
+    /// Follows the authorize redirect at the sandbox and returns the query calsync's callback
+    /// receives (code and state, or an error).
+    pub async fn sign_in(&self, authorize_url: &str) -> Result<String> {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        let response = client.get(authorize_url).send().await?;
+        let location = response
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .with_context(|| {
+                format!(
+                    "the sandbox did not redirect (status {})",
+                    response.status()
+                )
+            })?;
+        let callback = url::Url::parse(location)?;
+        if !location.starts_with(&format!("{PUBLIC_URL}/")) {
+            return Err(anyhow!("redirected somewhere unexpected: {callback}"));
+        }
+        Ok(callback.query().unwrap_or("").to_owned())
+    }
+
+    /// Connect, sign in and complete the callback; returns the callback's response.
+    pub async fn connect(&self) -> Result<WebResponse> {
+        let start = self
+            .request(
+                "GET",
+                "/connect",
+                &self.link_query(Some(CRM_USER), 600, None),
+            )
+            .await;
+        let location = start
+            .header("location")
+            .with_context(|| format!("connect did not redirect: {} {}", start.status, start.body))?
+            .to_owned();
+        let query = self.sign_in(&location).await?;
+        Ok(self.request("GET", "/callback", &query).await)
+    }
+
+    /// Every item of the table, as text, sorted: to compare storage before and after.
+    pub async fn snapshot(&self) -> Result<Vec<String>> {
+        let client = aws_sdk_dynamodb::Client::new(&self.sdk);
+        let mut rows = Vec::new();
+        let mut start = None;
+        loop {
+            let out = client
+                .scan()
+                .table_name(&self.table)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await?;
+            for item in out.items() {
+                let sorted: BTreeMap<_, _> = item
+                    .iter()
+                    .map(|(k, v)| (k.clone(), attr_text(v)))
+                    .collect();
+                rows.push(format!("{sorted:?}"));
+            }
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => break,
+            }
+        }
+        rows.sort();
+        Ok(rows)
+    }
+
+    /// Jobs waiting on the queue, received and deleted (the test's view of what was enqueued).
+    pub async fn take_jobs(&self) -> Result<Vec<(String, serde_json::Value)>> {
+        let client = aws_sdk_sqs::Client::new(&self.sdk);
+        let mut jobs = Vec::new();
+        for _ in 0..3 {
+            let out = client
+                .receive_message()
+                .queue_url(&self.queue_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(if jobs.is_empty() { 1 } else { 0 })
+                .message_system_attribute_names(
+                    aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId,
+                )
+                .send()
+                .await?;
+            if out.messages().is_empty() {
+                break;
+            }
+            for message in out.messages() {
+                let group = message
+                    .attributes()
+                    .and_then(|a| {
+                        a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId)
+                    })
+                    .cloned()
+                    .unwrap_or_default();
+                jobs.push((
+                    group,
+                    serde_json::from_str(message.body().unwrap_or("null"))?,
+                ));
+                if let Some(receipt) = message.receipt_handle() {
+                    client
+                        .delete_message()
+                        .queue_url(&self.queue_url)
+                        .receipt_handle(receipt)
+                        .send()
+                        .await?;
+                }
+            }
+        }
+        Ok(jobs)
+    }
+}
+
+/// A canonical text form: maps sorted by key, so equal items always print the same.
+fn attr_text(value: &AttributeValue) -> String {
+    match value {
+        AttributeValue::M(map) => {
+            let sorted: BTreeMap<_, _> =
+                map.iter().map(|(k, v)| (k.clone(), attr_text(v))).collect();
+            format!("{sorted:?}")
+        }
+        AttributeValue::L(list) => format!("{:?}", list.iter().map(attr_text).collect::<Vec<_>>()),
+        other => format!("{other:?}"),
+    }
+}
+
+pub async fn create_fifo_queue(sdk: &aws_config::SdkConfig, name: &str) -> Result<String> {
+    let out = aws_sdk_sqs::Client::new(sdk)
+        .create_queue()
+        .queue_name(format!("{name}.fifo"))
+        .attributes(aws_sdk_sqs::types::QueueAttributeName::FifoQueue, "true")
+        .send()
+        .await?;
+    out.queue_url().map(str::to_owned).context("no queue URL")
+}
+
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// A query string's value for `name`.
+pub fn query_value(query: &str, name: &str) -> Option<String> {
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
