@@ -276,7 +276,7 @@ fn microsoft_error(params: &Params) -> Result<Option<AuthError>, AuthError> {
     let Some(error) = params.optional("error")? else {
         return Ok(None);
     };
-    if error == "access_denied" || error == "consent_required" {
+    if matches!(error, "access_denied" | "consent_required" | "permission_denied") {
         return Ok(Some(AuthError::ConsentDenied));
     }
     let aadsts = params
