@@ -4,7 +4,9 @@
 //! sees the user connected. The plain refresh token appears nowhere: not in DynamoDB, not in
 //! any log, not in any output.
 
-use calsync_tests::testbed::{query_value, TestBed, AZURE_TENANT, CLIENT_ID, CLIENT_SECRET, USER_OID};
+use calsync_tests::testbed::{
+    query_value, TestBed, AZURE_TENANT, CLIENT_ID, CLIENT_SECRET, USER_OID,
+};
 use calsync_tests::{binary_path, function_url_event, FunctionProcess};
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -22,7 +24,12 @@ fn cli(bed: &TestBed, args: &[&str], stdin: Option<&str>) -> (String, String) {
         .spawn()
         .expect("the calsync binary is built (cargo build --workspace)");
     if let Some(input) = stdin {
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
     }
     drop(child.stdin.take());
     let out = child.wait_with_output().unwrap();
@@ -33,7 +40,9 @@ fn cli(bed: &TestBed, args: &[&str], stdin: Option<&str>) -> (String, String) {
 }
 
 fn query_pairs(query: &str) -> Vec<(String, String)> {
-    url::form_urlencoded::parse(query.as_bytes()).into_owned().collect()
+    url::form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect()
 }
 
 #[tokio::test]
@@ -44,19 +53,43 @@ async fn operator_link_user_sign_in_and_status_through_the_real_binaries() {
     let (added, _) = cli(
         &bed,
         &[
-            "tenant", "add", &tenant, "--name", "Acme E2E", "--azure-tenant-id", AZURE_TENANT,
-            "--client-id", CLIENT_ID, "--crm-url", "https://crm.acme.test", "--crm-user", "admin",
-            "--crm-time-zone", "Europe/Madrid", "--secrets-file", "-",
+            "tenant",
+            "add",
+            &tenant,
+            "--name",
+            "Acme E2E",
+            "--azure-tenant-id",
+            AZURE_TENANT,
+            "--client-id",
+            CLIENT_ID,
+            "--crm-url",
+            "https://crm.acme.test",
+            "--crm-user",
+            "admin",
+            "--crm-time-zone",
+            "Europe/Madrid",
+            "--secrets-file",
+            "-",
         ],
         Some(&secrets),
     );
     assert!(added.contains(&format!("tenant {tenant} added")));
     let (shown, _) = cli(&bed, &["tenant", "show", &tenant, "--json"], None);
-    assert!(!shown.contains(CLIENT_SECRET) && !shown.contains("crm-key-e2e") && !shown.contains("link_key"));
+    assert!(
+        !shown.contains(CLIENT_SECRET)
+            && !shown.contains("crm-key-e2e")
+            && !shown.contains("link_key")
+    );
     let (listed, _) = cli(&bed, &["tenant", "list"], None);
     assert!(listed.contains(&tenant));
 
-    let (link, _) = cli(&bed, &["link", "--tenant", &tenant, "--user", "maria", "--ttl", "1h"], None);
+    let (link, _) = cli(
+        &bed,
+        &[
+            "link", "--tenant", &tenant, "--user", "maria", "--ttl", "1h",
+        ],
+        None,
+    );
     let link = url::Url::parse(link.trim()).unwrap();
     assert_eq!(link.path(), "/connect");
 
@@ -67,9 +100,18 @@ async fn operator_link_user_sign_in_and_status_through_the_real_binaries() {
         .unwrap();
 
     let pairs = query_pairs(link.query().unwrap());
-    let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let pairs: Vec<(&str, &str)> = pairs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     let connect = function
-        .invoke(function_url_event("GET", "/connect", &pairs, &[("accept-language", "es")], None))
+        .invoke(function_url_event(
+            "GET",
+            "/connect",
+            &pairs,
+            &[("accept-language", "es")],
+            None,
+        ))
         .await
         .unwrap()
         .into_function_url_response()
@@ -77,7 +119,10 @@ async fn operator_link_user_sign_in_and_status_through_the_real_binaries() {
     assert_eq!(connect.status, 302, "{}", connect.body_text().unwrap());
     let authorize = connect.header("location").unwrap().to_owned();
     let authorize_query = authorize.split_once('?').unwrap().1;
-    assert_eq!(query_value(authorize_query, "code_challenge_method").as_deref(), Some("S256"));
+    assert_eq!(
+        query_value(authorize_query, "code_challenge_method").as_deref(),
+        Some("S256")
+    );
     assert_eq!(
         query_value(authorize_query, "scope").as_deref(),
         Some("openid profile offline_access User.Read Calendars.ReadWrite")
@@ -85,9 +130,18 @@ async fn operator_link_user_sign_in_and_status_through_the_real_binaries() {
 
     let callback_query = bed.sign_in(&authorize).await.unwrap();
     let pairs = query_pairs(&callback_query);
-    let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let pairs: Vec<(&str, &str)> = pairs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     let done = function
-        .invoke(function_url_event("GET", "/callback", &pairs, &[("accept-language", "es")], None))
+        .invoke(function_url_event(
+            "GET",
+            "/callback",
+            &pairs,
+            &[("accept-language", "es")],
+            None,
+        ))
         .await
         .unwrap()
         .into_function_url_response()
@@ -102,26 +156,53 @@ async fn operator_link_user_sign_in_and_status_through_the_real_binaries() {
     assert_eq!(status["users"][0]["ms_user_id"], USER_OID);
 
     // The refresh token Microsoft issued is stored sealed, and nowhere in the clear.
-    let refresh_token = bed.sandbox.identity().latest_refresh_token(USER_OID).unwrap();
+    let refresh_token = bed
+        .sandbox
+        .identity()
+        .latest_refresh_token(USER_OID)
+        .unwrap();
     let rows = bed.snapshot().await.unwrap();
     assert!(rows.iter().any(|r| r.contains("refresh_token_sealed")));
     for row in &rows {
-        assert!(!row.contains(&refresh_token), "plain refresh token in DynamoDB");
+        assert!(
+            !row.contains(&refresh_token),
+            "plain refresh token in DynamoDB"
+        );
         assert!(!row.contains(CLIENT_SECRET), "client secret in DynamoDB");
     }
     let (human_status, stderr) = cli(&bed, &["status", "--tenant", &tenant], None);
     let logs = function.logs();
-    assert!(logs.contains("user connected"), "the function logged its work");
+    assert!(
+        logs.contains("user connected"),
+        "the function logged its work"
+    );
     for text in [&logs, &human_status, &stderr, &status.to_string()] {
-        assert!(!text.contains(&refresh_token), "plain refresh token in logs or output");
-        assert!(!text.contains(CLIENT_SECRET), "client secret in logs or output");
+        assert!(
+            !text.contains(&refresh_token),
+            "plain refresh token in logs or output"
+        );
+        assert!(
+            !text.contains(CLIENT_SECRET),
+            "client secret in logs or output"
+        );
     }
 
     let jobs = bed.take_jobs().await.unwrap();
-    assert_eq!(jobs, vec![(format!("{tenant}#maria"), serde_json::json!({"tenant": tenant, "user": "maria", "reason": "connected", "full": true}))]);
+    assert_eq!(
+        jobs,
+        vec![(
+            format!("{tenant}#maria"),
+            serde_json::json!({"tenant": tenant, "user": "maria", "reason": "connected", "full": true})
+        )]
+    );
 
     function.stop().await.unwrap();
     let (removed, _) = cli(&bed, &["tenant", "remove", &tenant, "--yes"], None);
     assert!(removed.contains("removed"));
-    assert!(!bed.snapshot().await.unwrap().iter().any(|r| r.contains(&format!("TENANT#{tenant}"))));
+    assert!(!bed
+        .snapshot()
+        .await
+        .unwrap()
+        .iter()
+        .any(|r| r.contains(&format!("TENANT#{tenant}"))));
 }

@@ -44,7 +44,11 @@ async fn status_page_speaks_the_users_language() {
 async fn disconnect_forgets_tokens_and_reconnect_keeps_the_link() {
     let bed = TestBed::start().await.unwrap();
     assert_eq!(bed.connect().await.unwrap().status, 200);
-    let before = get_user(bed.app.store.as_ref(), &bed.tenant, &bed.user).await.unwrap().unwrap().record;
+    let before = get_user(bed.app.store.as_ref(), &bed.tenant, &bed.user)
+        .await
+        .unwrap()
+        .unwrap()
+        .record;
 
     let form = bed.link_query(Some(CRM_USER), 600, None);
     let response = calsync::auth::handle(
@@ -53,26 +57,45 @@ async fn disconnect_forgets_tokens_and_reconnect_keeps_the_link() {
             method: "POST".into(),
             path: "/disconnect".into(),
             query: String::new(),
-            headers: vec![("content-type".into(), "application/x-www-form-urlencoded".into())],
+            headers: vec![(
+                "content-type".into(),
+                "application/x-www-form-urlencoded".into(),
+            )],
             body: form.into_bytes(),
         },
     )
     .await;
     assert_eq!(response.status, 200, "{}", response.body);
-    let after = get_user(bed.app.store.as_ref(), &bed.tenant, &bed.user).await.unwrap().unwrap().record;
+    let after = get_user(bed.app.store.as_ref(), &bed.tenant, &bed.user)
+        .await
+        .unwrap()
+        .unwrap()
+        .record;
     assert_eq!(after.status, UserStatus::Disconnected);
     assert!(after.refresh_token_sealed.is_none() && after.access_token_sealed.is_none());
-    assert_eq!(after.ms_user_id, before.ms_user_id, "the link is kept for a reconnect");
+    assert_eq!(
+        after.ms_user_id, before.ms_user_id,
+        "the link is kept for a reconnect"
+    );
     let rows = bed.snapshot().await.unwrap();
-    assert!(!rows.iter().any(|r| r.contains("MSUSER#")), "the account index entry is freed");
+    assert!(
+        !rows.iter().any(|r| r.contains("MSUSER#")),
+        "the account index entry is freed"
+    );
 
     // A forged disconnect is refused.
-    let forged = bed.link_query(Some(CRM_USER), 600, None).replace("sig=", "sig=00");
+    let forged = bed
+        .link_query(Some(CRM_USER), 600, None)
+        .replace("sig=", "sig=00");
     let refused = bed.request("POST", "/disconnect", &forged).await;
     assert_eq!(refused.status, 403);
 
     assert_eq!(bed.connect().await.unwrap().status, 200);
-    let again = get_user(bed.app.store.as_ref(), &bed.tenant, &bed.user).await.unwrap().unwrap().record;
+    let again = get_user(bed.app.store.as_ref(), &bed.tenant, &bed.user)
+        .await
+        .unwrap()
+        .unwrap()
+        .record;
     assert_eq!(again.status, UserStatus::Connected);
     assert_eq!(again.ms_user_id, USER_OID);
 }
@@ -82,8 +105,13 @@ async fn one_microsoft_account_cannot_feed_two_crm_users() {
     let bed = TestBed::start().await.unwrap();
     assert_eq!(bed.connect().await.unwrap().status, 200);
     // Another CRM user signs in with the same Microsoft account.
-    let start = bed.request("GET", "/connect", &bed.link_query(Some("pedro"), 600, None)).await;
-    let callback = bed.sign_in(start.header("location").unwrap()).await.unwrap();
+    let start = bed
+        .request("GET", "/connect", &bed.link_query(Some("pedro"), 600, None))
+        .await;
+    let callback = bed
+        .sign_in(start.header("location").unwrap())
+        .await
+        .unwrap();
     let before = bed.snapshot().await.unwrap();
     let refused = bed.request("GET", "/callback", &callback).await;
     assert_eq!(refused.status, 409, "{}", refused.body);
@@ -93,34 +121,73 @@ async fn one_microsoft_account_cannot_feed_two_crm_users() {
 #[tokio::test]
 async fn admin_consent_switches_the_tenant_to_app_only() {
     let bed = TestBed::start().await.unwrap();
-    let start = bed.request("GET", "/admin-consent", &bed.link_query(None, 600, None)).await;
+    let start = bed
+        .request("GET", "/admin-consent", &bed.link_query(None, 600, None))
+        .await;
     assert_eq!(start.status, 302, "{}", start.body);
     let location = start.header("location").unwrap().to_owned();
     assert!(location.contains(&format!("/{AZURE_TENANT}/adminconsent?")));
-    assert_eq!(query_value(location.split_once('?').unwrap().1, "client_id").as_deref(), Some(CLIENT_ID));
+    assert_eq!(
+        query_value(location.split_once('?').unwrap().1, "client_id").as_deref(),
+        Some(CLIENT_ID)
+    );
     let callback = bed.sign_in(&location).await.unwrap();
-    assert_eq!(query_value(&callback, "admin_consent").as_deref(), Some("True"));
-    let done = bed.request("GET", "/admin-consent/callback", &callback).await;
+    assert_eq!(
+        query_value(&callback, "admin_consent").as_deref(),
+        Some("True")
+    );
+    let done = bed
+        .request("GET", "/admin-consent/callback", &callback)
+        .await;
     assert_eq!(done.status, 200, "{}", done.body);
-    let settings = bed.app.tenants.settings(&bed.tenant).await.unwrap().unwrap();
+    let settings = bed
+        .app
+        .tenants
+        .settings(&bed.tenant)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(settings.mode, AccessMode::AppOnly);
     assert!(settings.admin_consent_at.is_some());
-    assert!(bed.sandbox.identity().has_admin_consent(AZURE_TENANT, CLIENT_ID));
+    assert!(bed
+        .sandbox
+        .identity()
+        .has_admin_consent(AZURE_TENANT, CLIENT_ID));
     // The state was one-time.
-    assert_eq!(bed.request("GET", "/admin-consent/callback", &callback).await.status, 400);
+    assert_eq!(
+        bed.request("GET", "/admin-consent/callback", &callback)
+            .await
+            .status,
+        400
+    );
     // A user link does not open the admin route.
     let user_link = bed.link_query(Some(CRM_USER), 600, None);
-    assert_eq!(bed.request("GET", "/admin-consent", &user_link).await.status, 400);
+    assert_eq!(
+        bed.request("GET", "/admin-consent", &user_link)
+            .await
+            .status,
+        400
+    );
 }
 
 #[tokio::test]
 async fn a_refused_admin_consent_changes_nothing() {
     let bed = TestBed::start().await.unwrap();
-    bed.sandbox.identity().deny_next_admin_consent(AZURE_TENANT).unwrap();
-    let start = bed.request("GET", "/admin-consent", &bed.link_query(None, 600, None)).await;
-    let callback = bed.sign_in(start.header("location").unwrap()).await.unwrap();
+    bed.sandbox
+        .identity()
+        .deny_next_admin_consent(AZURE_TENANT)
+        .unwrap();
+    let start = bed
+        .request("GET", "/admin-consent", &bed.link_query(None, 600, None))
+        .await;
+    let callback = bed
+        .sign_in(start.header("location").unwrap())
+        .await
+        .unwrap();
     let before = bed.snapshot().await.unwrap();
-    let done = bed.request("GET", "/admin-consent/callback", &callback).await;
+    let done = bed
+        .request("GET", "/admin-consent/callback", &callback)
+        .await;
     assert_eq!(done.status, 403, "{}", done.body);
     assert_eq!(bed.snapshot().await.unwrap(), before);
 }

@@ -19,7 +19,11 @@ fn second_container(bed: &TestBed) -> App {
 }
 
 async fn stored_refresh_token(bed: &TestBed) -> String {
-    let user = get_user(bed.app.store.as_ref(), &bed.tenant, &bed.user).await.unwrap().unwrap().record;
+    let user = get_user(bed.app.store.as_ref(), &bed.tenant, &bed.user)
+        .await
+        .unwrap()
+        .unwrap()
+        .record;
     let context = bed.app.tenants.context(&bed.tenant).await.unwrap();
     context
         .sealing_key
@@ -45,18 +49,28 @@ async fn racing_refreshes_keep_the_newest_refresh_token_and_both_tokens_work() {
     let before = identity.token_request_counts().refresh_token;
 
     let (a, b) = tokio::join!(
-        bed.app.tokens.user_access_token(bed.app.store.as_ref(), &tenant_a, &bed.user),
-        other.tokens.user_access_token(other.store.as_ref(), &tenant_b, &bed.user),
+        bed.app
+            .tokens
+            .user_access_token(bed.app.store.as_ref(), &tenant_a, &bed.user),
+        other
+            .tokens
+            .user_access_token(other.store.as_ref(), &tenant_b, &bed.user),
     );
     let (a, b) = (a.unwrap(), b.unwrap());
     for token in [&a, &b] {
-        let info = identity.validate_access_token(token.expose()).expect("a valid access token");
+        let info = identity
+            .validate_access_token(token.expose())
+            .expect("a valid access token");
         assert_eq!(info.oid.as_deref(), Some(USER_OID));
     }
     let refreshes = identity.token_request_counts().refresh_token - before;
     assert_eq!(refreshes, 2, "the lease serialised two real refreshes");
     let newest = identity.latest_refresh_token(USER_OID).unwrap();
-    assert_eq!(stored_refresh_token(&bed).await, newest, "the newest refresh token is stored");
+    assert_eq!(
+        stored_refresh_token(&bed).await,
+        newest,
+        "the newest refresh token is stored"
+    );
 }
 
 #[tokio::test]
@@ -67,9 +81,17 @@ async fn a_stored_access_token_is_reused_without_a_refresh() {
     let tenant = bed.app.tenants.context(&bed.tenant).await.unwrap();
     let other = second_container(&bed);
     let before = identity.token_request_counts();
-    let token = other.tokens.user_access_token(other.store.as_ref(), &tenant, &bed.user).await.unwrap();
+    let token = other
+        .tokens
+        .user_access_token(other.store.as_ref(), &tenant, &bed.user)
+        .await
+        .unwrap();
     assert!(identity.validate_access_token(token.expose()).is_some());
-    assert_eq!(identity.token_request_counts(), before, "no token request needed");
+    assert_eq!(
+        identity.token_request_counts(),
+        before,
+        "no token request needed"
+    );
 }
 
 #[tokio::test]
@@ -82,7 +104,11 @@ async fn a_revoked_user_becomes_reconnect_required_without_a_retry_storm() {
     let tenant = bed.app.tenants.context(&bed.tenant).await.unwrap();
     let before = identity.token_request_counts().refresh_token;
 
-    let first = bed.app.tokens.user_access_token(bed.app.store.as_ref(), &tenant, &bed.user).await;
+    let first = bed
+        .app
+        .tokens
+        .user_access_token(bed.app.store.as_ref(), &tenant, &bed.user)
+        .await;
     match first {
         Err(TokenError::ReconnectRequired { error, aadsts }) => {
             assert_eq!(error, "invalid_grant");
@@ -90,20 +116,33 @@ async fn a_revoked_user_becomes_reconnect_required_without_a_retry_storm() {
         }
         other => panic!("expected reconnect_required, got {other:?}"),
     }
-    let user = get_user(bed.app.store.as_ref(), &bed.tenant, &bed.user).await.unwrap().unwrap().record;
+    let user = get_user(bed.app.store.as_ref(), &bed.tenant, &bed.user)
+        .await
+        .unwrap()
+        .unwrap()
+        .record;
     assert_eq!(user.status, UserStatus::ReconnectRequired);
-    assert!(user.problems.iter().any(|p| p.code == "reconnect_required" && p.detail.contains("50173")));
+    assert!(user
+        .problems
+        .iter()
+        .any(|p| p.code == "reconnect_required" && p.detail.contains("50173")));
     assert!(user.access_token_sealed.is_none());
 
     // Later callers learn it from storage: Microsoft is not asked again.
     for _ in 0..5 {
-        let again = bed.app.tokens.user_access_token(bed.app.store.as_ref(), &tenant, &bed.user).await;
+        let again = bed
+            .app
+            .tokens
+            .user_access_token(bed.app.store.as_ref(), &tenant, &bed.user)
+            .await;
         assert!(matches!(again, Err(TokenError::ReconnectRequired { .. })));
     }
     assert_eq!(identity.token_request_counts().refresh_token - before, 1);
 
     // Status shows it and offers to reconnect.
-    let page = bed.request("GET", "/status", &bed.link_query(Some("maria"), 600, None)).await;
+    let page = bed
+        .request("GET", "/status", &bed.link_query(Some("maria"), 600, None))
+        .await;
     assert_eq!(page.status, 200);
     assert!(page.body.contains("Reconnection needed"), "{}", page.body);
     assert!(page.body.contains("/connect?"));
@@ -113,7 +152,9 @@ async fn a_revoked_user_becomes_reconnect_required_without_a_retry_storm() {
 async fn app_only_tokens_are_cached_until_shortly_before_expiry() {
     let bed = TestBed::start().await.unwrap();
     let identity = bed.sandbox.identity();
-    identity.grant_admin_consent(AZURE_TENANT, CLIENT_ID).unwrap();
+    identity
+        .grant_admin_consent(AZURE_TENANT, CLIENT_ID)
+        .unwrap();
     let secret = bed.app.tenants.secret(&bed.tenant).await.unwrap();
     let first = bed.app.tokens.app_token(&secret).await.unwrap();
     let second = bed.app.tokens.app_token(&secret).await.unwrap();

@@ -276,7 +276,10 @@ fn microsoft_error(params: &Params) -> Result<Option<AuthError>, AuthError> {
     let Some(error) = params.optional("error")? else {
         return Ok(None);
     };
-    if matches!(error, "access_denied" | "consent_required" | "permission_denied") {
+    if matches!(
+        error,
+        "access_denied" | "consent_required" | "permission_denied"
+    ) {
         return Ok(Some(AuthError::ConsentDenied));
     }
     let aadsts = params
