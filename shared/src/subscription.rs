@@ -67,3 +67,74 @@ impl SubscriptionSeam for NoSubscriptions {
         Ok(())
     }
 }
+
+/// What calsync remembers of a Graph subscription, keyed by its id, so the webhook can map a
+/// notification to its user and check its `clientState` without keeping the state itself.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SubscriptionRecord {
+    pub id: String,
+    pub tenant: crate::ids::TenantId,
+    pub user: CrmUserName,
+    /// Hex SHA-256 of the `clientState` sent at creation (see `crypto::sha256_hex`).
+    pub client_state_hash: String,
+    /// Epoch seconds, as Graph returned it.
+    pub expires_at: i64,
+    pub created_at: i64,
+}
+
+impl SubscriptionRecord {
+    pub fn pk(id: &str) -> String {
+        format!("SUB#{id}")
+    }
+
+    pub const SK: &'static str = "SUB";
+
+    /// Stores (or replaces) the record.
+    pub async fn save(
+        &self,
+        store: &dyn crate::store::ItemStore,
+    ) -> Result<(), crate::store::StoreError> {
+        let item = crate::store::record_to_item(Self::pk(&self.id), Self::SK, self)?;
+        store
+            .put(&item, crate::store::Precondition::None)
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn load(
+        store: &dyn crate::store::ItemStore,
+        id: &str,
+    ) -> Result<Option<Self>, crate::store::StoreError> {
+        // Ids come from the internet: refuse odd ones before they reach storage keys.
+        if id.is_empty()
+            || id.len() > 128
+            || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Ok(None);
+        }
+        match store.get(&Self::pk(id), Self::SK).await? {
+            Some(item) => Ok(Some(crate::store::item_to_record(&item)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub async fn delete(
+        store: &dyn crate::store::ItemStore,
+        id: &str,
+    ) -> Result<(), crate::store::StoreError> {
+        store
+            .delete(&Self::pk(id), Self::SK, crate::store::Precondition::None)
+            .await
+            .map(|_| ())
+    }
+
+    /// Constant-time check of a notification's `clientState` against the stored hash.
+    pub fn client_state_matches(&self, client_state: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        let candidate = crate::crypto::sha256_hex(client_state);
+        candidate
+            .as_bytes()
+            .ct_eq(self.client_state_hash.as_bytes())
+            .into()
+    }
+}
