@@ -6,6 +6,7 @@
 
 pub mod identity;
 mod support;
+pub mod vtiger;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -38,6 +39,7 @@ pub struct Sandbox {
     base_url: String,
     local_addr: SocketAddr,
     identity: Identity,
+    crm: vtiger::VtigerState,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -62,7 +64,8 @@ impl Sandbox {
             .context("reading the sandbox's bound address")?;
         let base_url = format!("http://{local_addr}");
         let identity = Identity::new(base_url.clone());
-        let app = routes(&identity);
+        let crm = vtiger::VtigerState::new();
+        let app = routes(&identity, &crm);
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
             axum::serve(listener, app)
@@ -77,6 +80,7 @@ impl Sandbox {
             base_url,
             local_addr,
             identity,
+            crm,
             stop: Some(stop),
             server: Some(server),
         })
@@ -94,6 +98,11 @@ impl Sandbox {
 
     pub fn identity(&self) -> &Identity {
         &self.identity
+    }
+
+    /// The vtiger CRM stand-in, serving `{base_url}/webservice.php`.
+    pub fn crm(&self) -> &vtiger::VtigerState {
+        &self.crm
     }
 
     pub fn apply_seed(&self, seed: &SandboxSeed) -> Result<(), ControlError> {
@@ -123,8 +132,10 @@ impl Sandbox {
 /// Every part's routes on one router. Parts must not claim the same path: axum panics on
 /// overlapping routes when merging. (`GET /v1.0/me` lives in the identity part until the Graph
 /// part takes it over.)
-fn routes(identity: &Identity) -> Router {
-    Router::new().merge(identity::router(identity.clone()))
+fn routes(identity: &Identity, crm: &vtiger::VtigerState) -> Router {
+    Router::new()
+        .merge(identity::router(identity.clone()))
+        .merge(vtiger::router(crm.clone()))
 }
 
 impl Drop for Sandbox {

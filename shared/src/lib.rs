@@ -6,7 +6,9 @@
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod crm;
 pub mod crypto;
+pub mod event;
 pub mod ids;
 #[cfg(feature = "lambda")]
 pub mod lambda_web;

@@ -18,7 +18,12 @@ fn calsync(data_dir: &std::path::Path, args: &[&str], stdin: Option<&str>) -> Ou
         .spawn()
         .expect("the calsync binary is built (cargo build --workspace)");
     if let Some(input) = stdin {
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
     }
     drop(child.stdin.take());
     child.wait_with_output().unwrap()
@@ -35,14 +40,29 @@ fn tenants_links_and_status_on_the_embedded_store() {
         calsync(
             &dir,
             &[
-                "tenant", "add", tenant, "--azure-tenant-id", "6e3c2f1a-8d4b-4c3e-9f2a-1b5d7c9e0a11",
-                "--client-id", "2b8f4e6a-1c3d-4e5f-8a9b-0c1d2e3f4a5b", "--crm-url", "https://crm.acme.test/",
-                "--crm-user", "admin", "--client-secret-expires", "2000-01-31", "--secrets-file", "-",
+                "tenant",
+                "add",
+                tenant,
+                "--azure-tenant-id",
+                "6e3c2f1a-8d4b-4c3e-9f2a-1b5d7c9e0a11",
+                "--client-id",
+                "2b8f4e6a-1c3d-4e5f-8a9b-0c1d2e3f4a5b",
+                "--crm-url",
+                "https://crm.acme.test/",
+                "--crm-user",
+                "admin",
+                "--client-secret-expires",
+                "2000-01-31",
+                "--secrets-file",
+                "-",
             ],
             Some(secrets),
         )
     };
-    let ok = add("acme", "{\"client_secret\": \"s3cr3t-value\", \"crm_access_key\": \"k3y-value\"}");
+    let ok = add(
+        "acme",
+        "{\"client_secret\": \"s3cr3t-value\", \"crm_access_key\": \"k3y-value\"}",
+    );
     assert!(ok.status.success(), "{}", text(&ok.stderr));
 
     // Bad input: a clear error, nothing half-written.
@@ -58,7 +78,13 @@ fn tenants_links_and_status_on_the_embedded_store() {
     assert!(text(&list.stdout).contains("acme"));
     assert!(!text(&list.stdout).contains("beta"));
 
-    let link = calsync(&dir, &["link", "--tenant", "acme", "--user", "maria", "--ttl", "30m"], None);
+    let link = calsync(
+        &dir,
+        &[
+            "link", "--tenant", "acme", "--user", "maria", "--ttl", "30m",
+        ],
+        None,
+    );
     assert!(link.status.success(), "{}", text(&link.stderr));
     let url = url::Url::parse(text(&link.stdout).trim()).unwrap();
     assert_eq!(url.path(), "/connect");
@@ -67,7 +93,15 @@ fn tenants_links_and_status_on_the_embedded_store() {
     assert_eq!(keys, ["tenant", "user", "exp", "sig"]);
     let bad_return = calsync(
         &dir,
-        &["link", "--tenant", "acme", "--user", "maria", "--return-to", "https://evil.example/"],
+        &[
+            "link",
+            "--tenant",
+            "acme",
+            "--user",
+            "maria",
+            "--return-to",
+            "https://evil.example/",
+        ],
         None,
     );
     assert!(!bad_return.status.success());
@@ -77,11 +111,16 @@ fn tenants_links_and_status_on_the_embedded_store() {
     assert!(status.status.success(), "{}", text(&status.stderr));
     let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(json["users"], serde_json::json!([]));
-    assert!(json["warnings"][0].as_str().unwrap().contains("expired on 2000-01-31"));
+    assert!(json["warnings"][0]
+        .as_str()
+        .unwrap()
+        .contains("expired on 2000-01-31"));
 
     for output in [&ok, &list, &link, &status] {
         for secret in ["s3cr3t-value", "k3y-value"] {
-            assert!(!text(&output.stdout).contains(secret) && !text(&output.stderr).contains(secret));
+            assert!(
+                !text(&output.stdout).contains(secret) && !text(&output.stderr).contains(secret)
+            );
         }
     }
     let removed = calsync(&dir, &["tenant", "remove", "acme", "--yes"], None);

@@ -1,0 +1,171 @@
+//! Errors of the CRM port. Every bad answer a CRM can give ends here as a value, never a panic.
+
+use std::fmt;
+use std::time::Duration;
+
+/// vtiger's webservice error codes that calsync tells apart; the rest are kept verbatim.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum CrmErrorCode {
+    AuthenticationRequired,
+    InvalidSessionId,
+    SessionLeftIdle,
+    SessionExpired,
+    InvalidAuthToken,
+    InvalidUserCredentials,
+    AccessKeyUndefined,
+    AccessDenied,
+    InvalidIdAttribute,
+    RecordNotFound,
+    MandatoryFieldsMissing,
+    ReferenceInvalid,
+    QuerySyntaxError,
+    DatabaseQueryError,
+    OperationNotSupported,
+    InternalServerError,
+    Other(String),
+}
+
+impl CrmErrorCode {
+    pub fn parse(code: &str) -> Self {
+        match code {
+            "AUTHENTICATION_REQUIRED" => Self::AuthenticationRequired,
+            "INVALID_SESSIONID" => Self::InvalidSessionId,
+            "SESSION_LEFT_IDLE" => Self::SessionLeftIdle,
+            "SESSION_EXPIRED" => Self::SessionExpired,
+            "INVALID_AUTH_TOKEN" => Self::InvalidAuthToken,
+            "INVALID_USER_CREDENTIALS" => Self::InvalidUserCredentials,
+            "ACCESSKEY_UNDEFINED" => Self::AccessKeyUndefined,
+            "ACCESS_DENIED" => Self::AccessDenied,
+            "INVALID_ID_ATTRIBUTE" => Self::InvalidIdAttribute,
+            "RECORD_NOT_FOUND" => Self::RecordNotFound,
+            "MANDATORY_FIELDS_MISSING" => Self::MandatoryFieldsMissing,
+            "REFERENCE_INVALID" => Self::ReferenceInvalid,
+            "QUERY_SYNTAX_ERROR" => Self::QuerySyntaxError,
+            "DATABASE_QUERY_ERROR" => Self::DatabaseQueryError,
+            "OPERATION_NOT_SUPPORTED" => Self::OperationNotSupported,
+            "INTERNAL_SERVER_ERROR" => Self::InternalServerError,
+            other => Self::Other(other.to_owned()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::AuthenticationRequired => "AUTHENTICATION_REQUIRED",
+            Self::InvalidSessionId => "INVALID_SESSIONID",
+            Self::SessionLeftIdle => "SESSION_LEFT_IDLE",
+            Self::SessionExpired => "SESSION_EXPIRED",
+            Self::InvalidAuthToken => "INVALID_AUTH_TOKEN",
+            Self::InvalidUserCredentials => "INVALID_USER_CREDENTIALS",
+            Self::AccessKeyUndefined => "ACCESSKEY_UNDEFINED",
+            Self::AccessDenied => "ACCESS_DENIED",
+            Self::InvalidIdAttribute => "INVALID_ID_ATTRIBUTE",
+            Self::RecordNotFound => "RECORD_NOT_FOUND",
+            Self::MandatoryFieldsMissing => "MANDATORY_FIELDS_MISSING",
+            Self::ReferenceInvalid => "REFERENCE_INVALID",
+            Self::QuerySyntaxError => "QUERY_SYNTAX_ERROR",
+            Self::DatabaseQueryError => "DATABASE_QUERY_ERROR",
+            Self::OperationNotSupported => "OPERATION_NOT_SUPPORTED",
+            Self::InternalServerError => "INTERNAL_SERVER_ERROR",
+            Self::Other(code) => code,
+        }
+    }
+
+    /// The session is no longer usable: log in again and retry.
+    pub fn is_session_error(&self) -> bool {
+        matches!(
+            self,
+            Self::AuthenticationRequired
+                | Self::InvalidSessionId
+                | Self::SessionLeftIdle
+                | Self::SessionExpired
+        )
+    }
+}
+
+impl fmt::Display for CrmErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CrmError {
+    #[error("CRM {operation} timed out after {after:?}")]
+    Timeout { operation: String, after: Duration },
+
+    #[error("CRM {operation} could not be sent: {reason}")]
+    Transport { operation: String, reason: String },
+
+    /// A non-2xx status (vtiger answers handled errors with 200; 5xx means a PHP fatal error).
+    #[error("CRM {operation} answered HTTP {status}: {body_start:?}")]
+    Http {
+        operation: String,
+        status: u16,
+        body_start: String,
+    },
+
+    /// A 200 whose body is not a webservice envelope: an HTML page, truncated JSON, ...
+    #[error("CRM {operation} answered something that is not a webservice reply ({reason}): {body_start:?}")]
+    Malformed {
+        operation: String,
+        reason: String,
+        body_start: String,
+    },
+
+    /// Login refused: wrong access key, inactive user, user without a key.
+    #[error("CRM refused the login of {user_name}: {code} ({message})")]
+    Login {
+        user_name: String,
+        code: CrmErrorCode,
+        message: String,
+    },
+
+    /// `success:false` with a code that the call could not absorb.
+    #[error("CRM {operation} failed: {code} ({message})")]
+    Api {
+        operation: String,
+        code: CrmErrorCode,
+        message: String,
+    },
+
+    /// A well-formed reply whose content does not fit (missing field, bad date, ...).
+    #[error("CRM {operation} returned unusable data: {reason}")]
+    InvalidData { operation: String, reason: String },
+
+    #[error("CRM user {0:?} does not exist")]
+    UnknownUser(String),
+
+    #[error("CRM adapter misconfigured: {0}")]
+    Config(String),
+}
+
+impl CrmError {
+    /// Worth retrying later (the CRM or the network may recover); the others need a change of
+    /// data or configuration first.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            CrmError::Timeout { .. } | CrmError::Transport { .. } | CrmError::Malformed { .. } => {
+                true
+            }
+            CrmError::Http { status, .. } => *status >= 500 || *status == 429,
+            CrmError::Api { code, .. } => {
+                matches!(
+                    code,
+                    CrmErrorCode::DatabaseQueryError
+                        | CrmErrorCode::InternalServerError
+                        | CrmErrorCode::InvalidAuthToken
+                ) || code.is_session_error()
+            }
+            CrmError::Login { code, .. } => *code == CrmErrorCode::InvalidAuthToken,
+            CrmError::InvalidData { .. } | CrmError::UnknownUser(_) | CrmError::Config(_) => false,
+        }
+    }
+
+    /// The webservice error code, when the CRM gave one.
+    pub fn code(&self) -> Option<&CrmErrorCode> {
+        match self {
+            CrmError::Api { code, .. } | CrmError::Login { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+}
