@@ -4,9 +4,6 @@ use lambda_http::{Body, Request, Response};
 
 use crate::web::{WebRequest, WebResponse};
 
-/// Bodies larger than this are cut before any parsing (Function URLs allow up to 6 MB).
-pub const MAX_BODY_BYTES: usize = 1024 * 1024;
-
 pub fn to_web_request(request: &Request) -> WebRequest {
     let body = match request.body() {
         Body::Empty => Vec::new(),
@@ -32,11 +29,12 @@ pub fn to_web_request(request: &Request) -> WebRequest {
     }
 }
 
-/// True when the request's body is over the limit (checked before the body is read further).
-pub fn body_too_large(request: &Request) -> bool {
+/// True when the request's body is over `limit` bytes (checked before anything parses it;
+/// Function URLs themselves accept up to 6 MB).
+pub fn body_too_large(request: &Request, limit: usize) -> bool {
     match request.body() {
-        Body::Text(text) => text.len() > MAX_BODY_BYTES,
-        Body::Binary(bytes) => bytes.len() > MAX_BODY_BYTES,
+        Body::Text(text) => text.len() > limit,
+        Body::Binary(bytes) => bytes.len() > limit,
         _ => false,
     }
 }

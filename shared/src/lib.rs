@@ -23,6 +23,7 @@ pub mod tenant;
 pub mod token;
 pub mod users;
 pub mod web;
+pub mod webhook;
 
 pub use app::App;
 pub use config::Config;

@@ -77,7 +77,9 @@ pub struct SubscriptionRecord {
     pub user: CrmUserName,
     /// Hex SHA-256 of the `clientState` sent at creation (see `crypto::sha256_hex`).
     pub client_state_hash: String,
-    /// Epoch seconds, as Graph returned it.
+    /// Epoch seconds, as Graph returned it. (Stored under another name: `expires_at` is the
+    /// table's TTL attribute, and this record must outlive its subscription's expiry.)
+    #[serde(rename = "subscription_expires_at")]
     pub expires_at: i64,
     pub created_at: i64,
 }

@@ -7,6 +7,7 @@
 //! run `cargo build --workspace` before `cargo test` (the test script does).
 
 pub mod events;
+pub mod function_url;
 pub mod response;
 pub mod runtime;
 pub mod testbed;

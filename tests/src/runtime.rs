@@ -282,7 +282,8 @@ impl FunctionProcess {
         let outcome = tokio::select! {
             biased;
             outcome = &mut outcome => outcome.map_err(|_| anyhow!("the Runtime API stand-in stopped")),
-            _ = exit.wait_for(Option::is_some) => {
+            // The watch guard is dropped inside, so this future stays `Send`.
+            _ = async { exit.wait_for(Option::is_some).await.map(|_| ()) } => {
                 // The child may have answered just before exiting: that answer counts.
                 self.wait_for_logs().await;
                 match outcome.try_recv() {

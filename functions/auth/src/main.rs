@@ -7,7 +7,8 @@ use calsync::{App, Config};
 use lambda_http::{run, service_fn, Body, Error, Request, Response};
 
 async fn handle(app: &App, request: Request) -> Result<Response<Body>, Error> {
-    let response = if body_too_large(&request) {
+    // The auth routes take small forms at most.
+    let response = if body_too_large(&request, 16 * 1024) {
         WebResponse::text(413, "request body too large")
     } else {
         calsync::auth::handle(app, &to_web_request(&request)).await
