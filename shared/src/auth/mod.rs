@@ -614,13 +614,13 @@ pub async fn disconnect_user(
     app: &App,
     tenant: &TenantContext,
     user: &CrmUserName,
-) -> Result<(), AuthErrorPublic> {
+) -> Result<(), DisconnectError> {
     let store = app.store.as_ref();
     let Some(current) = get_user(store, &tenant.id, user)
         .await
-        .map_err(AuthErrorPublic::from_store)?
+        .map_err(DisconnectError::from_store)?
     else {
-        return Err(AuthErrorPublic::NotConnected);
+        return Err(DisconnectError::NotConnected);
     };
     if let Some(subscription_id) = &current.record.subscription_id {
         match app.tokens.user_access_token(store, tenant, user).await {
@@ -651,7 +651,7 @@ pub async fn disconnect_user(
         r.updated_at = now;
     })
     .await
-    .map_err(AuthErrorPublic::from_store)?;
+    .map_err(DisconnectError::from_store)?;
     if !ms_user_id.is_empty() {
         store
             .delete(
@@ -660,32 +660,32 @@ pub async fn disconnect_user(
                 Precondition::None,
             )
             .await
-            .map_err(AuthErrorPublic::from_store)?;
+            .map_err(DisconnectError::from_store)?;
     }
     tracing::info!(tenant = %tenant.id, user = %user, "user disconnected");
     Ok(())
 }
 
-/// The errors `disconnect_user` reports to callers outside this module (the CLI).
+/// Why `disconnect_user` could not disconnect (it is also the CLI's `user disconnect`).
 #[derive(Debug, thiserror::Error)]
-pub enum AuthErrorPublic {
+pub enum DisconnectError {
     #[error("the user has never connected")]
     NotConnected,
     #[error("storage: {0}")]
     Store(String),
 }
 
-impl AuthErrorPublic {
+impl DisconnectError {
     fn from_store(e: StoreError) -> Self {
-        AuthErrorPublic::Store(e.to_string())
+        DisconnectError::Store(e.to_string())
     }
 }
 
-impl From<AuthErrorPublic> for AuthError {
-    fn from(e: AuthErrorPublic) -> Self {
+impl From<DisconnectError> for AuthError {
+    fn from(e: DisconnectError) -> Self {
         match e {
-            AuthErrorPublic::NotConnected => AuthError::NotConnected,
-            AuthErrorPublic::Store(s) => AuthError::Internal(s),
+            DisconnectError::NotConnected => AuthError::NotConnected,
+            DisconnectError::Store(s) => AuthError::Internal(s),
         }
     }
 }
@@ -703,12 +703,7 @@ async fn status(app: &App, request: &WebRequest, lang: Lang) -> Result<Outcome, 
         .map_err(|e| AuthError::Internal(e.to_string()))?;
     // The status link's signature is a connect signature too (same fields), so the page can
     // offer to connect or reconnect without a new link from the CRM.
-    let connect_href = {
-        let mut link = claims.url(public_url, "connect", &tenant.secret.link_key);
-        // Re-signing would need the key anyway; `url` does exactly that.
-        link.shrink_to_fit();
-        link
-    };
+    let connect_href = claims.url(public_url, "connect", &tenant.secret.link_key);
     let mut page = Page::new(lang, 200, Msg::StatusTitle);
     let Some(record) = record else {
         page = page
