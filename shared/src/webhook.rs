@@ -89,28 +89,22 @@ pub fn parse_collection(body: &[u8]) -> Result<Vec<Notification>, ParseError> {
 /// The mailbox and event ids in a notification's resource path, in either of the styles Graph
 /// uses: `Users/{user}/Events/{event}` or `Users('{user}')/Events('{event}')`.
 pub fn resource_ids(resource: &str) -> Option<(String, String)> {
-    let parts: Vec<(String, Option<String>)> = resource
-        .trim_start_matches('/')
-        .split('/')
-        .map(|segment| match segment.split_once("('") {
-            Some((name, rest)) => (
-                name.to_ascii_lowercase(),
-                Some(rest.trim_end_matches("')").to_owned()),
-            ),
-            None => (segment.to_ascii_lowercase(), None),
-        })
-        .collect();
     // Flatten to name, id, name, id … whichever style was used.
-    let mut flat: Vec<String> = Vec::new();
-    for (name, inline_id) in parts {
-        flat.push(name);
-        if let Some(id) = inline_id {
-            flat.push(id);
+    let mut flat: Vec<&str> = Vec::new();
+    for segment in resource.trim_start_matches('/').split('/') {
+        match segment.split_once("('") {
+            Some((name, rest)) => {
+                flat.push(name);
+                flat.push(rest.strip_suffix("')")?);
+            }
+            None => flat.push(segment),
         }
     }
     match flat.as_slice() {
-        [users, user, events, event] if users == "users" && events == "events" => {
-            Some((user.clone(), event.clone()))
+        [users, user, events, event]
+            if users.eq_ignore_ascii_case("users") && events.eq_ignore_ascii_case("events") =>
+        {
+            Some(((*user).to_owned(), (*event).to_owned()))
         }
         _ => None,
     }
