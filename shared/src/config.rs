@@ -100,18 +100,6 @@ impl Config {
             why: "links and the OAuth redirect URI are built from it",
         })
     }
-
-    /// The OAuth redirect URI registered in the Azure app.
-    pub fn redirect_uri(&self) -> Result<String, ConfigError> {
-        Ok(join_url(self.require_public_url()?, "callback"))
-    }
-
-    pub fn admin_consent_redirect_uri(&self) -> Result<String, ConfigError> {
-        Ok(join_url(
-            self.require_public_url()?,
-            "admin-consent/callback",
-        ))
-    }
 }
 
 /// `base` + `/` + `path`, whether or not `base` ends in a slash.
@@ -168,15 +156,20 @@ mod tests {
         assert_eq!(c.login_url.as_str(), "https://login.microsoftonline.com/");
         assert_eq!(c.graph_url.as_str(), "https://graph.microsoft.com/");
         assert!(c.queue_url.is_none());
-        assert!(c.redirect_uri().is_err());
+        assert!(c.require_public_url().is_err());
     }
 
     #[test]
-    fn redirect_uri_is_public_url_plus_callback() {
-        let c = config(&[("CALSYNC_PUBLIC_URL", "https://auth.example.com/")]).unwrap();
+    fn urls_join_with_one_slash() {
+        let base = Url::parse("https://auth.example.com/").unwrap();
         assert_eq!(
-            c.redirect_uri().unwrap(),
+            join_url(&base, "callback"),
             "https://auth.example.com/callback"
+        );
+        let base = Url::parse("https://example.com/calsync").unwrap();
+        assert_eq!(
+            join_url(&base, "callback"),
+            "https://example.com/calsync/callback"
         );
     }
 

@@ -191,3 +191,46 @@ async fn a_refused_admin_consent_changes_nothing() {
     assert_eq!(done.status, 403, "{}", done.body);
     assert_eq!(bed.snapshot().await.unwrap(), before);
 }
+
+#[tokio::test]
+async fn without_a_configured_public_url_the_function_url_host_is_used() {
+    let bed = TestBed::start().await.unwrap();
+    let mut config = bed.app.config.clone();
+    config.public_url = None;
+    let app = calsync::App::with_parts(
+        config,
+        bed.app.store.clone(),
+        bed.app.secrets.clone(),
+        bed.app.queue.clone(),
+    )
+    .unwrap();
+    let host = "abcdefghij.lambda-url.eu-west-1.on.aws";
+    let request = |host: Option<&str>| WebRequest {
+        method: "GET".into(),
+        path: "/connect".into(),
+        query: bed.link_query(Some(CRM_USER), 600, None),
+        headers: host
+            .map(|h| vec![("host".to_owned(), h.to_owned())])
+            .unwrap_or_default(),
+        body: Vec::new(),
+    };
+    let response = calsync::auth::handle(&app, &request(Some(host))).await;
+    assert_eq!(response.status, 302, "{}", response.body);
+    let location = response.header("location").unwrap();
+    let query = location.split_once('?').unwrap().1;
+    assert_eq!(
+        query_value(query, "redirect_uri"),
+        Some(format!("https://{host}/callback"))
+    );
+    // A Host that is not a plain host name is not trusted.
+    assert_eq!(
+        calsync::auth::handle(&app, &request(Some("evil.example/x?")))
+            .await
+            .status,
+        500
+    );
+    assert_eq!(
+        calsync::auth::handle(&app, &request(None)).await.status,
+        500
+    );
+}

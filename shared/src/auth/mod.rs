@@ -9,6 +9,7 @@ use serde_json::json;
 use url::Url;
 
 use crate::app::App;
+use crate::config::join_url;
 use crate::ids::{CrmUserName, TenantId};
 use crate::links::{LinkClaims, LinkError};
 use crate::queue::{JobReason, SyncJob};
@@ -224,10 +225,31 @@ fn check_return_to(return_to: &str, tenant: &TenantContext) -> Result<(), AuthEr
     Ok(())
 }
 
-fn redirect_uri(app: &App) -> Result<String, AuthError> {
-    app.config
-        .redirect_uri()
-        .map_err(|e| AuthError::Internal(e.to_string()))
+/// The auth function's public base URL: the configured one, or else this request's own host —
+/// a Lambda Function URL only receives requests addressed to its own domain, and a function
+/// cannot be told its own URL at deploy time.
+fn public_base(app: &App, request: &WebRequest) -> Result<Url, AuthError> {
+    if let Some(url) = &app.config.public_url {
+        return Ok(url.clone());
+    }
+    let host = request
+        .header("host")
+        .filter(|h| {
+            !h.is_empty()
+                && h.len() <= 253
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b':')
+        })
+        .ok_or_else(|| {
+            AuthError::Internal(
+                "CALSYNC_PUBLIC_URL is not set and the request has no usable Host".into(),
+            )
+        })?;
+    Url::parse(&format!("https://{host}/")).map_err(|e| AuthError::Internal(e.to_string()))
+}
+
+fn redirect_uri(app: &App, request: &WebRequest) -> Result<String, AuthError> {
+    Ok(join_url(&public_base(app, request)?, "callback"))
 }
 
 async fn connect(app: &App, request: &WebRequest) -> Result<Outcome, AuthError> {
@@ -240,7 +262,7 @@ async fn connect(app: &App, request: &WebRequest) -> Result<Outcome, AuthError> 
         .user
         .clone()
         .ok_or_else(|| AuthError::BadRequest("user is missing".into()))?;
-    let redirect_uri = redirect_uri(app)?;
+    let redirect_uri = redirect_uri(app, request)?;
     let state_id = state::new_state_id();
     let login_hint = get_user(app.store.as_ref(), &tenant.id, &user)
         .await?
@@ -323,7 +345,12 @@ async fn callback(app: &App, request: &WebRequest, lang: Lang) -> Result<Outcome
 
     let tokens = app
         .tokens
-        .redeem_code(&tenant.secret, &redirect_uri(app)?, code, &verifier)
+        .redeem_code(
+            &tenant.secret,
+            &redirect_uri(app, request)?,
+            code,
+            &verifier,
+        )
         .await
         .map_err(AuthError::Token)?;
     let claims = tokens
@@ -519,10 +546,7 @@ async fn note_problem(app: &App, tenant: &TenantId, user: &CrmUserName, code: &s
 async fn admin_consent(app: &App, request: &WebRequest) -> Result<Outcome, AuthError> {
     let params = Params::new(request.query_pairs());
     let (_claims, tenant) = verified_link(app, &params, false).await?;
-    let redirect_uri = app
-        .config
-        .admin_consent_redirect_uri()
-        .map_err(|e| AuthError::Internal(e.to_string()))?;
+    let redirect_uri = join_url(&public_base(app, request)?, "admin-consent/callback");
     let state_id = state::new_state_id();
     let url = app
         .tokens
@@ -697,10 +721,7 @@ async fn status(app: &App, request: &WebRequest, lang: Lang) -> Result<Outcome, 
     let record = get_user(app.store.as_ref(), &tenant.id, &user)
         .await?
         .map(|u| u.record);
-    let public_url = app
-        .config
-        .require_public_url()
-        .map_err(|e| AuthError::Internal(e.to_string()))?;
+    let public_url = &public_base(app, request)?;
     // The status link's signature is a connect signature too (same fields), so the page can
     // offer to connect or reconnect without a new link from the CRM.
     let connect_href = claims.url(public_url, "connect", &tenant.secret.link_key);
