@@ -52,6 +52,9 @@ enum Command {
         #[arg(long)]
         admin_consent: bool,
     },
+    /// Disconnect a user: delete their subscription and tokens, keep what the sync knows.
+    #[command(subcommand)]
+    User(UserCommand),
     /// Show users' connection and sync health.
     Status {
         #[arg(long)]
@@ -61,6 +64,17 @@ enum Command {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Stop syncing a user's calendar and forget their Microsoft sign-in.
+    Disconnect {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        user: String,
     },
 }
 
@@ -102,6 +116,14 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Status { tenant, user, json } => {
             status(&app, &tenant, user.as_deref(), json).await
+        }
+        Command::User(UserCommand::Disconnect { tenant, user }) => {
+            let tenant = TenantId::parse(&tenant)?;
+            let user = CrmUserName::parse(&user)?;
+            let context = app.tenants.context(&tenant).await?;
+            calsync::auth::disconnect_user(&app, &context, &user).await?;
+            println!("user {user} of tenant {tenant} disconnected");
+            Ok(())
         }
     }
 }

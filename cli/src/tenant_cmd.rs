@@ -58,6 +58,16 @@ pub enum TenantCommand {
         #[arg(long)]
         reveal_link_key: bool,
     },
+    /// Store a new client secret (read from --secrets-file or stdin as `client_secret=…`), e.g.
+    /// before the old one expires. Functions pick it up within five minutes.
+    RotateSecret {
+        tenant: String,
+        /// When the new client secret expires (YYYY-MM-DD).
+        #[arg(long)]
+        client_secret_expires: Option<String>,
+        #[arg(long)]
+        secrets_file: PathBuf,
+    },
     /// Remove a tenant with its users, tokens and secret.
     Remove {
         tenant: String,
@@ -172,6 +182,27 @@ pub async fn run(app: &App, command: TenantCommand) -> Result<()> {
             }
             Ok(())
         }
+        TenantCommand::RotateSecret {
+            tenant,
+            client_secret_expires,
+            secrets_file,
+        } => {
+            let tenant = TenantId::parse(&tenant)?;
+            let (client_secret, _) = read_secret_pairs(&secrets_file)?;
+            let client_secret =
+                client_secret.context("client_secret is missing from the secrets")?;
+            let mut secret = app.tenants.secret(&tenant).await?;
+            secret.client_secret = Secret::new(client_secret);
+            secret.client_secret_expires = client_secret_expires.clone();
+            app.tenants.put_secret(&tenant, &secret).await?;
+            app.tenants
+                .update_settings(&tenant, |s| {
+                    s.client_secret_expires = client_secret_expires.clone()
+                })
+                .await?;
+            println!("tenant {tenant}: client secret replaced");
+            Ok(())
+        }
         TenantCommand::Remove { tenant, yes } => {
             let tenant = TenantId::parse(&tenant)?;
             if !yes {
@@ -215,6 +246,20 @@ struct SecretValues {
 }
 
 fn read_secret_values(path: &PathBuf) -> Result<SecretValues> {
+    let (client_secret, crm_access_key) = read_secret_pairs(path)?;
+    Ok(SecretValues {
+        client_secret: Secret::new(
+            client_secret.context("client_secret is missing from the secrets")?,
+        ),
+        crm_access_key: Secret::new(
+            crm_access_key.context("crm_access_key is missing from the secrets")?,
+        ),
+    })
+}
+
+/// Reads `client_secret` and `crm_access_key` from a file or stdin (`-`): `key=value` lines or
+/// a JSON object. Empty values count as missing.
+fn read_secret_pairs(path: &PathBuf) -> Result<(Option<String>, Option<String>)> {
     let mut raw = String::new();
     if path.as_os_str() == "-" {
         std::io::stdin()
@@ -249,18 +294,8 @@ fn read_secret_values(path: &PathBuf) -> Result<SecretValues> {
             }
         }
     }
-    Ok(SecretValues {
-        client_secret: Secret::new(
-            client_secret
-                .filter(|s| !s.is_empty())
-                .context("client_secret is missing from the secrets")?,
-        ),
-        crm_access_key: Secret::new(
-            crm_access_key
-                .filter(|s| !s.is_empty())
-                .context("crm_access_key is missing from the secrets")?,
-        ),
-    })
+    let non_empty = |v: Option<String>| v.filter(|s| !s.is_empty());
+    Ok((non_empty(client_secret), non_empty(crm_access_key)))
 }
 
 fn now() -> i64 {

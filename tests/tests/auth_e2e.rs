@@ -196,6 +196,20 @@ async fn operator_link_user_sign_in_and_status_through_the_real_binaries() {
         )]
     );
 
+    let (disconnected, _) = cli(
+        &bed,
+        &["user", "disconnect", "--tenant", &tenant, "--user", "maria"],
+        None,
+    );
+    assert!(disconnected.contains("disconnected"));
+    let (status, _) = cli(
+        &bed,
+        &["status", "--tenant", &tenant, "--user", "maria", "--json"],
+        None,
+    );
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["users"][0]["status"], "disconnected");
+
     function.stop().await.unwrap();
     let (removed, _) = cli(&bed, &["tenant", "remove", &tenant, "--yes"], None);
     assert!(removed.contains("removed"));

@@ -116,8 +116,33 @@ fn tenants_links_and_status_on_the_embedded_store() {
         .unwrap()
         .contains("expired on 2000-01-31"));
 
-    for output in [&ok, &list, &link, &status] {
-        for secret in ["s3cr3t-value", "k3y-value"] {
+    // Rotating the secret clears the warning.
+    let rotated = calsync(
+        &dir,
+        &[
+            "tenant",
+            "rotate-secret",
+            "acme",
+            "--client-secret-expires",
+            "2099-12-31",
+            "--secrets-file",
+            "-",
+        ],
+        Some("client_secret=n3w-s3cr3t\n"),
+    );
+    assert!(rotated.status.success(), "{}", text(&rotated.stderr));
+    let status_after = calsync(&dir, &["status", "--tenant", "acme", "--json"], None);
+    let json: serde_json::Value = serde_json::from_slice(&status_after.stdout).unwrap();
+    assert_eq!(json["warnings"], serde_json::json!([]));
+    let no_secret = calsync(
+        &dir,
+        &["tenant", "rotate-secret", "acme", "--secrets-file", "-"],
+        Some("crm_access_key=x\n"),
+    );
+    assert!(text(&no_secret.stderr).contains("client_secret is missing"));
+
+    for output in [&ok, &list, &link, &status, &rotated, &status_after] {
+        for secret in ["s3cr3t-value", "k3y-value", "n3w-s3cr3t"] {
             assert!(
                 !text(&output.stdout).contains(secret) && !text(&output.stderr).contains(secret)
             );
