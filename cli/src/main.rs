@@ -212,7 +212,7 @@ async fn status(app: &App, tenant: &str, user: Option<&str>, json: bool) -> Resu
         }
         None => list_users(app.store.as_ref(), &tenant).await?,
     };
-    let warnings = tenant_cmd::tenant_warnings(&settings);
+    let warnings = settings.warnings(calsync::store::now_epoch());
     if json {
         let out = serde_json::json!({
             "tenant": tenant,

@@ -100,7 +100,7 @@ pub async fn run(app: &App, command: TenantCommand) -> Result<()> {
         } => {
             let tenant = TenantId::parse(&tenant)?;
             let values = read_secret_values(&secrets_file)?;
-            let now = now();
+            let now = calsync::store::now_epoch();
             let mut settings = TenantSettings::new(
                 tenant.clone(),
                 name.unwrap_or_else(|| tenant.to_string()),
@@ -164,7 +164,8 @@ pub async fn run(app: &App, command: TenantCommand) -> Result<()> {
             out["client_id"] = context.secret.client_id.clone().into();
             out["crm_url"] = context.secret.crm_url.clone().into();
             out["crm_user"] = context.secret.crm_user.clone().into();
-            out["warnings"] = serde_json::to_value(tenant_warnings(&context.settings))?;
+            out["warnings"] =
+                serde_json::to_value(context.settings.warnings(calsync::store::now_epoch()))?;
             if reveal_link_key {
                 out["link_key"] = context.secret.link_key.expose().into();
             }
@@ -218,26 +219,6 @@ pub async fn run(app: &App, command: TenantCommand) -> Result<()> {
             }
         }
     }
-}
-
-/// Warnings an operator should act on, shared by `status` and `tenant show`.
-pub fn tenant_warnings(settings: &TenantSettings) -> Vec<String> {
-    let mut warnings = Vec::new();
-    if let Some(expires) = &settings.client_secret_expires {
-        let today = calsync::auth::format_utc(now());
-        let in_30_days = calsync::auth::format_utc(now() + 30 * 86_400);
-        // ISO dates compare correctly as text.
-        if expires.as_str() < &today[..10] {
-            warnings.push(format!(
-                "the client secret expired on {expires}: users cannot sync; rotate it now"
-            ));
-        } else if expires.as_str() <= &in_30_days[..10] {
-            warnings.push(format!(
-                "the client secret expires on {expires}: rotate it before then"
-            ));
-        }
-    }
-    warnings
 }
 
 struct SecretValues {
@@ -296,11 +277,4 @@ fn read_secret_pairs(path: &PathBuf) -> Result<(Option<String>, Option<String>)>
     }
     let non_empty = |v: Option<String>| v.filter(|s| !s.is_empty());
     Ok((non_empty(client_secret), non_empty(crm_access_key)))
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }

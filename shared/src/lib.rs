@@ -8,8 +8,10 @@ pub mod auth;
 pub mod config;
 pub mod crm;
 pub mod crypto;
+pub mod dispatch;
 pub mod event;
 pub mod ids;
+pub mod jobs;
 #[cfg(feature = "lambda")]
 pub mod lambda_web;
 pub mod links;

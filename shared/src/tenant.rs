@@ -87,7 +87,15 @@ pub struct TenantSettings {
     pub client_secret_expires: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin_consent_at: Option<i64>,
+    /// How often the scheduler syncs each user even without notifications (the safety net
+    /// under push).
+    #[serde(default = "default_sync_interval")]
+    pub sync_interval_minutes: u32,
     pub created_at: i64,
+}
+
+fn default_sync_interval() -> u32 {
+    15
 }
 
 impl TenantSettings {
@@ -108,8 +116,29 @@ impl TenantSettings {
             window_future_days: 365,
             client_secret_expires: None,
             admin_consent_at: None,
+            sync_interval_minutes: default_sync_interval(),
             created_at: now,
         })
+    }
+
+    /// Warnings an operator should act on (status, `tenant show`, the dispatcher's log).
+    pub fn warnings(&self, now: i64) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if let Some(expires) = &self.client_secret_expires {
+            let today = crate::auth::format_utc(now);
+            let in_30_days = crate::auth::format_utc(now + 30 * 86_400);
+            // ISO dates compare correctly as text.
+            if expires.as_str() < &today[..10] {
+                warnings.push(format!(
+                    "the client secret expired on {expires}: users cannot sync; rotate it now (calsync tenant rotate-secret)"
+                ));
+            } else if expires.as_str() <= &in_30_days[..10] {
+                warnings.push(format!(
+                    "the client secret expires on {expires}: rotate it before then (calsync tenant rotate-secret)"
+                ));
+            }
+        }
+        warnings
     }
 }
 
@@ -412,6 +441,28 @@ mod tests {
             "http://localhost:8080"
         );
         assert!(origin_of("javascript:alert(1)").is_err());
+    }
+
+    #[test]
+    fn secret_expiry_warnings_start_30_days_ahead() {
+        let mut settings = TenantSettings::new(
+            TenantId::parse("t").unwrap(),
+            "T".into(),
+            "https://crm.x",
+            0,
+        )
+        .unwrap();
+        let day = 86_400;
+        let now = 20_000 * day; // 2024-10-04
+        assert!(settings.warnings(now).is_empty());
+        settings.client_secret_expires =
+            Some(crate::auth::format_utc(now + 45 * day)[..10].to_owned());
+        assert!(settings.warnings(now).is_empty());
+        settings.client_secret_expires =
+            Some(crate::auth::format_utc(now + 29 * day)[..10].to_owned());
+        assert!(settings.warnings(now)[0].contains("rotate it before then"));
+        settings.client_secret_expires = Some(crate::auth::format_utc(now - day)[..10].to_owned());
+        assert!(settings.warnings(now)[0].contains("expired"));
     }
 
     #[test]

@@ -77,6 +77,9 @@ pub struct SyncSummary {
     /// Last successful run that brought CRM changes into Outlook.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to_outlook_at: Option<i64>,
+    /// When the last run ended, successful or not: the scheduler's clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run_at: Option<i64>,
 }
 
 impl UserRecord {

@@ -1,15 +1,21 @@
-//! `calsync-sync`: not built yet. It starts, and fails every invocation with a clear message,
-//! so a deployment that routes events here learns at once that this function is missing.
+//! `calsync-sync`: scheduled dispatch rounds and SQS batches of sync jobs. The work lives in
+//! `calsync::jobs`.
 
+use calsync::{App, Config};
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use serde_json::Value;
 
-async fn handle(_event: LambdaEvent<Value>) -> Result<Value, Error> {
-    Err("calsync-sync is not implemented yet".into())
+async fn handle(app: &App, event: LambdaEvent<Value>) -> Result<Value, Error> {
+    Ok(calsync::jobs::handle_event(app, &event.payload).await?)
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     calsync::telemetry::init(true);
-    run(service_fn(handle)).await
+    let app = App::from_config(Config::from_env()?).await?;
+    let app = &app;
+    run(service_fn(move |event: LambdaEvent<Value>| {
+        handle(app, event)
+    }))
+    .await
 }

@@ -100,7 +100,8 @@ pub trait ItemStore: Send + Sync {
     async fn transact(&self, ops: Vec<WriteOp>) -> Result<(), StoreError>;
 }
 
-pub(crate) fn now_epoch() -> i64 {
+/// Seconds since the Unix epoch (0 if the clock is before it).
+pub fn now_epoch() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
