@@ -347,6 +347,32 @@ pub fn now() -> i64 {
         .unwrap_or(0)
 }
 
+/// Runs the `calsync` CLI with only `env` (and PATH) in its environment, feeding `stdin`.
+pub fn run_cli(
+    args: &[&str],
+    env: &[(String, String)],
+    stdin: Option<&str>,
+) -> std::process::Output {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(crate::binary_path("calsync"))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().cloned())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the calsync binary is built (cargo build --workspace)");
+    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(input.as_bytes())
+            .expect("the CLI reads its stdin");
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().expect("the CLI ran")
+}
+
 /// A query string's value for `name`.
 pub fn query_value(query: &str, name: &str) -> Option<String> {
     url::form_urlencoded::parse(query.as_bytes())

@@ -7,42 +7,38 @@
 use calsync_tests::testbed::{
     query_value, TestBed, AZURE_TENANT, CLIENT_ID, CLIENT_SECRET, USER_OID,
 };
-use calsync_tests::{binary_path, function_url_event, FunctionProcess};
-use std::io::Write;
-use std::process::{Command, Stdio};
+use calsync_tests::{binary_path, function_url_event, FunctionProcess, FunctionUrlResponse};
 
-/// Runs the `calsync` CLI against the bed; returns stdout, panicking with stderr on failure.
+/// Runs the `calsync` CLI against the bed; returns stdout and stderr, panicking on failure.
 fn cli(bed: &TestBed, args: &[&str], stdin: Option<&str>) -> (String, String) {
-    let mut child = Command::new(binary_path("calsync"))
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(bed.env())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the calsync binary is built (cargo build --workspace)");
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-    }
-    drop(child.stdin.take());
-    let out = child.wait_with_output().unwrap();
+    let out = calsync_tests::testbed::run_cli(args, &bed.env(), stdin);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "calsync {args:?} failed: {stderr}");
     (stdout, stderr)
 }
 
-fn query_pairs(query: &str) -> Vec<(String, String)> {
-    url::form_urlencoded::parse(query.as_bytes())
+/// A browser GET of `path?query` (a raw query string) through the function, in Spanish.
+async fn get(function: &FunctionProcess, path: &str, query: &str) -> FunctionUrlResponse {
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
         .into_owned()
-        .collect()
+        .collect();
+    let pairs: Vec<(&str, &str)> = pairs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    function
+        .invoke(function_url_event(
+            "GET",
+            path,
+            &pairs,
+            &[("accept-language", "es")],
+            None,
+        ))
+        .await
+        .unwrap()
+        .into_function_url_response()
+        .unwrap()
 }
 
 #[tokio::test]
@@ -99,23 +95,7 @@ async fn operator_link_user_sign_in_and_status_through_the_real_binaries() {
         .await
         .unwrap();
 
-    let pairs = query_pairs(link.query().unwrap());
-    let pairs: Vec<(&str, &str)> = pairs
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let connect = function
-        .invoke(function_url_event(
-            "GET",
-            "/connect",
-            &pairs,
-            &[("accept-language", "es")],
-            None,
-        ))
-        .await
-        .unwrap()
-        .into_function_url_response()
-        .unwrap();
+    let connect = get(&function, "/connect", link.query().unwrap()).await;
     assert_eq!(connect.status, 302, "{}", connect.body_text().unwrap());
     let authorize = connect.header("location").unwrap().to_owned();
     let authorize_query = authorize.split_once('?').unwrap().1;
@@ -129,23 +109,7 @@ async fn operator_link_user_sign_in_and_status_through_the_real_binaries() {
     );
 
     let callback_query = bed.sign_in(&authorize).await.unwrap();
-    let pairs = query_pairs(&callback_query);
-    let pairs: Vec<(&str, &str)> = pairs
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let done = function
-        .invoke(function_url_event(
-            "GET",
-            "/callback",
-            &pairs,
-            &[("accept-language", "es")],
-            None,
-        ))
-        .await
-        .unwrap()
-        .into_function_url_response()
-        .unwrap();
+    let done = get(&function, "/callback", &callback_query).await;
     assert_eq!(done.status, 200, "{}", done.body_text().unwrap());
     assert!(done.body_text().unwrap().contains("Calendario conectado"));
 

@@ -1,32 +1,15 @@
 //! The operator CLI against the embedded store (one SQLite file), as on a single machine.
 
-use calsync_tests::binary_path;
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 fn calsync(data_dir: &std::path::Path, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(binary_path("calsync"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("CALSYNC_PUBLIC_URL", "https://auth.calsync.test")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the calsync binary is built (cargo build --workspace)");
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-    }
-    drop(child.stdin.take());
-    child.wait_with_output().unwrap()
+    let mut all = vec!["--data-dir", data_dir.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let env = [(
+        "CALSYNC_PUBLIC_URL".to_owned(),
+        "https://auth.calsync.test".to_owned(),
+    )];
+    calsync_tests::testbed::run_cli(&all, &env, stdin)
 }
 
 fn text(bytes: &[u8]) -> String {
