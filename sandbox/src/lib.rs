@@ -1,10 +1,12 @@
 //! calsync-sandbox: faithful, in-memory stand-ins for the services calsync talks to, served by
 //! one local HTTP server.
 //!
-//! Each stand-in contributes a router and a shared state handle. Today that is the Microsoft
-//! identity platform ([`identity`]); the Graph and CRM parts add theirs in `routes`.
+//! Each stand-in contributes a router and a shared state handle: the Microsoft identity
+//! platform ([`identity`]), Microsoft Graph ([`graph`]) and a vtiger CRM ([`vtiger`]).
 
+pub mod graph;
 pub mod identity;
+pub mod subscriber;
 mod support;
 pub mod vtiger;
 
@@ -18,6 +20,11 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub use graph::{
+    Delivery, DeliveryKind, DeltaExpiry, DeltaQuirks, FaultRate, FaultRoute, FaultRule, Graph,
+    GraphControlError, GraphFault, LifecycleEvent, MailboxCounters, RequestRecord,
+    SubscriptionInfo,
+};
 pub use identity::{
     AccessTokenInfo, AppRegistration, AuthorizeRequest, ControlError, DemoTenant, Identity,
     IdentitySeed, TenantSeed, TokenErrorBody, TokenFault, TokenRequestCounts, UserAccount,
@@ -39,6 +46,7 @@ pub struct Sandbox {
     base_url: String,
     local_addr: SocketAddr,
     identity: Identity,
+    graph: Graph,
     crm: vtiger::VtigerState,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<std::io::Result<()>>>,
@@ -64,8 +72,11 @@ impl Sandbox {
             .context("reading the sandbox's bound address")?;
         let base_url = format!("http://{local_addr}");
         let identity = Identity::new(base_url.clone());
+        let graph = Graph::new(base_url.clone(), identity.clone());
         let crm = vtiger::VtigerState::new();
-        let app = routes(&identity, &crm);
+        // Connection info lets the Graph part tell connections apart (a 503 spoils one).
+        let app =
+            routes(&identity, &graph, &crm).into_make_service_with_connect_info::<SocketAddr>();
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
             axum::serve(listener, app)
@@ -80,6 +91,7 @@ impl Sandbox {
             base_url,
             local_addr,
             identity,
+            graph,
             crm,
             stop: Some(stop),
             server: Some(server),
@@ -98,6 +110,11 @@ impl Sandbox {
 
     pub fn identity(&self) -> &Identity {
         &self.identity
+    }
+
+    /// The Microsoft Graph stand-in, serving `{base_url}/v1.0/...`.
+    pub fn graph(&self) -> &Graph {
+        &self.graph
     }
 
     /// The vtiger CRM stand-in, serving `{base_url}/webservice.php`.
@@ -130,11 +147,11 @@ impl Sandbox {
 }
 
 /// Every part's routes on one router. Parts must not claim the same path: axum panics on
-/// overlapping routes when merging. (`GET /v1.0/me` lives in the identity part until the Graph
-/// part takes it over.)
-fn routes(identity: &Identity, crm: &vtiger::VtigerState) -> Router {
+/// overlapping routes when merging. Graph owns everything under `/v1.0`.
+fn routes(identity: &Identity, graph: &Graph, crm: &vtiger::VtigerState) -> Router {
     Router::new()
         .merge(identity::router(identity.clone()))
+        .merge(graph::router(graph.clone()))
         .merge(vtiger::router(crm.clone()))
 }
 

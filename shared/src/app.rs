@@ -1,9 +1,11 @@
 //! Everything a function needs, built once per container from the configuration: the storage,
-//! secret and queue adapters for the chosen backend, the tenants and the token service.
+//! secret and queue adapters for the chosen backend, the tenants, the token service, the Graph
+//! client and the subscription seam.
 
 use std::sync::Arc;
 
 use crate::config::{Backend, Config};
+use crate::graph::{GraphClient, GraphSettings, GraphSubscriptions};
 use crate::queue::{JobQueue, MemoryQueue, QueueError, SqsQueue, SyncJob};
 use crate::secrets::{LocalSecretStore, SecretStore, SecretsManagerStore};
 use crate::store::{DynamoStore, ItemStore, SqliteStore};
@@ -19,6 +21,7 @@ pub struct App {
     pub queue: Arc<dyn JobQueue>,
     pub tenants: Tenants,
     pub tokens: TokenService,
+    pub graph: GraphClient,
     pub subscriptions: Arc<dyn SubscriptionSeam>,
 }
 
@@ -82,6 +85,17 @@ impl App {
     ) -> anyhow::Result<Self> {
         let tokens = TokenService::new(config.login_url.clone(), config.http_timeout)?;
         let tenants = Tenants::new(store.clone(), secrets.clone(), config.secret_prefix.clone());
+        let graph = GraphClient::new(GraphSettings::from_config(&config))?;
+        // Push needs somewhere for Graph to push to; without it users sync on schedule only.
+        let subscriptions: Arc<dyn SubscriptionSeam> = match &config.webhook_url {
+            Some(url) => Arc::new(GraphSubscriptions::new(
+                graph.clone(),
+                store.clone(),
+                url.clone(),
+                config.subscription_lifetime,
+            )),
+            None => Arc::new(NoSubscriptions),
+        };
         Ok(Self {
             config,
             store,
@@ -89,7 +103,8 @@ impl App {
             queue,
             tenants,
             tokens,
-            subscriptions: Arc::new(NoSubscriptions),
+            graph,
+            subscriptions,
         })
     }
 }

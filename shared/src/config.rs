@@ -42,7 +42,16 @@ pub struct Config {
     pub graph_url: Url,
     /// Upper bound for every outbound HTTP call (identity, Graph, CRM).
     pub http_timeout: Duration,
+    /// Lifetime asked for Graph subscriptions (`CALSYNC_SUBSCRIPTION_MINUTES`). Graph keeps
+    /// the expiry it returns, which is what calsync stores.
+    pub subscription_lifetime: Duration,
 }
+
+/// Just under three days: within every published maximum for event subscriptions (older
+/// revisions say 4,230 minutes, the newest 10,080).
+pub const DEFAULT_SUBSCRIPTION_MINUTES: u64 = 4230;
+/// The newest published maximum for basic event subscriptions.
+pub const MAX_SUBSCRIPTION_MINUTES: u64 = 10_080;
 
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -79,6 +88,19 @@ impl Config {
                 }
             },
         };
+        let subscription_minutes = match lookup("CALSYNC_SUBSCRIPTION_MINUTES") {
+            None => DEFAULT_SUBSCRIPTION_MINUTES,
+            Some(v) => match v.parse::<u64>() {
+                Ok(minutes) if (45..=MAX_SUBSCRIPTION_MINUTES).contains(&minutes) => minutes,
+                _ => {
+                    return Err(ConfigError::BadValue {
+                        name: "CALSYNC_SUBSCRIPTION_MINUTES",
+                        value: v,
+                        expected: "whole minutes between 45 and 10080",
+                    })
+                }
+            },
+        };
         Ok(Self {
             backend,
             table: lookup("CALSYNC_TABLE").unwrap_or_else(|| "calsync".into()),
@@ -91,6 +113,7 @@ impl Config {
             graph_url: optional_url(&lookup, "CALSYNC_GRAPH_URL")?
                 .unwrap_or_else(|| fixed_url("https://graph.microsoft.com")),
             http_timeout,
+            subscription_lifetime: Duration::from_secs(subscription_minutes * 60),
         })
     }
 
@@ -157,6 +180,7 @@ mod tests {
         assert_eq!(c.graph_url.as_str(), "https://graph.microsoft.com/");
         assert!(c.queue_url.is_none());
         assert!(c.require_public_url().is_err());
+        assert_eq!(c.subscription_lifetime, Duration::from_secs(4230 * 60));
     }
 
     #[test]
@@ -179,5 +203,7 @@ mod tests {
         assert!(err.to_string().contains("CALSYNC_PUBLIC_URL"));
         let err = config(&[("CALSYNC_BACKEND", "redis")]).unwrap_err();
         assert!(err.to_string().contains("CALSYNC_BACKEND"));
+        let err = config(&[("CALSYNC_SUBSCRIPTION_MINUTES", "20000")]).unwrap_err();
+        assert!(err.to_string().contains("CALSYNC_SUBSCRIPTION_MINUTES"));
     }
 }

@@ -10,6 +10,7 @@ pub mod crm;
 pub mod crypto;
 pub mod dispatch;
 pub mod event;
+pub mod graph;
 pub mod ids;
 pub mod jobs;
 #[cfg(feature = "lambda")]

@@ -1,6 +1,6 @@
 //! The seam where a connected user gets a Microsoft Graph change-notification subscription.
-//! The Graph client fills it (creating, renewing and deleting subscriptions); until then the
-//! connect flow calls `NoSubscriptions`, which records that push is not set up, so the user is
+//! `calsync::graph::GraphSubscriptions` fills it when a webhook URL is configured; without one
+//! the app uses `NoSubscriptions`, which records that push is not set up, so the user is
 //! synced on schedule only — and status says so rather than pretending.
 
 use async_trait::async_trait;
@@ -40,9 +40,49 @@ pub trait SubscriptionSeam: Send + Sync {
         subscription_id: &str,
         access_token: &Secret,
     ) -> Result<(), SubscriptionError>;
+
+    /// Extends a subscription before it expires (this also answers `reauthorizationRequired`).
+    async fn renew(
+        &self,
+        _tenant: &TenantContext,
+        _user: &CrmUserName,
+        _subscription_id: &str,
+        _access_token: &Secret,
+    ) -> Result<CreatedSubscription, SubscriptionError> {
+        Err(SubscriptionError::NotAvailable(
+            "subscriptions cannot be renewed here",
+        ))
+    }
+
+    /// Answers `reauthorizationRequired` without extending the subscription.
+    async fn reauthorize(
+        &self,
+        _tenant: &TenantContext,
+        _user: &CrmUserName,
+        _subscription_id: &str,
+        _access_token: &Secret,
+    ) -> Result<(), SubscriptionError> {
+        Err(SubscriptionError::NotAvailable(
+            "subscriptions cannot be reauthorized here",
+        ))
+    }
+
+    /// Replaces a subscription Graph removed (or lost): deletes the old one if it is still
+    /// there and creates a new one.
+    async fn recreate(
+        &self,
+        _tenant: &TenantContext,
+        _user: &CrmUserName,
+        _old_subscription_id: Option<&str>,
+        _access_token: &Secret,
+    ) -> Result<CreatedSubscription, SubscriptionError> {
+        Err(SubscriptionError::NotAvailable(
+            "subscriptions cannot be recreated here",
+        ))
+    }
 }
 
-/// Used until the Graph client provides subscriptions: says so in its error.
+/// Used when no webhook URL is configured: says so in its error.
 pub struct NoSubscriptions;
 
 #[async_trait]
@@ -54,7 +94,7 @@ impl SubscriptionSeam for NoSubscriptions {
         _access_token: &Secret,
     ) -> Result<CreatedSubscription, SubscriptionError> {
         Err(SubscriptionError::NotAvailable(
-            "the Graph client does not create subscriptions yet; the user is synced on schedule",
+            "no webhook URL is configured (CALSYNC_WEBHOOK_URL); the user is synced on schedule",
         ))
     }
 
@@ -138,5 +178,39 @@ impl SubscriptionRecord {
             .as_bytes()
             .ct_eq(self.client_state_hash.as_bytes())
             .into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::TenantId;
+    use crate::store::SqliteStore;
+
+    #[tokio::test]
+    async fn records_round_trip_through_a_store() {
+        let store = SqliteStore::in_memory().unwrap();
+        let record = SubscriptionRecord {
+            id: "5522bd62-7c96-4530-85b0-00b916f6151a".into(),
+            tenant: TenantId::parse("acme").unwrap(),
+            user: CrmUserName::parse("maria").unwrap(),
+            client_state_hash: crate::crypto::sha256_hex("state"),
+            expires_at: crate::store::now_epoch() + 3600,
+            created_at: crate::store::now_epoch(),
+        };
+        record.save(&store).await.unwrap();
+        let back = SubscriptionRecord::load(&store, &record.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(back, record);
+        assert!(back.client_state_matches("state"));
+        SubscriptionRecord::delete(&store, &record.id)
+            .await
+            .unwrap();
+        assert!(SubscriptionRecord::load(&store, &record.id)
+            .await
+            .unwrap()
+            .is_none());
     }
 }

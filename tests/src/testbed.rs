@@ -69,12 +69,20 @@ pub struct TestBed {
     pub tenant: TenantId,
     pub user: CrmUserName,
     pub link_key: Secret,
+    /// `CALSYNC_WEBHOOK_URL`, when the bed was started with one.
+    pub webhook_url: Option<String>,
 }
 
 impl TestBed {
     /// Everything up: sandbox with one Azure tenant, app and auto-approved user; a table, a
     /// queue and a calsync tenant in moto.
     pub async fn start() -> Result<Self> {
+        Self::start_with_webhook(None).await
+    }
+
+    /// The same, with `CALSYNC_WEBHOOK_URL` set, so connecting creates a Graph subscription.
+    pub async fn start_with_webhook(webhook_url: Option<&str>) -> Result<Self> {
+        let webhook_url = webhook_url.map(str::to_owned);
         let sandbox = Sandbox::start().await?;
         let identity = sandbox.identity();
         identity.add_tenant(AZURE_TENANT);
@@ -102,6 +110,7 @@ impl TestBed {
             "CALSYNC_LOGIN_URL" => Some(sandbox.base_url()),
             "CALSYNC_GRAPH_URL" => Some(sandbox.base_url()),
             "CALSYNC_HTTP_TIMEOUT_SECS" => Some("2".to_owned()),
+            "CALSYNC_WEBHOOK_URL" => webhook_url.clone(),
             _ => None,
         })?;
         let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table.clone());
@@ -143,6 +152,7 @@ impl TestBed {
             tenant,
             user: CrmUserName::parse(CRM_USER)?,
             link_key,
+            webhook_url,
         })
     }
 
@@ -163,6 +173,9 @@ impl TestBed {
         ];
         if let Ok(endpoint) = aws_endpoint() {
             env.push(("AWS_ENDPOINT_URL", endpoint));
+        }
+        if let Some(webhook) = &self.webhook_url {
+            env.push(("CALSYNC_WEBHOOK_URL", webhook.clone()));
         }
         env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
     }

@@ -9,7 +9,7 @@ use calsync_sandbox::{Sandbox, SandboxSeed};
 const USAGE: &str = "\
 usage: calsync-sandbox [--port N] [--seed FILE] [--demo]
 
-Runs local stand-ins for Microsoft identity (and, later, Graph and the CRM) on 127.0.0.1.
+Runs local stand-ins for Microsoft identity, Microsoft Graph and a vtiger CRM on 127.0.0.1.
 
   --port N     listen on port N (default: any free port)
   --seed FILE  load tenants, apps and users from a JSON seed file:

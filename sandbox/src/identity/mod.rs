@@ -8,8 +8,6 @@
 mod authorize;
 mod control;
 mod errors;
-/// Graph-shaped errors and bearer parsing, meant for reuse by the Graph part.
-pub(crate) mod graph_me;
 mod jwt;
 mod pages;
 mod pkce;
@@ -246,7 +244,6 @@ pub(crate) fn router(identity: Identity) -> Router {
             "/{tenant}/oauth2/v2.0/token",
             post(token::token).get(token::token_via_get),
         )
-        .route("/v1.0/me", get(graph_me::me))
         .route("/error", get(pages::error_lookup))
         .merge(control::router())
         .with_state(identity)

@@ -1,0 +1,341 @@
+//! Graph event → canonical [`CalendarEvent`], as pure functions. Times become UTC instants
+//! (Windows zone names go through the CLDR table); all-day events become floating dates, since
+//! Graph returns them midnight to midnight whatever zone was asked for.
+
+use jiff::civil::{Date, DateTime};
+use jiff::tz::TimeZone;
+use jiff::Timestamp;
+
+use super::events::CRM_ID_PROPERTY;
+use super::types::{DateTimeTimeZone, GraphEvent};
+use crate::event::{
+    plain_text, CalendarEvent, EventStatus, EventTime, Organizer, Sensitivity, ShowAs, SideIds,
+    SideTimes,
+};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MappingError {
+    #[error("the event has no start or end")]
+    MissingTimes,
+    #[error("unreadable dateTime {0:?}")]
+    BadDateTime(String),
+    #[error("unknown time zone {0:?}")]
+    UnknownZone(String),
+    #[error("a tombstone or occurrence stub has no content to map")]
+    NoContent,
+}
+
+/// A zone by IANA or Windows name (CLDR's default territory); `UTC` in any case.
+pub fn resolve_zone(name: &str) -> Option<TimeZone> {
+    let name = name.trim();
+    if name.is_empty() || name.eq_ignore_ascii_case("utc") {
+        return Some(TimeZone::UTC);
+    }
+    if let Ok(zone) = TimeZone::get(name) {
+        return Some(zone);
+    }
+    let iana = localzone::win_zone_to_iana(name, Some("001"))?;
+    TimeZone::get(iana).ok()
+}
+
+fn civil(value: &DateTimeTimeZone) -> Result<DateTime, MappingError> {
+    let text = value.date_time.trim();
+    text.parse::<DateTime>()
+        .or_else(|_| {
+            text.parse::<Date>()
+                .map(|d| d.to_datetime(jiff::civil::Time::midnight()))
+        })
+        .map_err(|_| MappingError::BadDateTime(text.to_owned()))
+}
+
+/// The instant a `dateTimeTimeZone` names.
+pub fn instant(value: &DateTimeTimeZone) -> Result<Timestamp, MappingError> {
+    let zone_name = value.time_zone.as_deref().unwrap_or("UTC");
+    let zone =
+        resolve_zone(zone_name).ok_or_else(|| MappingError::UnknownZone(zone_name.to_owned()))?;
+    civil(value)?
+        .to_zoned_datetime(zone)
+        .map(|z| z.timestamp())
+        .map_err(|_| MappingError::BadDateTime(value.date_time.clone()))
+}
+
+fn show_as(value: Option<&str>) -> Option<ShowAs> {
+    match value?.to_ascii_lowercase().as_str() {
+        "free" => Some(ShowAs::Free),
+        "tentative" => Some(ShowAs::Tentative),
+        "busy" => Some(ShowAs::Busy),
+        "oof" => Some(ShowAs::OutOfOffice),
+        "workingelsewhere" => Some(ShowAs::WorkingElsewhere),
+        _ => None,
+    }
+}
+
+fn sensitivity(value: Option<&str>) -> Sensitivity {
+    match value.map(str::to_ascii_lowercase).as_deref() {
+        Some("personal") => Sensitivity::Personal,
+        Some("private") => Sensitivity::Private,
+        Some("confidential") => Sensitivity::Confidential,
+        _ => Sensitivity::Normal,
+    }
+}
+
+/// Text of an HTML body, for the rare answer that ignores `outlook.body-content-type`.
+fn html_text(html: &str) -> String {
+    let mut text = String::with_capacity(html.len());
+    let mut in_tag = false;
+    let mut tag = String::new();
+    let mut hidden = false;
+    for c in html.chars() {
+        match (in_tag, c) {
+            (false, '<') => {
+                in_tag = true;
+                tag.clear();
+            }
+            (true, '>') => {
+                in_tag = false;
+                let closing = tag.starts_with('/');
+                let name = tag
+                    .trim_start_matches('/')
+                    .split(|c: char| c.is_whitespace() || c == '/')
+                    .next()
+                    .unwrap_or("")
+                    .to_ascii_lowercase();
+                if matches!(name.as_str(), "head" | "style" | "script") {
+                    hidden = !closing;
+                } else if !hidden
+                    && (name == "br"
+                        || (closing && matches!(name.as_str(), "p" | "div" | "li" | "tr")))
+                {
+                    text.push('\n');
+                }
+            }
+            (true, c) => tag.push(c),
+            (false, c) if !hidden => text.push(c),
+            _ => {}
+        }
+    }
+    let decoded = text
+        .replace("&nbsp;", " ")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&");
+    let lines: Vec<&str> = decoded.lines().map(str::trim).collect();
+    let mut out = lines.join("\n");
+    while out.contains("\n\n\n") {
+        out = out.replace("\n\n\n", "\n\n");
+    }
+    out.trim().to_owned()
+}
+
+/// Maps a full Graph event (a single event, a completed occurrence or an exception).
+pub fn to_calendar_event(event: &GraphEvent) -> Result<CalendarEvent, MappingError> {
+    if event.is_tombstone() || event.is_occurrence_stub() {
+        return Err(MappingError::NoContent);
+    }
+    let (Some(start), Some(end)) = (&event.start, &event.end) else {
+        return Err(MappingError::MissingTimes);
+    };
+    let time = if event.is_all_day == Some(true) {
+        // Dates as written: all-day events float, whatever zone Graph labels them with.
+        EventTime::AllDay {
+            start: civil(start)?.date(),
+            end: civil(end)?.date(),
+        }
+    } else {
+        let (start, end) = (instant(start)?, instant(end)?);
+        EventTime::Timed {
+            start,
+            end: end.max(start),
+        }
+    };
+    let description = match &event.body {
+        Some(body) => {
+            let content = body.content.as_deref().unwrap_or_default();
+            if body
+                .content_type
+                .as_deref()
+                .is_some_and(|t| t.eq_ignore_ascii_case("html"))
+            {
+                html_text(content)
+            } else {
+                plain_text(content)
+            }
+        }
+        None => String::new(),
+    };
+    let organizer = event
+        .organizer
+        .as_ref()
+        .and_then(|o| o.email_address.as_ref())
+        .map(|a| Organizer {
+            name: a.name.clone().filter(|n| !n.is_empty()),
+            email: a.address.clone().filter(|n| !n.is_empty()),
+        });
+    let reminder_minutes = match event.is_reminder_on {
+        Some(false) => None,
+        _ => event
+            .reminder_minutes_before_start
+            .and_then(|m| u32::try_from(m).ok()),
+    };
+    Ok(CalendarEvent {
+        ids: SideIds {
+            crm: event.extended_property(CRM_ID_PROPERTY).map(str::to_owned),
+            outlook: Some(event.id.clone()),
+            ical_uid: event.ical_uid.clone(),
+        },
+        modified: SideTimes {
+            crm: None,
+            outlook: event
+                .last_modified_date_time
+                .as_deref()
+                .and_then(|t| t.parse::<Timestamp>().ok()),
+        },
+        subject: event.subject.clone().unwrap_or_default(),
+        location: event
+            .location
+            .as_ref()
+            .and_then(|l| l.display_name.clone())
+            .unwrap_or_default(),
+        description,
+        time,
+        status: if event.is_cancelled == Some(true) {
+            EventStatus::Cancelled
+        } else {
+            EventStatus::Scheduled
+        },
+        show_as: show_as(event.show_as.as_deref()),
+        sensitivity: sensitivity(event.sensitivity.as_deref()),
+        reminder_minutes,
+        activity_type: None,
+        categories: event.categories.clone().unwrap_or_default(),
+        organizer,
+        is_organizer: event.is_organizer,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn fixture(name: &str) -> serde_json::Value {
+        let path = format!(
+            "{}/../../shared/fixtures/graph/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn the_published_series_master_maps() {
+        let event: GraphEvent =
+            serde_json::from_value(fixture("event-recurring-series-master.json")).unwrap();
+        let mapped = to_calendar_event(&event).unwrap();
+        // 12:00 Pacific Daylight Time is 19:00 UTC.
+        assert_eq!(
+            mapped.time,
+            EventTime::Timed {
+                start: "2017-09-04T19:00:00Z".parse().unwrap(),
+                end: "2017-09-04T21:00:00Z".parse().unwrap(),
+            }
+        );
+        assert_eq!(mapped.subject, "Let's go for lunch");
+        assert_eq!(mapped.location, "Harry's Bar");
+        assert_eq!(mapped.description, "Does late morning work for you?");
+        assert_eq!(mapped.reminder_minutes, Some(15));
+        assert_eq!(mapped.show_as, Some(ShowAs::Busy));
+        assert_eq!(mapped.is_organizer, Some(true));
+        assert_eq!(
+            mapped.organizer.unwrap().email.as_deref(),
+            Some("AlexW@contoso.onmicrosoft.com")
+        );
+        assert_eq!(mapped.ids.outlook.as_deref(), Some("AAMkADQwMD"));
+        assert!(mapped.modified.outlook.is_some());
+        assert!(mapped.ids.crm.is_none());
+    }
+
+    #[test]
+    fn delta_items_map_and_tombstones_do_not() {
+        let page: crate::graph::types::DeltaPage = serde_json::from_value(fixture(
+            "delta-calendarview-next-round-removed-deltalink.json",
+        ))
+        .unwrap();
+        assert_eq!(
+            to_calendar_event(&page.value[0]),
+            Err(MappingError::NoContent)
+        );
+        let changed = to_calendar_event(&page.value[1]).unwrap();
+        assert_eq!(changed.subject, "Attend service");
+        assert_eq!(changed.location, "Chapel of Saint Ignatius");
+        assert_eq!(
+            changed.time,
+            EventTime::Timed {
+                start: "2016-12-25T06:00:00Z".parse().unwrap(),
+                end: "2016-12-25T07:30:00Z".parse().unwrap(),
+            }
+        );
+    }
+
+    #[test]
+    fn all_day_cancelled_private_and_stamped() {
+        let event: GraphEvent = serde_json::from_value(json!({
+            "id": "x",
+            "subject": "Offsite",
+            "isAllDay": true,
+            "isCancelled": true,
+            "isReminderOn": false,
+            "reminderMinutesBeforeStart": 15,
+            "sensitivity": "private",
+            "showAs": "oof",
+            "start": {"dateTime": "2026-05-04T00:00:00.0000000", "timeZone": "Tokyo Standard Time"},
+            "end": {"dateTime": "2026-05-06T00:00:00.0000000", "timeZone": "Tokyo Standard Time"},
+            "singleValueExtendedProperties": [{"id": CRM_ID_PROPERTY, "value": "18x42"}]
+        }))
+        .unwrap();
+        let mapped = to_calendar_event(&event).unwrap();
+        assert_eq!(
+            mapped.time,
+            EventTime::AllDay {
+                start: "2026-05-04".parse().unwrap(),
+                end: "2026-05-06".parse().unwrap(),
+            }
+        );
+        assert_eq!(mapped.status, EventStatus::Cancelled);
+        assert_eq!(mapped.sensitivity, Sensitivity::Private);
+        assert_eq!(mapped.show_as, Some(ShowAs::OutOfOffice));
+        assert_eq!(mapped.reminder_minutes, None);
+        assert_eq!(mapped.ids.crm.as_deref(), Some("18x42"));
+    }
+
+    #[test]
+    fn zones_and_bad_input() {
+        let at = |dt: &str, tz: &str| {
+            instant(&DateTimeTimeZone {
+                date_time: dt.into(),
+                time_zone: Some(tz.into()),
+            })
+        };
+        assert_eq!(
+            at("2026-01-15T10:00:00", "Romance Standard Time").unwrap(),
+            "2026-01-15T09:00:00Z".parse::<Timestamp>().unwrap()
+        );
+        assert_eq!(
+            at("2026-07-15T10:00:00", "Europe/Madrid").unwrap(),
+            "2026-07-15T08:00:00Z".parse::<Timestamp>().unwrap()
+        );
+        assert!(matches!(
+            at("2026-01-15T10:00:00", "tzone://Microsoft/Custom"),
+            Err(MappingError::UnknownZone(_))
+        ));
+        assert!(matches!(
+            at("yesterday", "UTC"),
+            Err(MappingError::BadDateTime(_))
+        ));
+        assert_eq!(
+            html_text("<p>Hello&nbsp;<b>there</b></p><p>Bye &amp; thanks</p>"),
+            "Hello there\nBye & thanks"
+        );
+    }
+}
