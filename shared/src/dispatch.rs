@@ -5,6 +5,7 @@
 
 use crate::app::App;
 use crate::ids::TenantId;
+use crate::maintenance::{maintain_user, Maintenance, RENEW_MARGIN_SECS};
 use crate::queue::{JobReason, SyncJob};
 use crate::store::now_epoch;
 use crate::users::{list_users, UserRecord, UserStatus};
@@ -16,6 +17,8 @@ pub struct DispatchReport {
     pub jobs_queued: usize,
     /// Tenants that could not be read, with the reason: the round goes on without them.
     pub failed_tenants: Vec<(TenantId, String)>,
+    /// What subscription upkeep did, one entry per user it touched.
+    pub maintenance: Vec<(String, Maintenance)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +74,7 @@ pub async fn dispatch(app: &App, only: Option<&TenantId>) -> Result<DispatchRepo
                 continue;
             }
         };
+        maintain_subscriptions(app, &settings.tenant, &users, now, &mut report).await;
         for user in users
             .iter()
             .filter(|u| is_due(u, settings.sync_interval_minutes, now))
@@ -98,4 +102,42 @@ pub async fn dispatch(app: &App, only: Option<&TenantId>) -> Result<DispatchRepo
         "dispatch round done"
     );
     Ok(report)
+}
+
+/// Whether a user's subscription needs the upkeep of `maintain_user` at all, judged from the
+/// user record alone so that idle rounds read no secrets and call no one.
+fn needs_upkeep(app: &App, user: &UserRecord, now: i64) -> bool {
+    match user.status {
+        UserStatus::Connected => {
+            app.config.webhook_url.is_some()
+                && user
+                    .subscription_expires_at
+                    .is_none_or(|at| at - now <= RENEW_MARGIN_SECS)
+        }
+        _ => user.subscription_id.is_some(),
+    }
+}
+
+async fn maintain_subscriptions(
+    app: &App,
+    tenant: &TenantId,
+    users: &[UserRecord],
+    now: i64,
+    report: &mut DispatchReport,
+) {
+    let pending: Vec<&UserRecord> = users.iter().filter(|u| needs_upkeep(app, u, now)).collect();
+    if pending.is_empty() {
+        return;
+    }
+    let context = match app.tenants.context(tenant).await {
+        Ok(context) => context,
+        Err(e) => {
+            tracing::error!(%tenant, error = %e, "tenant not loaded for subscription upkeep");
+            return;
+        }
+    };
+    for user in pending {
+        let done = maintain_user(app, &context, user, now).await;
+        report.maintenance.push((user.user.to_string(), done));
+    }
 }

@@ -61,12 +61,22 @@ pub fn parse_event(event: &Value) -> Result<SyncEvent, EventError> {
 
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
+    #[error("the tenant could not be loaded: {0}")]
+    Tenant(String),
     #[error("the two-way sync engine is not wired into the sync function yet")]
     EngineMissing,
 }
 
-/// Syncs one user. The engine's runner plugs in here.
-pub async fn run_job(_app: &App, _job: &SyncJob) -> Result<(), JobError> {
+/// Runs one job: first the subscription work it asks for (reauthorize, recreate), then the
+/// sync. The engine's runner plugs in at the second step.
+pub async fn run_job(app: &App, job: &SyncJob) -> Result<(), JobError> {
+    let tenant = app
+        .tenants
+        .context(&job.tenant)
+        .await
+        .map_err(|e| JobError::Tenant(e.to_string()))?;
+    let upkeep = crate::maintenance::for_job(app, &tenant, job).await;
+    tracing::info!(tenant = %job.tenant, user = %job.user, reason = ?job.reason, ?upkeep, "job started");
     Err(JobError::EngineMissing)
 }
 

@@ -16,6 +16,7 @@ pub mod jobs;
 #[cfg(feature = "lambda")]
 pub mod lambda_web;
 pub mod links;
+pub mod maintenance;
 pub mod queue;
 pub mod secret;
 pub mod secrets;

@@ -14,8 +14,11 @@ use tokio::sync::{oneshot, Mutex};
 use crate::events::FunctionUrlRequest;
 use crate::runtime::FunctionProcess;
 
+type Slot = Arc<Mutex<Option<FunctionProcess>>>;
+
 pub struct FunctionUrlServer {
     base_url: String,
+    function: Slot,
     stop: Option<oneshot::Sender<()>>,
 }
 
@@ -24,10 +27,21 @@ const MAX_REQUEST_BYTES: usize = 6 * 1024 * 1024;
 
 impl FunctionUrlServer {
     /// Serves `function` on a free loopback port. One invocation at a time, like one container.
-    pub async fn start(function: Arc<Mutex<FunctionProcess>>) -> Result<Self> {
+    pub async fn start(function: FunctionProcess) -> Result<Self> {
+        let server = Self::start_unattached().await?;
+        server.attach(function).await;
+        Ok(server)
+    }
+
+    /// Listens before the function exists (its environment may need this URL); requests get
+    /// 503 until `attach`.
+    pub async fn start_unattached() -> Result<Self> {
+        let function: Slot = Arc::new(Mutex::new(None));
         let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
         let base_url = format!("http://{}", listener.local_addr()?);
-        let app = axum::Router::new().fallback(forward).with_state(function);
+        let app = axum::Router::new()
+            .fallback(forward)
+            .with_state(function.clone());
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(async move {
             let _ = axum::serve(listener, app)
@@ -38,8 +52,13 @@ impl FunctionUrlServer {
         });
         Ok(Self {
             base_url,
+            function,
             stop: Some(stop),
         })
+    }
+
+    pub async fn attach(&self, function: FunctionProcess) {
+        *self.function.lock().await = Some(function);
     }
 
     pub fn base_url(&self) -> &str {
@@ -55,10 +74,7 @@ impl Drop for FunctionUrlServer {
     }
 }
 
-async fn forward(
-    State(function): State<Arc<Mutex<FunctionProcess>>>,
-    request: Request,
-) -> Response {
+async fn forward(State(function): State<Slot>, request: Request) -> Response {
     match invoke(function, request).await {
         Ok(response) => response,
         Err(error) => Response::builder()
@@ -68,7 +84,7 @@ async fn forward(
     }
 }
 
-async fn invoke(function: Arc<Mutex<FunctionProcess>>, request: Request) -> Result<Response> {
+async fn invoke(function: Slot, request: Request) -> Result<Response> {
     let (parts, body) = request.into_parts();
     let mut event = FunctionUrlRequest::new(parts.method.as_str(), parts.uri.path());
     if let Some(query) = parts.uri.query() {
@@ -88,9 +104,13 @@ async fn invoke(function: Arc<Mutex<FunctionProcess>>, request: Request) -> Resu
             Err(_) => event.binary_body(&bytes),
         };
     }
-    let response = function
-        .lock()
-        .await
+    let slot = function.lock().await;
+    let Some(process) = slot.as_ref() else {
+        return Ok(Response::builder()
+            .status(503)
+            .body(Body::from("no function attached yet"))?);
+    };
+    let response = process
         .invoke(event.to_event())
         .await?
         .into_function_url_response()?;

@@ -245,9 +245,7 @@ async fn the_real_binary_behind_a_function_url_queues_one_job() {
     )
     .await
     .unwrap();
-    let server = FunctionUrlServer::start(Arc::new(tokio::sync::Mutex::new(function)))
-        .await
-        .unwrap();
+    let server = FunctionUrlServer::start(function).await.unwrap();
     let http = reqwest::Client::new();
 
     let handshake = http
