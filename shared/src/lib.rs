@@ -22,6 +22,7 @@ pub mod secret;
 pub mod secrets;
 pub mod store;
 pub mod subscription;
+pub mod sync;
 pub mod telemetry;
 pub mod tenant;
 pub mod token;
