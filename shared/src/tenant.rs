@@ -124,17 +124,22 @@ impl TenantSettings {
     /// Warnings an operator should act on (status, `tenant show`, the dispatcher's log).
     pub fn warnings(&self, now: i64) -> Vec<String> {
         let mut warnings = Vec::new();
-        if let Some(expires) = &self.client_secret_expires {
-            let today = crate::auth::format_utc(now);
-            let in_30_days = crate::auth::format_utc(now + 30 * 86_400);
-            // ISO dates compare correctly as text.
-            if expires.as_str() < &today[..10] {
+        let expiry = self
+            .client_secret_expires
+            .as_deref()
+            .and_then(|d| d.parse::<jiff::civil::Date>().ok());
+        let today = jiff::Timestamp::from_second(now)
+            .map(|t| t.to_zoned_datetime(jiff::tz::TimeZone::UTC).date())
+            .ok();
+        if let (Some(expires), Some(today)) = (expiry, today) {
+            let days_left = (expires - today).get_days();
+            if days_left < 0 {
                 warnings.push(format!(
                     "the client secret expired on {expires}: users cannot sync; rotate it now (calsync tenant rotate-secret)"
                 ));
-            } else if expires.as_str() <= &in_30_days[..10] {
+            } else if days_left <= 30 {
                 warnings.push(format!(
-                    "the client secret expires on {expires}: rotate it before then (calsync tenant rotate-secret)"
+                    "the client secret expires on {expires}, in {days_left} days: rotate it before then (calsync tenant rotate-secret)"
                 ));
             }
         }
@@ -417,13 +422,7 @@ fn validate_secret(secret: &TenantSecret) -> Result<(), TenantError> {
 }
 
 pub(crate) fn is_iso_date(value: &str) -> bool {
-    let b = value.as_bytes();
-    b.len() == 10
-        && b[4] == b'-'
-        && b[7] == b'-'
-        && b.iter()
-            .enumerate()
-            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+    value.len() == 10 && value.parse::<jiff::civil::Date>().is_ok()
 }
 
 #[cfg(test)]

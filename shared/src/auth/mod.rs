@@ -814,25 +814,12 @@ fn disconnect_form(lang: Lang, claims: &LinkClaims, tenant: &TenantContext) -> S
     )
 }
 
-/// `2026-11-27 09:30 UTC` from epoch seconds, without a date library.
+/// `2026-11-27 09:30 UTC` from epoch seconds (as pages and the CLI show times).
 pub fn format_utc(epoch: i64) -> String {
-    let days = epoch.div_euclid(86_400);
-    let secs = epoch.rem_euclid(86_400);
-    // Civil-from-days (proleptic Gregorian), after H. Hinnant's algorithm.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
-        secs / 3600,
-        (secs % 3600) / 60
-    )
+    match jiff::Timestamp::from_second(epoch) {
+        Ok(at) => at.strftime("%Y-%m-%d %H:%M UTC").to_string(),
+        Err(_) => format!("@{epoch}"),
+    }
 }
 
 #[cfg(test)]
