@@ -146,8 +146,13 @@ fn weight(reason: JobReason) -> u8 {
     }
 }
 
-/// Checks every notification and collapses the good ones into one job per user.
-pub async fn jobs_for(app: &App, notifications: &[Notification]) -> (Vec<SyncJob>, Tally) {
+/// Checks every notification and collapses the good ones into one job per user. A storage
+/// failure is an error, not an "unknown subscription": the caller must answer 5xx so Graph
+/// delivers again, or the change would be lost.
+pub async fn jobs_for(
+    app: &App,
+    notifications: &[Notification],
+) -> Result<(Vec<SyncJob>, Tally), crate::store::StoreError> {
     let mut tally = Tally {
         received: notifications.len(),
         ..Tally::default()
@@ -162,13 +167,7 @@ pub async fn jobs_for(app: &App, notifications: &[Notification]) -> (Vec<SyncJob
         }
         let id = notification.subscription_id.as_str();
         if !records.contains_key(id) {
-            let record = match SubscriptionRecord::load(app.store.as_ref(), id).await {
-                Ok(record) => record,
-                Err(e) => {
-                    tracing::error!(error = %e, "subscription lookup failed");
-                    None
-                }
-            };
+            let record = SubscriptionRecord::load(app.store.as_ref(), id).await?;
             records.insert(id, record);
         }
         let Some(record) = records.get(id).and_then(Option::as_ref) else {
@@ -200,7 +199,7 @@ pub async fn jobs_for(app: &App, notifications: &[Notification]) -> (Vec<SyncJob
     }
     let jobs: Vec<SyncJob> = jobs.into_values().collect();
     tally.jobs = jobs.len();
-    (jobs, tally)
+    Ok((jobs, tally))
 }
 
 /// Handles one request to the webhook function.
@@ -232,7 +231,13 @@ pub async fn handle(app: &App, request: &WebRequest) -> WebResponse {
             return WebResponse::text(400, "");
         }
     };
-    let (jobs, tally) = jobs_for(app, &notifications).await;
+    let (jobs, tally) = match jobs_for(app, &notifications).await {
+        Ok(checked) => checked,
+        Err(e) => {
+            tracing::error!(error = %e, "subscription lookup failed; asking Graph to retry");
+            return WebResponse::text(503, "");
+        }
+    };
     if !jobs.is_empty() {
         if let Err(e) = app.queue.send(&jobs).await {
             // Not acknowledged: Graph delivers again (for up to four hours).

@@ -180,12 +180,13 @@ async fn strangers_learn_nothing_and_queue_nothing() {
 
     // The tally says why.
     let parsed = calsync::webhook::parse_collection(forged.as_bytes()).unwrap();
-    let (_, tally) = calsync::webhook::jobs_for(&bed.app, &parsed).await;
+    let (_, tally) = calsync::webhook::jobs_for(&bed.app, &parsed).await.unwrap();
     assert_eq!((tally.bad_client_state, tally.jobs), (1, 0));
     let parsed = calsync::webhook::parse_collection(encrypted.as_bytes()).unwrap();
     assert_eq!(
         calsync::webhook::jobs_for(&bed.app, &parsed)
             .await
+            .unwrap()
             .1
             .encrypted_refused,
         1
@@ -277,4 +278,23 @@ async fn the_real_binary_behind_a_function_url_queues_one_job() {
     let jobs = bed.take_jobs().await.unwrap();
     assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0].0, format!("{}#maria", bed.tenant));
+}
+
+#[tokio::test]
+async fn a_store_that_fails_gets_a_5xx_so_nothing_is_lost() {
+    let bed = TestBed::start().await.unwrap();
+    // A table that does not exist: every subscription lookup fails.
+    let broken = App::with_parts(
+        bed.app.config.clone(),
+        Arc::new(calsync::store::DynamoStore::new(
+            aws_sdk_dynamodb::Client::new(&bed.sdk),
+            "no-such-table",
+        )),
+        bed.app.secrets.clone(),
+        bed.app.queue.clone(),
+    )
+    .unwrap();
+    let body = json!({"value": [notification(SUBSCRIPTION, CLIENT_STATE, 1)]}).to_string();
+    assert_eq!(post(&broken, "/notifications", "", &body).await.status, 503);
+    assert!(bed.take_jobs().await.unwrap().is_empty());
 }
