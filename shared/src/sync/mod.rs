@@ -1,10 +1,11 @@
 //! The sync engine: what to do to bring a user's Outlook calendar and CRM events together.
 //!
-//! This module is pure: no I/O, no clock. [`plan`] takes the stored links (the snapshot), both
+//! Planning is pure: no I/O, no clock. [`plan`] takes the stored links (the snapshot), both
 //! sides' changes since the last committed cursors and the tenant's [`Policy`], and returns a
 //! [`Plan`]: ordered [`Step`]s of [`Action`]s, conflict journal entries, and the links to store.
-//! A runner (elsewhere) reads the changes, calls `plan`, and executes the plan against Graph,
-//! the CRM and the store by the contract below.
+//! [`execute`] carries a plan out against any [`SyncTarget`] by the contract below; the live
+//! runner (`crate::runner`) reads the changes, plans, executes against Graph, the CRM and the
+//! store, and commits the cursors.
 //!
 //! # Semantics (DESIGN §3)
 //!
@@ -97,6 +98,7 @@
 //! CRM id and the link's create count; for a first create it equals what
 //! `graph::transaction_id` computes.
 
+mod execute;
 mod journal;
 mod matching;
 mod merge;
@@ -107,6 +109,7 @@ mod policy;
 #[cfg(test)]
 mod tests;
 
+pub use execute::{execute, Execution, Stopped, SyncTarget, WriteFailure, ATTEMPTS};
 pub use journal::{field_value, Conflict, ConflictKind, Reason};
 pub use matching::{normalise_subject, MatchKey};
 pub use model::{

@@ -1,0 +1,297 @@
+//! Executing a [`Plan`] by the runner contract (module docs, "Runner contract" step 3), against
+//! any [`SyncTarget`]: the live one (Graph, the CRM, the item store) or a simulated world. The
+//! order of actions, the conditional link writes, which writes may be retried and when a step
+//! ends are decided here once, so every target gets the same guarantees.
+
+use async_trait::async_trait;
+
+use super::journal::Conflict;
+use super::model::{FieldSet, Link, LinkKey, Occurrence, Side};
+use super::planner::{Action, Plan, Step};
+use crate::crm::CrmEventId;
+use crate::event::{CalendarEvent, EventField};
+
+/// How a write to a target failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriteFailure {
+    /// Nothing happened (throttled, unavailable, refused connection): safe to try again.
+    #[error("temporarily unavailable: {0}")]
+    Transient(String),
+    /// It may have happened but the answer was lost (a timeout).
+    #[error("no answer: {0}")]
+    Ambiguous(String),
+    /// Refused for good (invalid data, no permission): trying again will not help.
+    #[error("refused: {0}")]
+    Rejected(String),
+    /// The run cannot go on (token revoked, storage down): stop before any further write.
+    #[error("{0}")]
+    Fatal(String),
+}
+
+/// What a run writes to. Every method is one attempt; [`execute`] decides about retries.
+#[async_trait]
+pub trait SyncTarget: Send + Sync {
+    /// The version of the stored link (`None`: no record).
+    async fn stored_version(&self, key: &LinkKey) -> Result<Option<u64>, WriteFailure>;
+    /// Stores the link if the stored version is `link.version - 1` (absent for 0); `false`
+    /// when that did not hold.
+    async fn put_link(&self, link: &Link) -> Result<bool, WriteFailure>;
+    /// Forgets the link if it is still at `expect`.
+    async fn delete_link(&self, key: &LinkKey, expect: Option<u64>) -> Result<(), WriteFailure>;
+    /// Puts the journal entry by its id.
+    async fn record_conflict(&self, conflict: &Conflict) -> Result<(), WriteFailure>;
+    /// Returns the record as the CRM stored it (`ids.crm` set).
+    async fn create_in_crm(&self, event: &CalendarEvent) -> Result<CalendarEvent, WriteFailure>;
+    /// Returns the event as Outlook stored it (`ids.outlook` set).
+    async fn create_in_outlook(
+        &self,
+        crm_id: &CrmEventId,
+        transaction_id: &str,
+        event: &CalendarEvent,
+    ) -> Result<CalendarEvent, WriteFailure>;
+    /// `None` when the record is gone.
+    async fn update_crm(
+        &self,
+        crm_id: &CrmEventId,
+        fields: &[EventField],
+        event: &CalendarEvent,
+    ) -> Result<Option<CalendarEvent>, WriteFailure>;
+    /// `None` when the event is gone.
+    async fn update_outlook(
+        &self,
+        outlook_id: &str,
+        fields: &[EventField],
+        event: &CalendarEvent,
+        occurrence: Option<&Occurrence>,
+    ) -> Result<Option<CalendarEvent>, WriteFailure>;
+    /// Succeeds when the record is gone afterwards, deleted now or before.
+    async fn delete_in_crm(&self, crm_id: &CrmEventId) -> Result<(), WriteFailure>;
+    async fn delete_in_outlook(&self, outlook_id: &str) -> Result<(), WriteFailure>;
+    /// Waits before the `attempt`-th retry (1-based). The live target backs off; a simulation
+    /// need not wait.
+    async fn pause(&self, _attempt: u32) {}
+}
+
+/// How many times one write is tried before its step is given up for this run.
+pub const ATTEMPTS: u32 = 3;
+
+/// What an execution did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Execution {
+    /// Steps carried out to the end.
+    pub completed: usize,
+    /// Steps skipped because the stored link was no longer where the plan expected it.
+    pub stale: usize,
+    /// Steps that ended early, with why.
+    pub failed: Vec<(LinkKey, String)>,
+    /// Updates that found the event gone on that side (the next run's feed reports it).
+    pub gone: Vec<(Side, String)>,
+    /// Writes done per side (creates, updates, deletions), for status.
+    pub written_to_crm: usize,
+    pub written_to_outlook: usize,
+}
+
+impl Execution {
+    /// Whether every step ran to its end: the condition for committing the cursors.
+    pub fn all_done(&self) -> bool {
+        self.stale == 0 && self.failed.is_empty() && self.gone.is_empty()
+    }
+}
+
+/// The run stopped on a [`WriteFailure::Fatal`]; `so_far` is what was done before.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the run stopped: {reason}")]
+pub struct Stopped {
+    pub reason: String,
+    pub so_far: Execution,
+}
+
+/// Executes the plan's steps in order. A failed step does not stop the others; a fatal
+/// failure stops everything at once, as a crash would.
+pub async fn execute(
+    plan: &Plan,
+    target: &dyn SyncTarget,
+    crm_fields: FieldSet,
+    outlook_fields: FieldSet,
+) -> Result<Execution, Stopped> {
+    let mut done = Execution::default();
+    for step in &plan.steps {
+        match run_step(step, target, crm_fields, outlook_fields, &mut done).await {
+            Ok(StepEnd::Completed) => done.completed += 1,
+            Ok(StepEnd::Stale) => done.stale += 1,
+            Ok(StepEnd::Gone(side, id)) => done.gone.push((side, id)),
+            Ok(StepEnd::Failed(why)) => {
+                tracing::warn!(link = %step.key, reason = %why, "sync step failed");
+                done.failed.push((step.key.clone(), why));
+            }
+            Err(reason) => {
+                return Err(Stopped {
+                    reason,
+                    so_far: done,
+                })
+            }
+        }
+    }
+    Ok(done)
+}
+
+enum StepEnd {
+    Completed,
+    Stale,
+    Gone(Side, String),
+    Failed(String),
+}
+
+/// A write's outcome after retries.
+enum Tried<T> {
+    Done(T),
+    Failed(String),
+}
+
+/// Tries a write up to [`ATTEMPTS`] times. `retry_lost_answers` is false only for CRM creates:
+/// a create whose answer was lost may have happened, and the CRM cannot deduplicate a second
+/// one, so the step ends and the next run adopts the record.
+async fn attempt<T, F, Fut>(
+    target: &dyn SyncTarget,
+    retry_lost_answers: bool,
+    mut write: F,
+) -> Result<Tried<T>, String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, WriteFailure>>,
+{
+    let mut last = String::new();
+    for n in 0..ATTEMPTS {
+        if n > 0 {
+            target.pause(n).await;
+        }
+        match write().await {
+            Ok(value) => return Ok(Tried::Done(value)),
+            Err(WriteFailure::Fatal(reason)) => return Err(reason),
+            Err(WriteFailure::Rejected(reason)) => return Ok(Tried::Failed(reason)),
+            Err(WriteFailure::Ambiguous(reason)) if !retry_lost_answers => {
+                return Ok(Tried::Failed(format!("{reason} (left for the next run)")))
+            }
+            Err(WriteFailure::Ambiguous(reason) | WriteFailure::Transient(reason)) => {
+                last = reason
+            }
+        }
+    }
+    Ok(Tried::Failed(format!("{ATTEMPTS} attempts: {last}")))
+}
+
+macro_rules! tried {
+    ($e:expr) => {
+        match $e? {
+            Tried::Done(value) => value,
+            Tried::Failed(why) => return Ok(StepEnd::Failed(why)),
+        }
+    };
+}
+
+async fn run_step(
+    step: &Step,
+    target: &dyn SyncTarget,
+    crm_fields: FieldSet,
+    outlook_fields: FieldSet,
+    done: &mut Execution,
+) -> Result<StepEnd, String> {
+    let stored = tried!(attempt(target, true, || target.stored_version(&step.key)).await);
+    if stored != step.expect {
+        return Ok(StepEnd::Stale);
+    }
+    let mut created_crm: Option<CrmEventId> = None;
+    let mut created_outlook: Option<String> = None;
+    let mut returned: Vec<(Side, CalendarEvent)> = Vec::new();
+    for action in &step.actions {
+        match action {
+            Action::RecordConflict(conflict) => {
+                tried!(attempt(target, true, || target.record_conflict(conflict)).await);
+            }
+            Action::Remember(link) => {
+                if !tried!(attempt(target, true, || target.put_link(link)).await) {
+                    return Ok(StepEnd::Stale);
+                }
+            }
+            Action::Link(link) => {
+                let mut link = link.clone();
+                link.fill_created(created_crm.clone(), created_outlook.clone());
+                for (side, event) in &returned {
+                    link.absorb(*side, event, crm_fields, outlook_fields);
+                }
+                if !tried!(attempt(target, true, || target.put_link(&link)).await) {
+                    return Ok(StepEnd::Stale);
+                }
+            }
+            Action::Unlink => {
+                tried!(attempt(target, true, || target.delete_link(&step.key, step.expect)).await);
+            }
+            Action::CreateInCrm { event } => {
+                let stored = tried!(attempt(target, false, || target.create_in_crm(event)).await);
+                done.written_to_crm += 1;
+                created_crm = stored.ids.crm.clone().map(CrmEventId::new);
+                returned.push((Side::Crm, stored));
+            }
+            Action::CreateInOutlook {
+                crm_id,
+                transaction_id,
+                event,
+            } => {
+                // Graph answers a repeated transactionId with the event it made: retry freely.
+                let stored = tried!(
+                    attempt(target, true, || target.create_in_outlook(
+                        crm_id,
+                        transaction_id,
+                        event
+                    ))
+                    .await
+                );
+                done.written_to_outlook += 1;
+                created_outlook = stored.ids.outlook.clone();
+                returned.push((Side::Outlook, stored));
+            }
+            Action::UpdateCrm {
+                crm_id,
+                fields,
+                event,
+            } => {
+                match tried!(
+                    attempt(target, true, || target.update_crm(crm_id, fields, event)).await
+                ) {
+                    Some(stored) => returned.push((Side::Crm, stored)),
+                    None => return Ok(StepEnd::Gone(Side::Crm, crm_id.to_string())),
+                }
+                done.written_to_crm += 1;
+            }
+            Action::UpdateOutlook {
+                outlook_id,
+                fields,
+                event,
+                occurrence,
+            } => {
+                match tried!(
+                    attempt(target, true, || target.update_outlook(
+                        outlook_id,
+                        fields,
+                        event,
+                        occurrence.as_ref()
+                    ))
+                    .await
+                ) {
+                    Some(stored) => returned.push((Side::Outlook, stored)),
+                    None => return Ok(StepEnd::Gone(Side::Outlook, outlook_id.clone())),
+                }
+                done.written_to_outlook += 1;
+            }
+            Action::DeleteInCrm { crm_id } => {
+                tried!(attempt(target, true, || target.delete_in_crm(crm_id)).await);
+                done.written_to_crm += 1;
+            }
+            Action::DeleteInOutlook { outlook_id } => {
+                tried!(attempt(target, true, || target.delete_in_outlook(outlook_id)).await);
+                done.written_to_outlook += 1;
+            }
+        }
+    }
+    Ok(StepEnd::Completed)
+}
