@@ -63,21 +63,38 @@ pub fn parse_event(event: &Value) -> Result<SyncEvent, EventError> {
 pub enum JobError {
     #[error("the tenant could not be loaded: {0}")]
     Tenant(String),
-    #[error("the two-way sync engine is not wired into the sync function yet")]
-    EngineMissing,
+    #[error(transparent)]
+    Sync(#[from] crate::runner::RunError),
 }
 
 /// Runs one job: first the subscription work it asks for (reauthorize, recreate), then the
-/// sync. The engine's runner plugs in at the second step.
-pub async fn run_job(app: &App, job: &SyncJob) -> Result<(), JobError> {
+/// two-way sync of the user. An error means the message should come back (the queue retries,
+/// then parks it in the dead-letter queue); outcomes that a retry cannot change (the user must
+/// reconnect, the deletion guard held) are recorded in the user's status and succeed.
+pub async fn run_job(app: &App, job: &SyncJob) -> Result<crate::runner::RunReport, JobError> {
     let tenant = app
         .tenants
-        .context(&job.tenant)
+        .context_cached(&job.tenant)
         .await
         .map_err(|e| JobError::Tenant(e.to_string()))?;
     let upkeep = crate::maintenance::for_job(app, &tenant, job).await;
-    tracing::info!(tenant = %job.tenant, user = %job.user, reason = ?job.reason, ?upkeep, "job started");
-    Err(JobError::EngineMissing)
+    let options = crate::runner::RunOptions {
+        full: job.full,
+        confirm_deletions: job.confirm_deletions,
+        dry_run: false,
+    };
+    let report = crate::runner::sync_user(app, &tenant, &job.user, options).await?;
+    tracing::info!(
+        tenant = %job.tenant,
+        user = %job.user,
+        reason = ?job.reason,
+        ?upkeep,
+        outcome = ?report.outcome,
+        writes = report.counts.writes(),
+        failed = report.counts.failed,
+        "job done"
+    );
+    Ok(report)
 }
 
 /// Handles one invocation of the sync function.
@@ -93,7 +110,7 @@ pub async fn handle_event(app: &App, event: &Value) -> Result<Value, EventError>
             let mut failures = Vec::new();
             for (message_id, job) in jobs {
                 let outcome = match &job {
-                    Ok(job) => run_job(app, job).await.map_err(|e| e.to_string()),
+                    Ok(job) => run_job(app, job).await.map(|_| ()).map_err(|e| e.to_string()),
                     Err(why) => Err(why.clone()),
                 };
                 if let Err(why) = outcome {

@@ -18,6 +18,7 @@ pub mod lambda_web;
 pub mod links;
 pub mod maintenance;
 pub mod queue;
+pub mod runner;
 pub mod secret;
 pub mod secrets;
 pub mod store;

@@ -17,6 +17,7 @@ use crate::store::{item_to_record, record_to_item, ItemStore, Precondition, Stor
 /// How long a container trusts a cached tenant secret before reading it again (so a rotated
 /// client secret takes effect within minutes without a redeploy).
 const SECRET_CACHE_TTL: Duration = Duration::from_secs(300);
+const SETTINGS_CACHE_TTL: Duration = Duration::from_secs(60);
 
 /// The credentials of one tenant. Never logged: every secret field redacts in `Debug`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -202,6 +203,9 @@ pub struct Tenants {
     secrets: Arc<dyn SecretStore>,
     secret_prefix: String,
     cache: Arc<Mutex<HashMap<TenantId, (Instant, TenantSecret)>>>,
+    /// Settings as the sync runs read them: a warm container syncing many users of a tenant
+    /// reads the settings item once a minute, not once per user.
+    settings_cache: Arc<Mutex<HashMap<TenantId, (Instant, TenantSettings)>>>,
 }
 
 impl Tenants {
@@ -215,6 +219,7 @@ impl Tenants {
             secrets,
             secret_prefix,
             cache: Arc::default(),
+            settings_cache: Arc::default(),
         }
     }
 
@@ -371,6 +376,39 @@ impl Tenants {
             .settings(tenant)
             .await?
             .ok_or_else(|| TenantError::NotFound(tenant.clone()))?;
+        self.context_with(tenant, settings).await
+    }
+
+    /// [`Self::context`] with settings up to [`SETTINGS_CACHE_TTL`] old: for the sync runs,
+    /// where a setting changed a minute ago may apply from the next run.
+    pub async fn context_cached(&self, tenant: &TenantId) -> Result<TenantContext, TenantError> {
+        let cached = self.settings_cache.lock().ok().and_then(|cache| {
+            cache
+                .get(tenant)
+                .filter(|(at, _)| at.elapsed() < SETTINGS_CACHE_TTL)
+                .map(|(_, settings)| settings.clone())
+        });
+        let settings = match cached {
+            Some(settings) => settings,
+            None => {
+                let settings = self
+                    .settings(tenant)
+                    .await?
+                    .ok_or_else(|| TenantError::NotFound(tenant.clone()))?;
+                if let Ok(mut cache) = self.settings_cache.lock() {
+                    cache.insert(tenant.clone(), (Instant::now(), settings.clone()));
+                }
+                settings
+            }
+        };
+        self.context_with(tenant, settings).await
+    }
+
+    async fn context_with(
+        &self,
+        tenant: &TenantId,
+        settings: TenantSettings,
+    ) -> Result<TenantContext, TenantError> {
         let secret = self.secret(tenant).await?;
         let sealing_key = SealingKey::from_hex(&secret.token_key)?;
         Ok(TenantContext {

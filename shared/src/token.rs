@@ -312,7 +312,23 @@ impl TokenService {
         tenant: &TenantContext,
         user: &CrmUserName,
     ) -> Result<Secret, TokenError> {
-        if let Some(token) = stored_access_token(store, tenant, user).await? {
+        let record = get_user(store, &tenant.id, user)
+            .await?
+            .ok_or(TokenError::NotConnected)?
+            .record;
+        self.access_token_for(store, tenant, &record).await
+    }
+
+    /// [`Self::user_access_token`] for a caller that has just read the user's record: the
+    /// stored access token is taken from it without reading the item again.
+    pub async fn access_token_for(
+        &self,
+        store: &dyn ItemStore,
+        tenant: &TenantContext,
+        record: &UserRecord,
+    ) -> Result<Secret, TokenError> {
+        let user = &record.user;
+        if let Some(token) = usable_access_token(tenant, record)? {
             return Ok(token);
         }
         let lock = self.user_lock(&tenant.id, user);
@@ -411,6 +427,16 @@ async fn stored_access_token(
         .await?
         .ok_or(TokenError::NotConnected)?
         .record;
+    usable_access_token(tenant, &record)
+}
+
+/// The record's access token if it is still good for a while; errors for users who are not
+/// connected.
+fn usable_access_token(
+    tenant: &TenantContext,
+    record: &UserRecord,
+) -> Result<Option<Secret>, TokenError> {
+    let user = &record.user;
     match record.status {
         UserStatus::Connected => {}
         UserStatus::ReconnectRequired => {

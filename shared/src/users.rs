@@ -66,6 +66,10 @@ pub struct UserRecord {
     /// What the last sync runs did; written by the sync engine.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sync: Option<SyncSummary>,
+    /// Where the sync engine stands with this user (cursors); kept on this item so a run with
+    /// nothing to do reads one item.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_state: Option<crate::runner::SyncState>,
 }
 
 /// The outcome of recent syncs, as status shows it.
@@ -80,6 +84,53 @@ pub struct SyncSummary {
     /// When the last run ended, successful or not: the scheduler's clock.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_run_at: Option<i64>,
+    /// When the last run that finished everything ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_success_at: Option<i64>,
+    /// What the last run did.
+    #[serde(default)]
+    pub last_counts: RunCounts,
+    /// Since the first run.
+    #[serde(default)]
+    pub total_counts: RunCounts,
+    /// Events currently linked on both sides.
+    #[serde(default)]
+    pub linked_events: u64,
+}
+
+/// Writes done by sync runs, per side, and the conflicts they settled.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunCounts {
+    pub crm_created: u64,
+    pub crm_updated: u64,
+    pub crm_deleted: u64,
+    pub outlook_created: u64,
+    pub outlook_updated: u64,
+    pub outlook_deleted: u64,
+    pub conflicts: u64,
+    pub failed: u64,
+}
+
+impl RunCounts {
+    pub fn add(&mut self, other: &RunCounts) {
+        self.crm_created += other.crm_created;
+        self.crm_updated += other.crm_updated;
+        self.crm_deleted += other.crm_deleted;
+        self.outlook_created += other.outlook_created;
+        self.outlook_updated += other.outlook_updated;
+        self.outlook_deleted += other.outlook_deleted;
+        self.conflicts += other.conflicts;
+        self.failed += other.failed;
+    }
+
+    pub fn writes(&self) -> u64 {
+        self.crm_created
+            + self.crm_updated
+            + self.crm_deleted
+            + self.outlook_created
+            + self.outlook_updated
+            + self.outlook_deleted
+    }
 }
 
 impl UserRecord {
@@ -151,6 +202,30 @@ pub fn user_item(record: &UserRecord, version: u64) -> Result<Item, StoreError> 
     let mut item = record_to_item(tenant_pk(&record.tenant), user_sk(&record.user), record)?;
     item.version = version;
     Ok(item)
+}
+
+/// [`update_user`] starting from a record just read: one write when nobody changed the item
+/// meanwhile, the re-reading loop otherwise.
+pub async fn update_read_user(
+    store: &dyn ItemStore,
+    read: &VersionedUser,
+    mut change: impl FnMut(&mut UserRecord),
+) -> Result<Option<UserRecord>, StoreError> {
+    let mut record = read.record.clone();
+    change(&mut record);
+    match store
+        .put(
+            &user_item(&record, read.version)?,
+            Precondition::Version(read.version),
+        )
+        .await
+    {
+        Ok(_) => Ok(Some(record)),
+        Err(StoreError::ConditionFailed) => {
+            update_user(store, &read.record.tenant, &read.record.user, change).await
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Applies `change` to the stored user under optimistic concurrency, re-reading on conflicts.

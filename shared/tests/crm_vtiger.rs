@@ -130,6 +130,7 @@ async fn read(
         window: window(),
         known,
         reconcile,
+        report_any_gone: false,
     })
     .await
     .unwrap()

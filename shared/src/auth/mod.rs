@@ -429,6 +429,8 @@ async fn callback(app: &App, request: &WebRequest, lang: Lang) -> Result<Outcome
         subscription_id: previous.as_ref().and_then(|p| p.subscription_id.clone()),
         subscription_expires_at: previous.as_ref().and_then(|p| p.subscription_expires_at),
         last_sync: previous.as_ref().and_then(|p| p.last_sync.clone()),
+        // The runner drops cursors and mappings that belong to another Microsoft account.
+        sync_state: previous.as_ref().and_then(|p| p.sync_state.clone()),
     };
     let link = record_to_item(&pk, ms_link_sk(&claims.oid), &json!({ "user": user }))?;
     let mut ops = vec![
@@ -457,6 +459,7 @@ async fn callback(app: &App, request: &WebRequest, lang: Lang) -> Result<Outcome
             user: user.clone(),
             reason: JobReason::Connected,
             full: true,
+            confirm_deletions: false,
         }])
         .await;
     if let Err(e) = &queued {

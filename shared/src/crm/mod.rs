@@ -101,6 +101,10 @@ pub struct ChangesRequest<'a> {
     /// The CRM ids the caller maps for this user. Deletions and departures are reported only
     /// for these, and they are what a reconciliation checks for absence.
     pub known: &'a [CrmEventId],
+    /// Report deletions and departures of any id the feed shows, not only `known` ones; the
+    /// caller filters them. Lets a run read the feed before it reads its mappings, which a
+    /// run with nothing to do then never needs to read. Reconciliation still checks `known`.
+    pub report_any_gone: bool,
     /// Also list the window and check every known id that is missing from it (deletions by
     /// absence). Costs one listing plus one request per missing id: do it at a slow cadence,
     /// or whenever [`ChangeSet::sees_deletions`] was false and deletions matter.

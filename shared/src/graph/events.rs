@@ -163,9 +163,21 @@ impl MailboxClient {
         draft: &EventDraft,
         crm_event_id: &str,
     ) -> Result<GraphEvent, GraphError> {
+        let key = transaction_id(self.mailbox.oid(), crm_event_id);
+        self.create_event_keyed(draft, crm_event_id, &key).await
+    }
+
+    /// [`Self::create_event`] with a given transactionId (the sync engine numbers re-creations
+    /// of one record, see `sync::outlook_transaction_id`).
+    pub async fn create_event_keyed(
+        &self,
+        draft: &EventDraft,
+        crm_event_id: &str,
+        transaction_id: &str,
+    ) -> Result<GraphEvent, GraphError> {
         let body = to_json_body(&CreateBody {
             draft,
-            transaction_id: transaction_id(self.mailbox.oid(), crm_event_id),
+            transaction_id: transaction_id.to_owned(),
             single_value_extended_properties: [SingleValueExtendedProperty {
                 id: CRM_ID_PROPERTY.to_owned(),
                 value: Some(crm_event_id.to_owned()),

@@ -1,4 +1,4 @@
-//! Graph event → canonical [`CalendarEvent`], as pure functions. Times become UTC instants
+//! Graph event ↔ canonical [`CalendarEvent`], as pure functions. Times become UTC instants
 //! (Windows zone names go through the CLDR table); all-day events become floating dates, since
 //! Graph returns them midnight to midnight whatever zone was asked for.
 
@@ -6,11 +6,11 @@ use jiff::civil::{Date, DateTime};
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
 
-use super::events::CRM_ID_PROPERTY;
+use super::events::{EventDraft, LocationDraft, CRM_ID_PROPERTY};
 use super::types::{DateTimeTimeZone, GraphEvent};
 use crate::event::{
-    plain_text, CalendarEvent, EventStatus, EventTime, Organizer, Sensitivity, ShowAs, SideIds,
-    SideTimes,
+    plain_text, CalendarEvent, EventField, EventStatus, EventTime, Organizer, Sensitivity, ShowAs,
+    SideIds, SideTimes,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -67,6 +67,79 @@ fn show_as(value: Option<&str>) -> Option<ShowAs> {
         "oof" => Some(ShowAs::OutOfOffice),
         "workingelsewhere" => Some(ShowAs::WorkingElsewhere),
         _ => None,
+    }
+}
+
+fn show_as_name(value: ShowAs) -> &'static str {
+    match value {
+        ShowAs::Free => "free",
+        ShowAs::Tentative => "tentative",
+        ShowAs::Busy => "busy",
+        ShowAs::OutOfOffice => "oof",
+        ShowAs::WorkingElsewhere => "workingElsewhere",
+    }
+}
+
+fn sensitivity_name(value: Sensitivity) -> &'static str {
+    match value {
+        Sensitivity::Normal => "normal",
+        Sensitivity::Personal => "personal",
+        Sensitivity::Private => "private",
+        Sensitivity::Confidential => "confidential",
+    }
+}
+
+/// The Graph write of `fields` of `event` (all writable fields for a create). Timed events are
+/// written as UTC instants, all-day events as midnight-to-midnight dates, which Graph keeps
+/// as floating days; read back, both map to the same canonical values. Fields Graph does not
+/// carry (status, activity type) and the organizer (Graph's own) are never written, and there
+/// is no attendees field at all: calsync never sends invitations.
+pub fn draft_from_event(event: &CalendarEvent, fields: &[EventField]) -> EventDraft {
+    let mut draft = EventDraft::default();
+    for field in fields {
+        match field {
+            EventField::Subject => draft.subject = Some(event.subject.clone()),
+            EventField::Location => {
+                draft.location = Some(LocationDraft {
+                    display_name: event.location.clone(),
+                })
+            }
+            EventField::Description => {
+                draft.body = Some(EventDraft::text_body(event.description.clone()))
+            }
+            EventField::Time => match &event.time {
+                EventTime::Timed { start, end } => {
+                    draft.start = Some(EventDraft::utc(*start));
+                    draft.end = Some(EventDraft::utc(*end));
+                    draft.is_all_day = Some(false);
+                }
+                EventTime::AllDay { start, end } => {
+                    draft.start = Some(midnight(*start));
+                    draft.end = Some(midnight(*end));
+                    draft.is_all_day = Some(true);
+                }
+            },
+            EventField::ShowAs => draft.show_as = event.show_as.map(|v| show_as_name(v).into()),
+            EventField::Sensitivity => {
+                draft.sensitivity = Some(sensitivity_name(event.sensitivity).into())
+            }
+            EventField::Reminder => {
+                draft.is_reminder_on = Some(event.reminder_minutes.is_some());
+                if let Some(minutes) = event.reminder_minutes {
+                    draft.reminder_minutes_before_start = Some(minutes.min(i32::MAX as u32) as i32);
+                }
+            }
+            EventField::Categories => draft.categories = Some(event.categories.clone()),
+            EventField::Status | EventField::ActivityType | EventField::Organizer => {}
+        }
+    }
+    draft
+}
+
+fn midnight(day: Date) -> DateTimeTimeZone {
+    DateTimeTimeZone {
+        date_time: format!("{day}T00:00:00"),
+        time_zone: Some("UTC".into()),
     }
 }
 
@@ -226,6 +299,58 @@ mod tests {
             env!("CARGO_MANIFEST_DIR")
         );
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn drafts_read_back_as_the_same_event() {
+        let mut timed = CalendarEvent::timed(
+            "Madrid call",
+            "2026-10-24T08:00:00Z".parse().unwrap(),
+            "2026-10-25T09:30:00Z".parse().unwrap(),
+        );
+        timed.location = "Sala 2".into();
+        timed.description = "line one\nline two".into();
+        timed.show_as = Some(ShowAs::OutOfOffice);
+        timed.sensitivity = Sensitivity::Private;
+        timed.reminder_minutes = Some(15);
+        timed.categories = vec!["CRM".into()];
+        let all_day = CalendarEvent::all_day(
+            "Holiday",
+            "2026-10-25".parse().unwrap(),
+            "2026-10-26".parse().unwrap(),
+        );
+        for event in [timed, all_day] {
+            let draft = draft_from_event(&event, &EventField::ALL);
+            let mut written: GraphEvent =
+                serde_json::from_value(serde_json::to_value(&draft).unwrap()).unwrap();
+            written.id = "AAMk-1".into();
+            let back = to_calendar_event(&written).unwrap();
+            let differing: Vec<EventField> = back
+                .differing_fields(&event)
+                .into_iter()
+                .filter(|f| *f != EventField::Organizer)
+                .collect();
+            assert!(differing.is_empty(), "{differing:?} differ for {event:?}");
+        }
+    }
+
+    #[test]
+    fn a_draft_writes_only_the_fields_asked_for() {
+        let event = CalendarEvent::timed(
+            "x",
+            "2026-10-24T08:00:00Z".parse().unwrap(),
+            "2026-10-24T09:00:00Z".parse().unwrap(),
+        );
+        let draft = draft_from_event(&event, &[EventField::Subject, EventField::Status]);
+        assert_eq!(
+            serde_json::to_value(&draft).unwrap(),
+            json!({"subject": "x"})
+        );
+        let no_reminder = draft_from_event(&event, &[EventField::Reminder]);
+        assert_eq!(
+            serde_json::to_value(&no_reminder).unwrap(),
+            json!({"isReminderOn": false})
+        );
     }
 
     #[test]

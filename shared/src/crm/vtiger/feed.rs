@@ -168,11 +168,17 @@ struct Reader<'a> {
     crm: &'a VtigerCrm,
     owner_id: &'a str,
     known: HashSet<&'a str>,
+    any_gone: bool,
     zones: Zones,
     found: Collected,
 }
 
 impl Reader<'_> {
+    /// Whether a deletion or departure of `id` is reported.
+    fn is_known(&self, id: &str) -> bool {
+        self.any_gone || self.known.contains(id)
+    }
+
     fn at(&self, operation: &str, record: &Record) -> Result<i64, CrmError> {
         mapping::parse_server_datetime(
             "modifiedtime",
@@ -198,7 +204,7 @@ impl Reader<'_> {
             return;
         }
         if record.text("assigned_user_id") != self.owner_id {
-            if self.known.contains(id.as_str()) {
+            if self.is_known(&id) {
                 self.found.gone(&id, GoneReason::LeftOwner);
             }
             return;
@@ -254,7 +260,7 @@ impl Reader<'_> {
                     continue;
                 }
                 state.remember(id, result.last_modified_time, String::new(), true);
-                if self.known.contains(id.as_str()) {
+                if self.is_known(id) {
                     self.found.gone(id, GoneReason::Deleted);
                 }
             }
@@ -406,6 +412,12 @@ fn sync_unavailable(err: &CrmError) -> bool {
     }
 }
 
+/// Whether reads from this cursor see deletions (the `sync` operation works), so that finding
+/// deletions by absence can wait.
+pub fn cursor_sees_deletions(cursor: &ChangeCursor) -> bool {
+    CursorState::from_cursor(cursor).is_some_and(|state| state.feed == FeedKind::Sync)
+}
+
 pub(super) async fn changes(
     crm: &VtigerCrm,
     request: ChangesRequest<'_>,
@@ -414,6 +426,7 @@ pub(super) async fn changes(
         crm,
         owner_id: request.owner.id.as_str(),
         known: request.known.iter().map(CrmEventId::as_str).collect(),
+        any_gone: request.report_any_gone,
         zones: crm.zones(request.owner),
         found: Collected::default(),
     };

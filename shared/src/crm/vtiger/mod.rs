@@ -26,6 +26,7 @@ use crate::crm::{
 use crate::event::{CalendarEvent, EventField};
 
 pub use self::client::AccessKey;
+pub use self::feed::cursor_sees_deletions;
 
 /// Where changes are read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

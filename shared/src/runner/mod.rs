@@ -1,0 +1,600 @@
+//! One sync run for one user, end to end: read both sides from the committed cursors, plan,
+//! execute, commit the cursors, record the outcome in the user's status. The engine's rules
+//! are in [`crate::sync`]; this module does the I/O around them, in the order its runner
+//! contract gives.
+//!
+//! Cost of a run with nothing to do — what every scheduled run pays for every user (DESIGN §6):
+//! one read of the user's item (token, cursors), one Graph delta page, one CRM feed request,
+//! one write of the user's item. The links are read only when a side reports something, when
+//! the CRM is reconciled, or on a full listing.
+
+mod outlook;
+mod state;
+mod target;
+
+pub use outlook::{item_from, OutlookRead};
+pub use state::{sync_pk, JournalEntry, LinkStore, SyncState};
+pub use target::LiveTarget;
+
+use jiff::{SignedDuration, Timestamp};
+
+use crate::app::App;
+use crate::crm::vtiger::{AccessKey, VtigerConfig, VtigerCrm};
+use crate::crm::{ChangesRequest, CrmError, CrmEventId, CrmPort, CrmUser};
+use crate::graph::{GraphError, Mailbox, TimeWindow};
+use crate::ids::CrmUserName;
+use crate::store::{now_epoch, StoreError};
+use crate::sync::{execute, plan, CrmChanges, Execution, Link, Plan, PlanCounts, Policy, Stopped};
+use crate::tenant::{AccessMode, TenantContext, TenantSettings};
+use crate::token::TokenError;
+use crate::users::{get_user, update_read_user, update_user, RunCounts, UserRecord, UserStatus};
+
+/// A delta link keeps the window it was started with; once the wanted window has moved on by
+/// this much, the next round lists the new window in full.
+const REBASELINE_AFTER: SignedDuration = SignedDuration::from_hours(7 * 24);
+/// How often the CRM is listed in full to find deletions by absence when its change feed
+/// cannot report them (stock vtiger 8 without a working `sync`), and at the latest.
+const RECONCILE_WHEN_BLIND_SECS: i64 = 30 * 60;
+const RECONCILE_ANYWAY_SECS: i64 = 24 * 3600;
+/// Pages of the CRM feed read in one run; the rest waits for the next run.
+const MAX_CRM_READS: usize = 50;
+
+/// What a run is asked to do beyond the usual.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunOptions {
+    /// Forget the cursors: list both sides in full and reconcile with the links.
+    pub full: bool,
+    /// Let deletions through that the mass-deletion guard would hold back.
+    pub confirm_deletions: bool,
+    /// Read and plan, write nothing, commit nothing.
+    pub dry_run: bool,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunOutcome {
+    /// Nothing changed on either side.
+    Quiet,
+    /// Every planned write happened and the cursors moved on.
+    Synced,
+    /// Some events failed; the cursors stay, so the next run tries them again.
+    Partial,
+    /// The mass-deletion guard held the run's deletions back.
+    GuardTripped,
+    /// Microsoft refused the user's refresh token; the user must connect again.
+    ReconnectRequired,
+    /// The user is not connected (any more).
+    NotConnected,
+    /// Planned only (`dry_run`).
+    DryRun,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub outcome: RunOutcome,
+    pub counts: RunCounts,
+    /// The plan, for a dry run.
+    pub plan: Option<Plan>,
+    /// Input items that could not be read, with why.
+    pub skipped: Vec<String>,
+    /// Steps that failed, with why.
+    pub failures: Vec<String>,
+    /// Whether Outlook was listed in full (first run, lost delta token, moved window).
+    pub outlook_full: bool,
+    pub graph_pages: u32,
+}
+
+impl RunReport {
+    fn new(outcome: RunOutcome) -> Self {
+        Self {
+            outcome,
+            counts: RunCounts::default(),
+            plan: None,
+            skipped: Vec::new(),
+            failures: Vec::new(),
+            outlook_full: false,
+            graph_pages: 0,
+        }
+    }
+}
+
+/// Why a run could not finish; the job fails and the queue delivers it again.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+    #[error("Microsoft sign-in: {0}")]
+    Token(TokenError),
+    #[error("Outlook could not be read: {0}")]
+    Outlook(GraphError),
+    #[error("the CRM could not be read: {0}")]
+    Crm(CrmError),
+    #[error(transparent)]
+    Stopped(Stopped),
+}
+
+impl RunError {
+    /// The status problem this error leaves on the user, with what to do about it.
+    fn problem(&self) -> (&'static str, String) {
+        match self {
+            RunError::Crm(e) => (
+                "crm_unreachable",
+                format!("The CRM could not be read ({e}). calsync keeps trying; if this lasts, check the CRM address, the integration user and its access key."),
+            ),
+            RunError::Outlook(e) => (
+                "outlook_unreachable",
+                format!("Outlook could not be read ({e}). calsync keeps trying."),
+            ),
+            other => (
+                "sync_failed",
+                format!("The last sync stopped ({other}). calsync tries again on its own."),
+            ),
+        }
+    }
+}
+
+/// The window to sync now, by the tenant's settings.
+pub fn window_at(settings: &TenantSettings, now: Timestamp) -> TimeWindow {
+    let day = SignedDuration::from_hours(24);
+    let start = now
+        .checked_sub(day * i32::try_from(settings.window_past_days).unwrap_or(i32::MAX))
+        .unwrap_or(Timestamp::MIN);
+    let end = now
+        .checked_add(day * i32::try_from(settings.window_future_days).unwrap_or(i32::MAX))
+        .unwrap_or(Timestamp::MAX);
+    TimeWindow::new(start, end)
+}
+
+/// The tenant's CRM adapter. Cheap: sessions are shared process-wide.
+pub fn crm_for(app: &App, tenant: &TenantContext) -> Result<VtigerCrm, CrmError> {
+    let mut config = VtigerConfig::new(
+        tenant.secret.crm_url.clone(),
+        tenant.secret.crm_user.clone(),
+        AccessKey::new(tenant.secret.crm_access_key.expose()),
+    );
+    config.server_zone = tenant.settings.crm_time_zone.clone();
+    config.timeout = app.config.http_timeout;
+    VtigerCrm::new(config)
+}
+
+/// Syncs one user once. Records the outcome in the user's status either way.
+pub async fn sync_user(
+    app: &App,
+    tenant: &TenantContext,
+    user: &CrmUserName,
+    options: RunOptions,
+) -> Result<RunReport, RunError> {
+    let crm = crm_for(app, tenant).map_err(RunError::Crm)?;
+    sync_user_with(app, tenant, user, &crm, options).await
+}
+
+/// [`sync_user`] with a given CRM adapter.
+pub async fn sync_user_with(
+    app: &App,
+    tenant: &TenantContext,
+    user: &CrmUserName,
+    crm: &dyn CrmPort,
+    options: RunOptions,
+) -> Result<RunReport, RunError> {
+    let store = app.store.as_ref();
+    let Some(read) = get_user(store, &tenant.id, user).await? else {
+        return Ok(RunReport::new(RunOutcome::NotConnected));
+    };
+    match read.record.status {
+        UserStatus::Connected => {}
+        UserStatus::ReconnectRequired => return Ok(RunReport::new(RunOutcome::ReconnectRequired)),
+        UserStatus::Disconnected => return Ok(RunReport::new(RunOutcome::NotConnected)),
+    }
+    let token = match tenant.settings.mode {
+        AccessMode::Delegated => app.tokens.access_token_for(store, tenant, &read.record).await,
+        AccessMode::AppOnly => app.tokens.app_token(&tenant.secret).await,
+    };
+    let token = match token {
+        Ok(token) => token,
+        // Recorded on the user by the token service; retrying cannot help, so no retry storm.
+        Err(TokenError::ReconnectRequired { .. }) => {
+            return Ok(RunReport::new(RunOutcome::ReconnectRequired))
+        }
+        Err(TokenError::NotConnected) => return Ok(RunReport::new(RunOutcome::NotConnected)),
+        Err(e) => return Err(RunError::Token(e)),
+    };
+    let oid = read.record.ms_user_id.clone();
+    let mailbox = app.graph.mailbox(
+        match tenant.settings.mode {
+            AccessMode::Delegated => Mailbox::me(oid.clone()),
+            AccessMode::AppOnly => Mailbox::user(oid.clone()),
+        },
+        token,
+    );
+    let links = LinkStore::new(store, &tenant.id, user);
+    let mut state = match &read.record.sync_state {
+        Some(state) if state.mailbox == oid => state.clone(),
+        Some(_) => {
+            // Another Microsoft account: its links point at someone else's events.
+            let forgotten = links.forget_links().await?;
+            tracing::info!(tenant = %tenant.id, user = %user, forgotten, "mailbox changed, starting over");
+            SyncState {
+                mailbox: oid.clone(),
+                ..SyncState::default()
+            }
+        }
+        None => SyncState {
+            mailbox: oid.clone(),
+            ..SyncState::default()
+        },
+    };
+
+    let now = now_epoch();
+    let run = Run {
+        app,
+        tenant,
+        user,
+        crm,
+        options,
+        now,
+    };
+    let outcome = run.sync(&mailbox, &links, &mut state).await;
+    let recorded = run.record(&read, &state, &outcome).await;
+    if let Err(e) = recorded {
+        tracing::error!(tenant = %tenant.id, user = %user, error = %e, "sync status not recorded");
+        // Without the status the cursors are not committed either: the run counts as failed.
+        return Err(RunError::Store(e));
+    }
+    outcome.map(|done| done.report)
+}
+
+struct Run<'a> {
+    app: &'a App,
+    tenant: &'a TenantContext,
+    user: &'a CrmUserName,
+    crm: &'a dyn CrmPort,
+    options: RunOptions,
+    now: i64,
+}
+
+/// A finished run: its report, and whether the cursors in the state may be committed.
+struct Done {
+    report: RunReport,
+    commit: bool,
+    linked: Option<u64>,
+    guard: Option<String>,
+}
+
+impl Run<'_> {
+    async fn sync(
+        &self,
+        mailbox: &crate::graph::MailboxClient,
+        links: &LinkStore<'_>,
+        state: &mut SyncState,
+    ) -> Result<Done, RunError> {
+        let settings = &self.tenant.settings;
+        let now_ts = Timestamp::from_second(self.now).unwrap_or(Timestamp::UNIX_EPOCH);
+        let window = window_at(settings, now_ts);
+        let stored_window = TimeWindow::new(
+            Timestamp::from_second(state.window_start).unwrap_or(window.start),
+            Timestamp::from_second(state.window_end).unwrap_or(window.end),
+        );
+        let slid = window.start.duration_since(stored_window.start) >= REBASELINE_AFTER;
+        let outlook = outlook::read(
+            mailbox,
+            state.outlook_delta.as_deref(),
+            stored_window,
+            window,
+            self.options.full || slid,
+        )
+        .await
+        .map_err(RunError::Outlook)?;
+
+        let owner = match &state.crm_owner {
+            Some(owner) => owner.clone(),
+            None => {
+                let owner = self
+                    .crm
+                    .resolve_user(self.user.as_str())
+                    .await
+                    .map_err(RunError::Crm)?;
+                state.crm_owner = Some(owner.clone());
+                owner
+            }
+        };
+        let cursor = if self.options.full {
+            None
+        } else {
+            state.crm_cursor.clone()
+        };
+        let reconcile = cursor.is_some() && self.reconcile_due(state);
+        // The links are read up front only when something needs them anyway.
+        let mut snapshot: Option<Vec<Link>> = if !outlook.is_quiet() || cursor.is_none() || reconcile
+        {
+            Some(links.links().await?)
+        } else {
+            None
+        };
+        let full_crm_listing = cursor.is_none();
+        let (crm_changes, crm_cursor) = self
+            .read_crm(&owner, cursor, reconcile, &window, snapshot.as_deref())
+            .await?;
+
+        let quiet = outlook.is_quiet()
+            && crm_changes.upserts.is_empty()
+            && crm_changes.gone.is_empty();
+        let mut report = RunReport::new(RunOutcome::Quiet);
+        report.outlook_full = outlook.full;
+        report.graph_pages = outlook.round.pages;
+        let delta_link = outlook.round.delta_link.clone();
+        let outlook_window = outlook.window;
+        let advance = |state: &mut SyncState| {
+            state.outlook_delta = Some(delta_link.clone());
+            state.window_start = outlook_window.start.as_second();
+            state.window_end = outlook_window.end.as_second();
+            state.crm_cursor = Some(crm_cursor.clone());
+            // A first load or a full resync lists the window: that is a reconciliation too.
+            if reconcile || full_crm_listing {
+                state.reconciled_at = Some(self.now);
+            }
+        };
+        if quiet && snapshot.is_none() && !self.options.dry_run {
+            advance(state);
+            return Ok(Done {
+                report,
+                commit: true,
+                linked: None,
+                guard: None,
+            });
+        }
+        let snapshot = match snapshot.take() {
+            Some(snapshot) => snapshot,
+            None => links.links().await?,
+        };
+        let (outlook_changes, skipped) = outlook
+            .into_changes(mailbox, &snapshot)
+            .await
+            .map_err(RunError::Outlook)?;
+        report.skipped = skipped;
+
+        let mut policy = Policy::new(settings.conflict_policy, mailbox.mailbox().oid());
+        policy.crm_fields = crate::sync::FieldSet::of(self.crm.carried_fields());
+        policy.first_sync = !state.first_sync_done;
+        policy.guard.confirmed = self.options.confirm_deletions;
+        let plan = plan(&snapshot, &outlook_changes, &crm_changes, &policy);
+        report.skipped.extend(plan.skipped.iter().cloned());
+        if self.options.dry_run {
+            report.outcome = RunOutcome::DryRun;
+            report.plan = Some(plan);
+            return Ok(Done {
+                report,
+                commit: false,
+                linked: None,
+                guard: None,
+            });
+        }
+
+        let target = LiveTarget::new(
+            LinkStore::new(self.app.store.as_ref(), &self.tenant.id, self.user),
+            &snapshot,
+            mailbox,
+            self.crm,
+            &owner,
+            self.now,
+        );
+        let execution = execute(&plan, &target, policy.crm_fields, policy.outlook_fields)
+            .await
+            .map_err(RunError::Stopped)?;
+        let linked = target.versions.lock().map(|v| v.len() as u64).ok();
+        report.counts = counts(&plan.counts, &execution);
+        report.failures = execution
+            .failed
+            .iter()
+            .map(|(key, why)| format!("{key}: {why}"))
+            .chain(
+                execution
+                    .gone
+                    .iter()
+                    .map(|(side, id)| format!("{side:?} {id} disappeared while syncing")),
+            )
+            .collect();
+        let guard = plan.guard.as_ref().map(|trip| {
+            format!(
+                "This sync would have deleted {} events ({} in the CRM, {} in Outlook) of {} linked, more than the safety limit ({} events and {} %). Nothing was deleted. If these deletions are intended, confirm them with `calsync resync --tenant {} --user {} --confirm-deletions`.",
+                trip.crm_deletions + trip.outlook_deletions,
+                trip.crm_deletions,
+                trip.outlook_deletions,
+                trip.linked,
+                trip.max_events,
+                trip.max_percent,
+                self.tenant.id,
+                self.user,
+            )
+        });
+        let commit = execution.all_done() && plan.may_commit_cursors();
+        report.outcome = if guard.is_some() {
+            RunOutcome::GuardTripped
+        } else if commit {
+            RunOutcome::Synced
+        } else {
+            RunOutcome::Partial
+        };
+        if commit {
+            advance(state);
+            state.first_sync_done = true;
+        }
+        Ok(Done {
+            report,
+            commit,
+            linked,
+            guard,
+        })
+    }
+
+    fn reconcile_due(&self, state: &SyncState) -> bool {
+        if self.options.full {
+            return true;
+        }
+        let since = state.reconciled_at.map(|at| self.now - at);
+        match since {
+            None => true,
+            Some(elapsed) => {
+                (elapsed >= RECONCILE_WHEN_BLIND_SECS && !feed_sees_deletions(state))
+                    || elapsed >= RECONCILE_ANYWAY_SECS
+            }
+        }
+    }
+
+    /// Reads the CRM feed to its end (or [`MAX_CRM_READS`] pages). Without `snapshot`, any
+    /// deletion the feed shows is reported and the planner ignores the ones it has no link for.
+    async fn read_crm(
+        &self,
+        owner: &CrmUser,
+        cursor: Option<crate::crm::ChangeCursor>,
+        reconcile: bool,
+        window: &TimeWindow,
+        snapshot: Option<&[Link]>,
+    ) -> Result<(CrmChanges, crate::crm::ChangeCursor), RunError> {
+        let known: Vec<CrmEventId> = snapshot
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|link| link.crm_id.clone())
+            .collect();
+        let crm_window = crate::crm::TimeWindow {
+            start: window.start,
+            end: window.end,
+        };
+        let mut changes = CrmChanges::default();
+        let mut cursor = cursor;
+        for n in 0..MAX_CRM_READS {
+            let page = self
+                .crm
+                .changes(ChangesRequest {
+                    owner,
+                    cursor: cursor.clone(),
+                    window: crm_window,
+                    known: &known,
+                    reconcile: reconcile && n == 0,
+                    report_any_gone: snapshot.is_none(),
+                })
+                .await
+                .map_err(RunError::Crm)?;
+            for (id, why) in &page.unreadable {
+                tracing::warn!(tenant = %self.tenant.id, user = %self.user, crm_id = %id, reason = %why, "CRM event skipped");
+            }
+            let more = page.more;
+            cursor = Some(page.cursor.clone());
+            changes.extend_from(page);
+            if !more {
+                break;
+            }
+        }
+        let cursor = cursor.ok_or_else(|| {
+            RunError::Crm(CrmError::Config("the CRM feed returned no cursor".into()))
+        })?;
+        Ok((changes, cursor))
+    }
+
+    /// Writes the outcome to the user's item: the cursors when they may move on, the status
+    /// and the problems in any case.
+    async fn record(
+        &self,
+        read: &crate::users::VersionedUser,
+        state: &SyncState,
+        outcome: &Result<Done, RunError>,
+    ) -> Result<(), StoreError> {
+        if self.options.dry_run {
+            return Ok(());
+        }
+        let now = self.now;
+        let change = |record: &mut UserRecord| {
+            let summary = record.last_sync.get_or_insert_with(Default::default);
+            summary.last_run_at = Some(now);
+            match outcome {
+                Ok(done) => {
+                    summary.last_counts = done.report.counts;
+                    summary.total_counts.add(&done.report.counts);
+                    if let Some(linked) = done.linked {
+                        summary.linked_events = linked;
+                    }
+                    for code in ["crm_unreachable", "outlook_unreachable", "sync_failed"] {
+                        record.clear_problem(code);
+                    }
+                    match &done.guard {
+                        Some(detail) => record.set_problem("deletion_guard", detail.clone(), now),
+                        None => record.clear_problem("deletion_guard"),
+                    }
+                    if done.report.failures.is_empty() {
+                        record.clear_problem("sync_errors");
+                    } else {
+                        record.set_problem(
+                            "sync_errors",
+                            format!(
+                                "{} events could not be synced in the last run (first: {}). calsync tries them again on every run.",
+                                done.report.failures.len(),
+                                done.report.failures[0]
+                            ),
+                            now,
+                        );
+                    }
+                    if done.commit {
+                        let summary = record.last_sync.get_or_insert_with(Default::default);
+                        summary.last_success_at = Some(now);
+                        summary.to_crm_at = Some(now);
+                        summary.to_outlook_at = Some(now);
+                        record.sync_state = Some(state.clone());
+                    } else if let Some(kept) = &mut record.sync_state {
+                        // The cursors stay; what was learned about the CRM user is kept.
+                        kept.crm_owner = state.crm_owner.clone();
+                    } else {
+                        record.sync_state = Some(SyncState {
+                            mailbox: state.mailbox.clone(),
+                            crm_owner: state.crm_owner.clone(),
+                            ..SyncState::default()
+                        });
+                    }
+                }
+                Err(e) => {
+                    let (code, detail) = e.problem();
+                    record.set_problem(code, detail, now);
+                }
+            }
+        };
+        update_read_user(self.app.store.as_ref(), read, change).await?;
+        Ok(())
+    }
+}
+
+fn feed_sees_deletions(state: &SyncState) -> bool {
+    state
+        .crm_cursor
+        .as_ref()
+        .is_some_and(crate::crm::vtiger::cursor_sees_deletions)
+}
+
+/// What a run did, by side and kind: the plan's counts when every step ran, else the steps
+/// that did not are counted as failed.
+fn counts(planned: &PlanCounts, execution: &Execution) -> RunCounts {
+    RunCounts {
+        crm_created: planned.create_crm as u64,
+        crm_updated: planned.update_crm as u64,
+        crm_deleted: planned.delete_crm as u64,
+        outlook_created: planned.create_outlook as u64,
+        outlook_updated: planned.update_outlook as u64,
+        outlook_deleted: planned.delete_outlook as u64,
+        conflicts: planned.conflicts as u64,
+        failed: (execution.failed.len() + execution.gone.len() + execution.stale) as u64,
+    }
+}
+
+/// Records a failure to start a run at all (the tenant or CRM could not be set up).
+pub async fn record_failure(
+    app: &App,
+    tenant: &TenantContext,
+    user: &CrmUserName,
+    code: &str,
+    detail: String,
+) -> Result<(), StoreError> {
+    let now = now_epoch();
+    update_user(app.store.as_ref(), &tenant.id, user, |record| {
+        record.set_problem(code, detail.clone(), now);
+        record.last_sync.get_or_insert_with(Default::default).last_run_at = Some(now);
+    })
+    .await
+    .map(|_| ())
+}
