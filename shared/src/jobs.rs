@@ -110,7 +110,10 @@ pub async fn handle_event(app: &App, event: &Value) -> Result<Value, EventError>
             let mut failures = Vec::new();
             for (message_id, job) in jobs {
                 let outcome = match &job {
-                    Ok(job) => run_job(app, job).await.map(|_| ()).map_err(|e| e.to_string()),
+                    Ok(job) => run_job(app, job)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string()),
                     Err(why) => Err(why.clone()),
                 };
                 if let Err(why) = outcome {

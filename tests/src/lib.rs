@@ -10,6 +10,7 @@ pub mod events;
 pub mod function_url;
 pub mod response;
 pub mod runtime;
+pub mod syncbed;
 pub mod testbed;
 
 pub use events::{

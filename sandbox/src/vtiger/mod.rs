@@ -157,6 +157,17 @@ impl VtigerState {
         self.lock().store.ui_edit(number, &changes)
     }
 
+    /// The live (not deleted) events a user owns, by record number.
+    pub fn events_of(&self, owner: u64) -> Vec<StoredEvent> {
+        self.lock()
+            .store
+            .events
+            .values()
+            .filter(|event| event.owner == owner && !event.deleted)
+            .cloned()
+            .collect()
+    }
+
     /// Delete as a CRM user would in the web UI (to the recycle bin).
     pub fn ui_delete(&self, id: &str) -> bool {
         crmid(id).is_some_and(|number| self.lock().store.ui_delete(number))

@@ -186,7 +186,11 @@ pub async fn sync_user_with(
         UserStatus::Disconnected => return Ok(RunReport::new(RunOutcome::NotConnected)),
     }
     let token = match tenant.settings.mode {
-        AccessMode::Delegated => app.tokens.access_token_for(store, tenant, &read.record).await,
+        AccessMode::Delegated => {
+            app.tokens
+                .access_token_for(store, tenant, &read.record)
+                .await
+        }
         AccessMode::AppOnly => app.tokens.app_token(&tenant.secret).await,
     };
     let token = match token {
@@ -304,20 +308,19 @@ impl Run<'_> {
         };
         let reconcile = cursor.is_some() && self.reconcile_due(state);
         // The links are read up front only when something needs them anyway.
-        let mut snapshot: Option<Vec<Link>> = if !outlook.is_quiet() || cursor.is_none() || reconcile
-        {
-            Some(links.links().await?)
-        } else {
-            None
-        };
+        let mut snapshot: Option<Vec<Link>> =
+            if !outlook.is_quiet() || cursor.is_none() || reconcile {
+                Some(links.links().await?)
+            } else {
+                None
+            };
         let full_crm_listing = cursor.is_none();
         let (crm_changes, crm_cursor) = self
             .read_crm(&owner, cursor, reconcile, &window, snapshot.as_deref())
             .await?;
 
-        let quiet = outlook.is_quiet()
-            && crm_changes.upserts.is_empty()
-            && crm_changes.gone.is_empty();
+        let quiet =
+            outlook.is_quiet() && crm_changes.upserts.is_empty() && crm_changes.gone.is_empty();
         let mut report = RunReport::new(RunOutcome::Quiet);
         report.outlook_full = outlook.full;
         report.graph_pages = outlook.round.pages;
@@ -409,6 +412,9 @@ impl Run<'_> {
         let commit = execution.all_done() && plan.may_commit_cursors();
         report.outcome = if guard.is_some() {
             RunOutcome::GuardTripped
+        } else if commit && plan.is_empty() {
+            // Only echoes of our own writes, or nothing calsync carries, changed.
+            RunOutcome::Quiet
         } else if commit {
             RunOutcome::Synced
         } else {
@@ -593,7 +599,10 @@ pub async fn record_failure(
     let now = now_epoch();
     update_user(app.store.as_ref(), &tenant.id, user, |record| {
         record.set_problem(code, detail.clone(), now);
-        record.last_sync.get_or_insert_with(Default::default).last_run_at = Some(now);
+        record
+            .last_sync
+            .get_or_insert_with(Default::default)
+            .last_run_at = Some(now);
     })
     .await
     .map(|_| ())

@@ -32,7 +32,10 @@ pub async fn read(
     full: bool,
 ) -> Result<OutlookRead, GraphError> {
     if let (Some(link), false) = (delta_link, full) {
-        match mailbox.delta_round(DeltaStart::Resume(link.to_owned())).await {
+        match mailbox
+            .delta_round(DeltaStart::Resume(link.to_owned()))
+            .await
+        {
             Ok(round) => {
                 return Ok(OutlookRead {
                     round,

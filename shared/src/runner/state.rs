@@ -116,8 +116,11 @@ impl<'a> LinkStore<'a> {
             at,
             conflict: conflict.clone(),
         };
-        let mut item =
-            crate::store::record_to_item(&self.pk, format!("{JOURNAL_PREFIX}{}", conflict.id), &entry)?;
+        let mut item = crate::store::record_to_item(
+            &self.pk,
+            format!("{JOURNAL_PREFIX}{}", conflict.id),
+            &entry,
+        )?;
         item.expires_at = Some(at + JOURNAL_TTL_SECS);
         self.store.put(&item, Precondition::None).await?;
         Ok(())
@@ -132,7 +135,10 @@ impl<'a> LinkStore<'a> {
             .iter()
             .map(crate::store::item_to_record)
             .collect::<Result<_, _>>()?;
-        entries.sort_by(|a, b| b.at.cmp(&a.at).then_with(|| a.conflict.id.cmp(&b.conflict.id)));
+        entries.sort_by(|a, b| {
+            b.at.cmp(&a.at)
+                .then_with(|| a.conflict.id.cmp(&b.conflict.id))
+        });
         Ok(entries)
     }
 
@@ -170,6 +176,9 @@ fn link_from_item(item: &Item) -> Result<Link, StoreError> {
     data.insert("key".into(), Value::String(key.to_owned()));
     data.insert("version".into(), Value::from(item.version));
     serde_json::from_value(Value::Object(data)).map_err(|e| {
-        StoreError::Backend(format!("stored link {}/{} is unreadable: {e}", item.pk, item.sk))
+        StoreError::Backend(format!(
+            "stored link {}/{} is unreadable: {e}",
+            item.pk, item.sk
+        ))
     })
 }
