@@ -83,3 +83,264 @@ async fn creates_flow_both_ways_and_a_second_run_is_quiet() {
         record.problems
     );
 }
+
+/// Two linked events, "Demo for ACME" (made in the CRM) and "Dentist" (made in Outlook).
+async fn linked_pair() -> SyncBed {
+    let bed = SyncBed::start().await.unwrap();
+    seed_crm(&bed, "Demo for ACME", "2026-12-03", "09:00:00", "10:00:00");
+    bed.bed
+        .sandbox
+        .graph()
+        .insert_event(
+            USER_OID,
+            outlook_event("Dentist", "2026-12-04T15:00:00", "2026-12-04T16:00:00"),
+        )
+        .unwrap();
+    settle(&bed).await;
+    bed
+}
+
+/// Syncs until a run has nothing left to write (at most three runs), then checks that the
+/// next one is quiet: the echoes of calsync's own writes never come back as changes.
+async fn settle(bed: &SyncBed) {
+    for _ in 0..3 {
+        let report = bed.sync().await.unwrap();
+        assert!(report.failures.is_empty(), "{report:?}");
+        if report.counts.writes() == 0 {
+            let again = bed.sync().await.unwrap();
+            assert_eq!(again.outcome, RunOutcome::Quiet, "{again:?}");
+            assert_eq!(again.counts.writes(), 0, "{again:?}");
+            return;
+        }
+    }
+    panic!("the two sides did not settle in three runs");
+}
+
+fn crm_id(bed: &SyncBed, subject: &str) -> String {
+    format!("18x{}", bed.crm_event(subject).unwrap().crmid)
+}
+
+fn outlook_id(bed: &SyncBed, subject: &str) -> String {
+    bed.outlook_event(subject).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn updates_and_deletions_flow_both_ways() {
+    let bed = linked_pair().await;
+    let graph = bed.bed.sandbox.graph();
+    let crm = bed.bed.sandbox.crm();
+
+    assert!(crm.ui_edit(
+        &crm_id(&bed, "Demo for ACME"),
+        &[("subject", "Demo for ACME (v2)"), ("location", "Sala 3")]
+    ));
+    graph
+        .update_event(
+            USER_OID,
+            &outlook_id(&bed, "Dentist"),
+            json!({"location": {"displayName": "Calle Mayor 1"}}),
+        )
+        .unwrap();
+    let report = bed.sync().await.unwrap();
+    assert_eq!(report.counts.outlook_updated, 1, "{report:?}");
+    assert_eq!(report.counts.crm_updated, 1, "{report:?}");
+    let demo = bed.outlook_event("Demo for ACME (v2)").unwrap();
+    assert_eq!(demo["location"]["displayName"], "Sala 3");
+    assert_eq!(
+        bed.crm_event("Dentist").unwrap().fields["location"],
+        "Calle Mayor 1"
+    );
+    settle(&bed).await;
+
+    assert!(crm.ui_delete(&crm_id(&bed, "Demo for ACME (v2)")));
+    graph
+        .delete_event(USER_OID, &outlook_id(&bed, "Dentist"))
+        .unwrap();
+    let report = bed.sync().await.unwrap();
+    assert_eq!(report.counts.outlook_deleted, 1, "{report:?}");
+    assert_eq!(report.counts.crm_deleted, 1, "{report:?}");
+    assert!(bed.outlook().is_empty(), "{:?}", bed.outlook_subjects());
+    assert!(bed.crm().is_empty(), "{:?}", bed.crm_subjects());
+    settle(&bed).await;
+    assert_eq!(graph.counters(USER_OID).invitations_sent, 0);
+}
+
+#[tokio::test]
+async fn different_fields_edited_on_both_sides_are_merged() {
+    let bed = linked_pair().await;
+    assert!(bed
+        .bed
+        .sandbox
+        .crm()
+        .ui_edit(&crm_id(&bed, "Dentist"), &[("location", "Clínica Sol")]));
+    bed.bed
+        .sandbox
+        .graph()
+        .update_event(
+            USER_OID,
+            &outlook_id(&bed, "Dentist"),
+            json!({"subject": "Dentist (check-up)"}),
+        )
+        .unwrap();
+    bed.sync().await.unwrap();
+    let outlook = bed.outlook_event("Dentist (check-up)").unwrap();
+    assert_eq!(outlook["location"]["displayName"], "Clínica Sol");
+    let crm = bed.crm_event("Dentist (check-up)").unwrap();
+    assert_eq!(crm.fields["location"], "Clínica Sol");
+    let journal =
+        calsync::runner::LinkStore::new(bed.bed.app.store.as_ref(), &bed.bed.tenant, &bed.bed.user)
+            .journal()
+            .await
+            .unwrap();
+    assert!(journal.is_empty(), "a merge is not a conflict: {journal:?}");
+    settle(&bed).await;
+}
+
+#[tokio::test]
+async fn the_same_field_edited_on_both_sides_follows_the_policy_and_is_journalled() {
+    let bed = linked_pair().await;
+    assert!(bed
+        .bed
+        .sandbox
+        .crm()
+        .ui_edit(&crm_id(&bed, "Dentist"), &[("subject", "Dentist (CRM)")]));
+    // Outlook's edit is the later one; the default policy is `latest`.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    bed.bed
+        .sandbox
+        .graph()
+        .update_event(
+            USER_OID,
+            &outlook_id(&bed, "Dentist"),
+            json!({"subject": "Dentist (Outlook)"}),
+        )
+        .unwrap();
+    bed.sync().await.unwrap();
+    assert!(
+        bed.crm_event("Dentist (Outlook)").is_ok(),
+        "{:?}",
+        bed.crm_subjects()
+    );
+    assert!(
+        bed.outlook_event("Dentist (Outlook)").is_ok(),
+        "{:?}",
+        bed.outlook_subjects()
+    );
+    let journal =
+        calsync::runner::LinkStore::new(bed.bed.app.store.as_ref(), &bed.bed.tenant, &bed.bed.user)
+            .journal()
+            .await
+            .unwrap();
+    assert_eq!(journal.len(), 1, "{journal:?}");
+    let entry = &journal[0].conflict;
+    assert_eq!(entry.field, Some(calsync::event::EventField::Subject));
+    assert_eq!(entry.winner, calsync::sync::Side::Outlook);
+    assert_eq!(entry.crm_value, Some(json!("Dentist (CRM)")));
+    settle(&bed).await;
+}
+
+#[tokio::test]
+async fn an_all_day_event_stays_whole_days_on_both_sides() {
+    let bed = SyncBed::start().await.unwrap();
+    bed.bed
+        .sandbox
+        .graph()
+        .insert_event(
+            USER_OID,
+            json!({
+                "subject": "Holiday",
+                "isAllDay": true,
+                "start": {"dateTime": "2026-12-08T00:00:00", "timeZone": "UTC"},
+                "end": {"dateTime": "2026-12-09T00:00:00", "timeZone": "UTC"},
+            }),
+        )
+        .unwrap();
+    settle(&bed).await;
+    let tenant = bed.bed.app.tenants.context(&bed.bed.tenant).await.unwrap();
+    let crm = calsync::runner::crm_for(&bed.bed.app, &tenant).unwrap();
+    use calsync::crm::CrmPort;
+    let owner = crm.resolve_user("maria").await.unwrap();
+    let id = calsync::crm::CrmEventId::new(crm_id(&bed, "Holiday"));
+    let stored = crm.get(&owner, &id).await.unwrap().unwrap();
+    assert_eq!(
+        stored.time,
+        calsync::event::EventTime::AllDay {
+            start: "2026-12-08".parse().unwrap(),
+            end: "2026-12-09".parse().unwrap(),
+        }
+    );
+    // A CRM edit of the subject comes back to Outlook without touching the days.
+    assert!(bed
+        .bed
+        .sandbox
+        .crm()
+        .ui_edit(id.as_str(), &[("subject", "Holiday (Inmaculada)")]));
+    bed.sync().await.unwrap();
+    let outlook = bed.outlook_event("Holiday (Inmaculada)").unwrap();
+    assert_eq!(outlook["isAllDay"], true);
+    assert_eq!(
+        outlook["start"]["dateTime"].as_str().unwrap()[..10],
+        *"2026-12-08"
+    );
+    assert_eq!(
+        outlook["end"]["dateTime"].as_str().unwrap()[..10],
+        *"2026-12-09"
+    );
+    settle(&bed).await;
+}
+
+#[tokio::test]
+async fn a_madrid_meeting_keeps_its_wall_clock_time_across_the_october_change() {
+    let bed = SyncBed::start_in_zone("Europe/Madrid").await.unwrap();
+    // The window reaches 30 days back; move the meetings next year's October.
+    seed_crm(
+        &bed,
+        "Before the change",
+        "2027-10-29",
+        "10:00:00",
+        "11:00:00",
+    );
+    seed_crm(
+        &bed,
+        "After the change",
+        "2027-11-02",
+        "10:00:00",
+        "11:00:00",
+    );
+    bed.bed
+        .sandbox
+        .graph()
+        .insert_event(
+            USER_OID,
+            json!({
+                "subject": "Made in Outlook",
+                "start": {"dateTime": "2027-11-01T10:00:00", "timeZone": "Romance Standard Time"},
+                "end": {"dateTime": "2027-11-01T11:00:00", "timeZone": "Romance Standard Time"},
+            }),
+        )
+        .unwrap();
+    settle(&bed).await;
+    // 10:00 in Madrid is 08:00 UTC in summer time and 09:00 UTC after 31 October 2027.
+    let before = bed.outlook_event("Before the change").unwrap();
+    assert_eq!(
+        before["start"]["dateTime"].as_str().unwrap()[..19],
+        *"2027-10-29T08:00:00"
+    );
+    let after = bed.outlook_event("After the change").unwrap();
+    assert_eq!(
+        after["start"]["dateTime"].as_str().unwrap()[..19],
+        *"2027-11-02T09:00:00"
+    );
+    let made = bed.crm_event("Made in Outlook").unwrap();
+    assert_eq!(
+        (
+            made.fields["date_start"].as_str(),
+            made.fields["time_start"].as_str()
+        ),
+        ("2027-11-01", "10:00:00")
+    );
+    assert_eq!(made.fields["time_end"], "11:00:00");
+}
