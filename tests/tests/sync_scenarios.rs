@@ -344,3 +344,247 @@ async fn a_madrid_meeting_keeps_its_wall_clock_time_across_the_october_change() 
     );
     assert_eq!(made.fields["time_end"], "11:00:00");
 }
+
+#[tokio::test]
+async fn an_outlook_series_with_an_exception_and_a_cancelled_occurrence() {
+    let bed = SyncBed::start().await.unwrap();
+    let graph = bed.bed.sandbox.graph();
+    let master = graph
+        .insert_event(
+            USER_OID,
+            json!({
+                "subject": "Weekly sync",
+                "start": {"dateTime": "2026-12-07T10:00:00", "timeZone": "UTC"},
+                "end": {"dateTime": "2026-12-07T10:30:00", "timeZone": "UTC"},
+                "recurrence": {
+                    "pattern": {"type": "weekly", "interval": 1, "daysOfWeek": ["monday"]},
+                    "range": {"type": "numbered", "startDate": "2026-12-07", "numberOfOccurrences": 4}
+                }
+            }),
+        )
+        .unwrap();
+    let occurrences = graph.occurrence_ids(
+        USER_OID,
+        &master,
+        "2026-12-01T00:00:00Z".parse().unwrap(),
+        "2027-01-15T00:00:00Z".parse().unwrap(),
+    );
+    assert_eq!(occurrences.len(), 4);
+    graph
+        .update_event(USER_OID, &occurrences[1], json!({"subject": "Weekly sync (moved)", "start": {"dateTime": "2026-12-15T11:00:00", "timeZone": "UTC"}, "end": {"dateTime": "2026-12-15T11:30:00", "timeZone": "UTC"}}))
+        .unwrap();
+    graph.delete_event(USER_OID, &occurrences[2]).unwrap();
+    settle(&bed).await;
+
+    let mut starts: Vec<(String, String)> = bed
+        .crm()
+        .iter()
+        .map(|e| (e.fields["date_start"].clone(), e.fields["subject"].clone()))
+        .collect();
+    starts.sort();
+    assert_eq!(
+        starts,
+        [
+            ("2026-12-07".to_owned(), "Weekly sync".to_owned()),
+            ("2026-12-15".to_owned(), "Weekly sync (moved)".to_owned()),
+            ("2026-12-28".to_owned(), "Weekly sync".to_owned()),
+        ]
+    );
+    let moved = bed.crm_event("Weekly sync (moved)").unwrap();
+    assert_eq!(moved.fields["time_start"], "11:00:00");
+
+    // A CRM edit of one occurrence patches that occurrence, never the series.
+    let last = bed
+        .crm()
+        .into_iter()
+        .find(|e| e.fields["date_start"] == "2026-12-28")
+        .unwrap();
+    assert!(bed
+        .bed
+        .sandbox
+        .crm()
+        .ui_edit(&format!("18x{}", last.crmid), &[("location", "Sala 4")]));
+    bed.sync().await.unwrap();
+    let patched = graph.event(USER_OID, &occurrences[3]).unwrap();
+    assert_eq!(patched["location"]["displayName"], "Sala 4");
+    let first = graph.event(USER_OID, &occurrences[0]).unwrap();
+    assert_ne!(first["location"]["displayName"], "Sala 4");
+    assert_eq!(
+        graph.event(USER_OID, &master).unwrap()["subject"],
+        "Weekly sync"
+    );
+    settle(&bed).await;
+
+    // Cancelling another occurrence deletes its CRM copy only. Delta says nothing about it;
+    // the runner's periodic listing of linked series finds it (made due here).
+    graph.delete_event(USER_OID, &occurrences[0]).unwrap();
+    calsync::users::update_user(
+        bed.bed.app.store.as_ref(),
+        &bed.bed.tenant,
+        &bed.bed.user,
+        |r| {
+            if let Some(state) = &mut r.sync_state {
+                state.series_checked_at = Some(0);
+            }
+        },
+    )
+    .await
+    .unwrap();
+    bed.sync().await.unwrap();
+    assert_eq!(bed.crm().len(), 2, "{:?}", bed.crm_subjects());
+}
+
+#[tokio::test]
+async fn a_first_sync_over_the_same_events_on_both_sides_links_them() {
+    let bed = SyncBed::start().await.unwrap();
+    for (subject, day) in [
+        ("Board meeting", "2026-12-10"),
+        ("Call with Pedro", "2026-12-11"),
+    ] {
+        seed_crm(&bed, subject, day, "09:00:00", "10:00:00");
+        bed.bed
+            .sandbox
+            .graph()
+            .insert_event(
+                USER_OID,
+                outlook_event(
+                    subject,
+                    &format!("{day}T09:00:00"),
+                    &format!("{day}T10:00:00"),
+                ),
+            )
+            .unwrap();
+    }
+    settle(&bed).await;
+    assert_eq!(bed.crm_subjects(), ["Board meeting", "Call with Pedro"]);
+    assert_eq!(bed.outlook_subjects(), ["Board meeting", "Call with Pedro"]);
+    assert_eq!(
+        bed.bed.sandbox.graph().counters(USER_OID).creates,
+        2,
+        "only the two the user made"
+    );
+    // Linked, not merely left alone: an edit on one side reaches the other.
+    assert!(bed
+        .bed
+        .sandbox
+        .crm()
+        .ui_edit(&crm_id(&bed, "Board meeting"), &[("location", "Sala 1")]));
+    bed.sync().await.unwrap();
+    assert_eq!(
+        bed.outlook_event("Board meeting").unwrap()["location"]["displayName"],
+        "Sala 1"
+    );
+}
+
+#[tokio::test]
+async fn a_lost_delta_token_means_a_full_resync_without_duplicates() {
+    let bed = linked_pair().await;
+    let graph = bed.bed.sandbox.graph();
+    graph
+        .insert_event(
+            USER_OID,
+            outlook_event(
+                "Made meanwhile",
+                "2026-12-05T08:00:00",
+                "2026-12-05T09:00:00",
+            ),
+        )
+        .unwrap();
+    graph
+        .delete_event(USER_OID, &outlook_id(&bed, "Dentist"))
+        .unwrap();
+    graph.expire_delta_tokens(USER_OID, calsync_sandbox::graph::DeltaExpiry::Gone);
+    let report = bed.sync().await.unwrap();
+    assert!(report.outlook_full, "{report:?}");
+    assert_eq!(bed.crm_subjects(), ["Demo for ACME", "Made meanwhile"]);
+    assert_eq!(bed.outlook_subjects(), ["Demo for ACME", "Made meanwhile"]);
+    settle(&bed).await;
+    assert_eq!(bed.crm().len(), 2);
+}
+
+#[tokio::test]
+async fn a_run_that_would_delete_fifty_events_deletes_nothing_until_confirmed() {
+    let bed = SyncBed::start().await.unwrap();
+    for n in 0..60 {
+        seed_crm(
+            &bed,
+            &format!("Visit {n:02}"),
+            "2026-12-14",
+            "08:00:00",
+            "08:30:00",
+        );
+    }
+    settle(&bed).await;
+    assert_eq!(bed.outlook().len(), 60);
+    let graph = bed.bed.sandbox.graph();
+    for event in bed.outlook().iter().take(50) {
+        graph
+            .delete_event(USER_OID, event["id"].as_str().unwrap())
+            .unwrap();
+    }
+    let report = bed.sync().await.unwrap();
+    assert_eq!(report.outcome, RunOutcome::GuardTripped, "{report:?}");
+    assert_eq!(bed.crm().len(), 60, "nothing deleted");
+    let record = bed.record().await.unwrap();
+    let problem = record
+        .problems
+        .iter()
+        .find(|p| p.code == "deletion_guard")
+        .unwrap();
+    assert!(problem.detail.contains("50 events"), "{}", problem.detail);
+    assert!(
+        problem.detail.contains("--confirm-deletions"),
+        "{}",
+        problem.detail
+    );
+    // The same deletions come back next run, still held.
+    assert_eq!(bed.sync().await.unwrap().outcome, RunOutcome::GuardTripped);
+
+    let confirmed = bed.run(bed.job(false, true)).await.unwrap();
+    assert_eq!(confirmed.counts.crm_deleted, 50, "{confirmed:?}");
+    assert_eq!(bed.crm().len(), 10);
+    let record = bed.record().await.unwrap();
+    assert!(record.problems.iter().all(|p| p.code != "deletion_guard"));
+}
+
+#[tokio::test]
+async fn a_revoked_token_asks_the_user_to_reconnect_without_a_retry_storm() {
+    let bed = linked_pair().await;
+    let identity = bed.bed.sandbox.identity();
+    identity.revoke_user(USER_OID).unwrap();
+    // The stored access token runs out, so the next run must refresh.
+    calsync::users::update_user(
+        bed.bed.app.store.as_ref(),
+        &bed.bed.tenant,
+        &bed.bed.user,
+        |r| r.access_token_expires_at = Some(0),
+    )
+    .await
+    .unwrap();
+    let report = bed.sync().await.unwrap();
+    assert_eq!(report.outcome, RunOutcome::ReconnectRequired);
+    let record = bed.record().await.unwrap();
+    assert_eq!(record.status, calsync::users::UserStatus::ReconnectRequired);
+    assert!(record
+        .problems
+        .iter()
+        .any(|p| p.code == "reconnect_required"));
+
+    let asked = identity.token_request_counts().total();
+    for _ in 0..3 {
+        assert_eq!(
+            bed.sync().await.unwrap().outcome,
+            RunOutcome::ReconnectRequired
+        );
+    }
+    assert_eq!(
+        identity.token_request_counts().total(),
+        asked,
+        "no more token requests"
+    );
+    // Nor does the scheduler queue the user any more.
+    let report = calsync::dispatch::dispatch(&bed.bed.app, Some(&bed.bed.tenant))
+        .await
+        .unwrap();
+    assert_eq!(report.jobs_queued, 0);
+}

@@ -36,6 +36,8 @@ const REBASELINE_AFTER: SignedDuration = SignedDuration::from_hours(7 * 24);
 /// cannot report them (stock vtiger 8 without a working `sync`), and at the latest.
 const RECONCILE_WHEN_BLIND_SECS: i64 = 30 * 60;
 const RECONCILE_ANYWAY_SECS: i64 = 24 * 3600;
+/// How often linked Outlook series are listed: delta does not report a cancelled occurrence.
+const SERIES_CHECK_SECS: i64 = 30 * 60;
 /// Pages of the CRM feed read in one run; the rest waits for the next run.
 const MAX_CRM_READS: usize = 50;
 
@@ -307,9 +309,13 @@ impl Run<'_> {
             state.crm_cursor.clone()
         };
         let reconcile = cursor.is_some() && self.reconcile_due(state);
+        let check_series = self.options.full
+            || state
+                .series_checked_at
+                .is_none_or(|at| self.now - at >= SERIES_CHECK_SECS);
         // The links are read up front only when something needs them anyway.
         let mut snapshot: Option<Vec<Link>> =
-            if !outlook.is_quiet() || cursor.is_none() || reconcile {
+            if !outlook.is_quiet() || cursor.is_none() || reconcile || check_series {
                 Some(links.links().await?)
             } else {
                 None
@@ -335,6 +341,9 @@ impl Run<'_> {
             if reconcile || full_crm_listing {
                 state.reconciled_at = Some(self.now);
             }
+            if check_series {
+                state.series_checked_at = Some(self.now);
+            }
         };
         if quiet && snapshot.is_none() && !self.options.dry_run {
             advance(state);
@@ -350,7 +359,7 @@ impl Run<'_> {
             None => links.links().await?,
         };
         let (outlook_changes, skipped) = outlook
-            .into_changes(mailbox, &snapshot)
+            .into_changes(mailbox, &snapshot, check_series)
             .await
             .map_err(RunError::Outlook)?;
         report.skipped = skipped;

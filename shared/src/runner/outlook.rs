@@ -66,10 +66,14 @@ impl OutlookRead {
 
     /// The round as the engine's input, with deletions confirmed against Graph. Items that
     /// cannot be mapped are skipped and returned with the reason.
+    ///
+    /// With `check_series`, every linked series is also listed (one request each) to find
+    /// cancelled occurrences, which calendarView delta does not report (graph-facts §1).
     pub async fn into_changes(
         self,
         mailbox: &MailboxClient,
         snapshot: &[Link],
+        check_series: bool,
     ) -> Result<(OutlookChanges, Vec<String>), GraphError> {
         let mut changes = OutlookChanges::default();
         let mut skipped = Vec::new();
@@ -99,6 +103,12 @@ impl OutlookRead {
                 .collect()
         };
         let mut candidates = candidates;
+        if check_series && !self.full {
+            candidates.extend(
+                self.missing_occurrences(mailbox, snapshot, &masters)
+                    .await?,
+            );
+        }
         candidates.sort_unstable();
         candidates.dedup();
         if candidates.is_empty() {
@@ -121,6 +131,44 @@ impl OutlookRead {
             }
         }
         Ok((changes, skipped))
+    }
+}
+
+impl OutlookRead {
+    /// Linked occurrences that their series no longer lists in the window; a missing series
+    /// is itself a candidate.
+    async fn missing_occurrences(
+        &self,
+        mailbox: &MailboxClient,
+        snapshot: &[Link],
+        masters: &HashSet<&str>,
+    ) -> Result<Vec<String>, GraphError> {
+        let mut missing = Vec::new();
+        let mut masters: Vec<&str> = masters.iter().copied().collect();
+        masters.sort_unstable();
+        for master in masters {
+            let listed: HashSet<String> = match mailbox.series_instances(master, self.window).await
+            {
+                Ok(instances) => instances.into_iter().map(|e| e.id).collect(),
+                Err(GraphError::NotFound { .. }) => {
+                    missing.push(master.to_owned());
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            missing.extend(
+                snapshot
+                    .iter()
+                    .filter(|link| {
+                        link.occurrence
+                            .as_ref()
+                            .is_some_and(|o| o.series_master_id == master)
+                    })
+                    .filter_map(|link| link.outlook_id.clone())
+                    .filter(|id| !listed.contains(id)),
+            );
+        }
+        Ok(missing)
     }
 }
 

@@ -35,6 +35,9 @@ pub struct SyncState {
     /// When the CRM was last listed in full to find deletions by absence.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reconciled_at: Option<i64>,
+    /// When the linked Outlook series were last listed for cancelled occurrences.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub series_checked_at: Option<i64>,
 }
 
 /// The partition of one user's links and journal.
