@@ -3,6 +3,7 @@
 //! the embedded store (`--data-dir`, or `CALSYNC_BACKEND=embedded`).
 
 mod duration;
+mod resync;
 mod tenant_cmd;
 
 use anyhow::{bail, Context, Result};
@@ -55,6 +56,27 @@ enum Command {
     /// Disconnect a user: delete their subscription and tokens, keep what the sync knows.
     #[command(subcommand)]
     User(UserCommand),
+    /// Sync users now. On AWS this queues a job per user for the sync function; on the
+    /// embedded store (or with --now) it syncs here. --dry-run only prints what a sync would do.
+    Resync {
+        #[arg(long)]
+        tenant: String,
+        /// One user; all connected users of the tenant when absent.
+        #[arg(long)]
+        user: Option<String>,
+        /// Forget the cursors: list both calendars in full and reconcile them with the links.
+        #[arg(long)]
+        full: bool,
+        /// Let through the deletions the mass-deletion guard held back.
+        #[arg(long)]
+        confirm_deletions: bool,
+        /// Read both sides and print the plan; change nothing.
+        #[arg(long, conflicts_with = "confirm_deletions")]
+        dry_run: bool,
+        /// Sync in this process instead of queueing jobs.
+        #[arg(long)]
+        now: bool,
+    },
     /// Show users' connection and sync health.
     Status {
         #[arg(long)]
@@ -113,6 +135,21 @@ async fn run(cli: Cli) -> Result<()> {
                 admin_consent,
             )
             .await
+        }
+        Command::Resync {
+            tenant,
+            user,
+            full,
+            confirm_deletions,
+            dry_run,
+            now,
+        } => {
+            let options = calsync::runner::RunOptions {
+                full,
+                confirm_deletions,
+                dry_run,
+            };
+            resync::run(&app, &tenant, user.as_deref(), options, now).await
         }
         Command::Status { tenant, user, json } => {
             status(&app, &tenant, user.as_deref(), json).await
@@ -231,8 +268,8 @@ async fn status(app: &App, tenant: &str, user: Option<&str>, json: bool) -> Resu
         return Ok(());
     }
     println!(
-        "{:<24} {:<20} {:<36} PROBLEMS",
-        "USER", "STATUS", "MICROSOFT ACCOUNT"
+        "{:<24} {:<20} {:<36} {:<22} PROBLEMS",
+        "USER", "STATUS", "MICROSOFT ACCOUNT", "LAST GOOD SYNC"
     );
     for u in &users {
         let problems = if u.problems.is_empty() {
@@ -244,13 +281,39 @@ async fn status(app: &App, tenant: &str, user: Option<&str>, json: bool) -> Resu
                 .collect::<Vec<_>>()
                 .join(",")
         };
+        let last_good = u
+            .last_sync
+            .as_ref()
+            .and_then(|s| s.last_success_at)
+            .and_then(|at| jiff::Timestamp::from_second(at).ok())
+            .map(|at| at.strftime("%Y-%m-%d %H:%M:%SZ").to_string())
+            .unwrap_or_else(|| "never".to_owned());
         println!(
-            "{:<24} {:<20} {:<36} {}",
+            "{:<24} {:<20} {:<36} {:<22} {}",
             u.user.as_str(),
             u.status.as_str(),
             u.ms_username,
+            last_good,
             problems
         );
+    }
+    // The details only a person looking at one user needs.
+    if user.is_some() {
+        for u in &users {
+            if let Some(summary) = &u.last_sync {
+                let t = &summary.total_counts;
+                println!(
+                    "linked events: {}; since the first sync: {} created, {} updated, {} deleted in the CRM; {} created, {} updated, {} deleted in Outlook; {} conflicts settled",
+                    summary.linked_events,
+                    t.crm_created, t.crm_updated, t.crm_deleted,
+                    t.outlook_created, t.outlook_updated, t.outlook_deleted,
+                    t.conflicts
+                );
+            }
+            for p in &u.problems {
+                println!("problem {}: {}", p.code, p.detail);
+            }
+        }
     }
     Ok(())
 }

@@ -588,3 +588,76 @@ async fn a_revoked_token_asks_the_user_to_reconnect_without_a_retry_storm() {
         .unwrap();
     assert_eq!(report.jobs_queued, 0);
 }
+
+async fn cli(bed: &SyncBed, args: &[&str]) -> (bool, String) {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let env = bed.bed.env();
+    let output = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        calsync_tests::testbed::run_cli(&args, &env, None)
+    })
+    .await
+    .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+#[tokio::test]
+async fn resync_dry_run_prints_the_plan_and_changes_nothing() {
+    let bed = linked_pair().await;
+    let tenant = bed.bed.tenant.to_string();
+    seed_crm(
+        &bed,
+        "Quarterly review",
+        "2026-12-16",
+        "12:00:00",
+        "13:00:00",
+    );
+    let (ok, out) = cli(
+        &bed,
+        &[
+            "resync",
+            "--tenant",
+            &tenant,
+            "--user",
+            "maria",
+            "--dry-run",
+        ],
+    )
+    .await;
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("create in Outlook: \"Quarterly review\""),
+        "{out}"
+    );
+    assert_eq!(bed.outlook().len(), 2, "a dry run writes nothing");
+
+    // On AWS a resync queues a job for the sync function.
+    let (ok, out) = cli(
+        &bed,
+        &["resync", "--tenant", &tenant, "--user", "maria", "--full"],
+    )
+    .await;
+    assert!(ok, "{out}");
+    let jobs = bed.bed.take_jobs().await.unwrap();
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!(jobs[0].1["reason"], "manual");
+    assert_eq!(jobs[0].1["full"], true);
+
+    // --now syncs in the CLI itself; status then shows the sync's health.
+    let (ok, out) = cli(
+        &bed,
+        &["resync", "--tenant", &tenant, "--user", "maria", "--now"],
+    )
+    .await;
+    assert!(ok, "{out}");
+    assert!(out.contains("1 created"), "{out}");
+    assert!(bed.outlook_event("Quarterly review").is_ok());
+    let (ok, out) = cli(&bed, &["status", "--tenant", &tenant, "--user", "maria"]).await;
+    assert!(ok, "{out}");
+    assert!(out.contains("linked events: 3"), "{out}");
+}

@@ -1,0 +1,135 @@
+//! `calsync resync`: sync users now, queue their jobs, or show what a sync would do.
+
+use anyhow::{bail, Context, Result};
+use calsync::config::Backend;
+use calsync::event::{CalendarEvent, EventTime};
+use calsync::ids::{CrmUserName, TenantId};
+use calsync::queue::{JobReason, SyncJob};
+use calsync::runner::{sync_user, RunOptions};
+use calsync::sync::{Action, Plan};
+use calsync::users::{list_users, UserStatus};
+use calsync::App;
+
+pub async fn run(
+    app: &App,
+    tenant: &str,
+    user: Option<&str>,
+    options: RunOptions,
+    now: bool,
+) -> Result<()> {
+    let tenant = TenantId::parse(tenant)?;
+    let context = app.tenants.context(&tenant).await?;
+    let users: Vec<CrmUserName> = match user {
+        Some(name) => vec![CrmUserName::parse(name)?],
+        None => list_users(app.store.as_ref(), &tenant)
+            .await?
+            .into_iter()
+            .filter(|u| u.status == UserStatus::Connected)
+            .map(|u| u.user)
+            .collect(),
+    };
+    if users.is_empty() {
+        bail!("tenant {tenant} has no connected users");
+    }
+    // The embedded store has no sync function to take queued jobs: sync here.
+    let here = now || options.dry_run || matches!(app.config.backend, Backend::Embedded { .. });
+    if !here {
+        let jobs: Vec<SyncJob> = users
+            .iter()
+            .map(|user| SyncJob {
+                tenant: tenant.clone(),
+                user: user.clone(),
+                reason: JobReason::Manual,
+                full: options.full,
+                confirm_deletions: options.confirm_deletions,
+            })
+            .collect();
+        app.queue.send(&jobs).await.context("queueing the jobs")?;
+        println!("queued {} sync job(s) for tenant {tenant}", jobs.len());
+        return Ok(());
+    }
+    let mut failed = 0;
+    for user in &users {
+        match sync_user(app, &context, user, options).await {
+            Ok(report) => {
+                println!("{user}: {:?}", report.outcome);
+                if let Some(plan) = &report.plan {
+                    print_plan(plan);
+                } else {
+                    let c = &report.counts;
+                    println!(
+                        "  CRM: {} created, {} updated, {} deleted; Outlook: {} created, {} updated, {} deleted; {} conflicts; {} failed",
+                        c.crm_created, c.crm_updated, c.crm_deleted,
+                        c.outlook_created, c.outlook_updated, c.outlook_deleted,
+                        c.conflicts, c.failed
+                    );
+                }
+                for why in report.failures.iter().chain(&report.skipped) {
+                    println!("  ! {why}");
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                println!("{user}: failed: {e}");
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} of {} user(s) could not be synced", users.len());
+    }
+    Ok(())
+}
+
+fn when(event: &CalendarEvent) -> String {
+    match &event.time {
+        EventTime::Timed { start, end } => format!(
+            "{} – {}",
+            start.strftime("%Y-%m-%d %H:%MZ"),
+            end.strftime("%H:%MZ")
+        ),
+        EventTime::AllDay { start, end } => format!("{start} – {end} (all day)"),
+    }
+}
+
+/// What a sync would do, one line per write.
+fn print_plan(plan: &Plan) {
+    if plan.is_empty() {
+        println!("  nothing to do");
+    }
+    for step in &plan.steps {
+        for action in &step.actions {
+            let line = match action {
+                Action::CreateInCrm { event } => {
+                    format!("create in the CRM: {:?} {}", event.subject, when(event))
+                }
+                Action::CreateInOutlook { event, .. } => {
+                    format!("create in Outlook: {:?} {}", event.subject, when(event))
+                }
+                Action::UpdateCrm {
+                    crm_id,
+                    fields,
+                    event,
+                } => {
+                    format!("update CRM {crm_id} ({:?}): {fields:?}", event.subject)
+                }
+                Action::UpdateOutlook { fields, event, .. } => {
+                    format!("update Outlook {:?}: {fields:?}", event.subject)
+                }
+                Action::DeleteInCrm { crm_id } => format!("delete CRM {crm_id}"),
+                Action::DeleteInOutlook { outlook_id } => format!("delete Outlook {outlook_id}"),
+                Action::RecordConflict(c) => format!(
+                    "conflict on {:?} ({:?}): {:?} wins",
+                    c.subject, c.field, c.winner
+                ),
+                Action::Remember(_) | Action::Link(_) | Action::Unlink => continue,
+            };
+            println!("  {line}");
+        }
+    }
+    if let Some(trip) = &plan.guard {
+        println!(
+            "  held back by the deletion guard: {} CRM and {} Outlook deletions (of {} linked)",
+            trip.crm_deletions, trip.outlook_deletions, trip.linked
+        );
+    }
+}
