@@ -75,3 +75,75 @@ async fn a_dispatch_round_queues_the_due_users() {
         "{refused:?}"
     );
 }
+
+/// An SQS batch through the real binary: maria syncs, a user the CRM does not know fails, and
+/// only that message comes back in `batchItemFailures`.
+#[tokio::test]
+async fn an_sqs_batch_returns_exactly_the_failed_user() {
+    let bed = calsync_tests::syncbed::SyncBed::start().await.unwrap();
+    bed.bed
+        .sandbox
+        .graph()
+        .insert_event(
+            calsync_tests::testbed::USER_OID,
+            json!({
+                "subject": "Kick-off",
+                "start": {"dateTime": "2026-12-09T09:00:00", "timeZone": "UTC"},
+                "end": {"dateTime": "2026-12-09T10:00:00", "timeZone": "UTC"},
+            }),
+        )
+        .unwrap();
+    // "ghost" is connected with credentials that are not its own (sealed for maria), so its
+    // run cannot start.
+    let store = bed.bed.app.store.as_ref();
+    let mut ghost = calsync::users::get_user(store, &bed.bed.tenant, &bed.bed.user)
+        .await
+        .unwrap()
+        .unwrap()
+        .record;
+    ghost.user = calsync::ids::CrmUserName::parse("ghost").unwrap();
+    ghost.sync_state = None;
+    store
+        .put(
+            &calsync::users::user_item(&ghost, 0).unwrap(),
+            calsync::store::Precondition::Absent,
+        )
+        .await
+        .unwrap();
+    let body = |user: &str| {
+        json!({"tenant": bed.bed.tenant, "user": user, "reason": "notification", "full": false})
+            .to_string()
+    };
+    let (maria, ghost_body) = (body("maria"), body("ghost"));
+    let maria_group = format!("{}#maria", bed.bed.tenant);
+    let ghost_group = format!("{}#ghost", bed.bed.tenant);
+    let event = calsync_tests::events::sqs_fifo_event(&[
+        (&maria, &maria_group, "m-1"),
+        (&ghost_body, &ghost_group, "m-2"),
+    ]);
+
+    let function =
+        FunctionProcess::spawn(&binary_path("calsync-sync"), "calsync-sync", &bed.bed.env())
+            .await
+            .unwrap();
+    let answer = function.invoke(event).await.unwrap().into_ok().unwrap();
+    assert_eq!(
+        answer,
+        json!({"batchItemFailures": [{"itemIdentifier": "m-2"}]})
+    );
+    assert_eq!(bed.crm_subjects(), ["Kick-off"], "maria was synced");
+    let ghost = calsync::users::get_user(
+        store,
+        &bed.bed.tenant,
+        &calsync::ids::CrmUserName::parse("ghost").unwrap(),
+    )
+    .await
+    .unwrap()
+    .unwrap()
+    .record;
+    assert!(
+        ghost.problems.iter().any(|p| p.code == "sync_failed"),
+        "{:?}",
+        ghost.problems
+    );
+}

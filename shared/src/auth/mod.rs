@@ -747,7 +747,8 @@ async fn status(app: &App, request: &WebRequest, lang: Lang) -> Result<Outcome, 
     let sync = record.last_sync.clone().unwrap_or_default();
     let details = format!(
         "<dl><dt>CRM</dt><dd>{user}</dd><dt>{ms}</dt><dd>{account}</dd><dt>{since_label}</dt><dd>{since}</dd>\
-<dt>{to_crm}</dt><dd>{to_crm_at}</dd><dt>{to_outlook}</dt><dd>{to_outlook_at}</dd></dl>",
+<dt>{to_crm}</dt><dd>{to_crm_at}</dd><dt>{to_outlook}</dt><dd>{to_outlook_at}</dd>\
+<dt>{linked_label}</dt><dd>{linked}</dd></dl>",
         user = escape_html(user.as_str()),
         ms = escape_html(text(lang, Msg::MicrosoftAccount)),
         account = escape_html(&record.ms_username),
@@ -757,6 +758,8 @@ async fn status(app: &App, request: &WebRequest, lang: Lang) -> Result<Outcome, 
         to_crm_at = escape_html(&last(sync.to_crm_at)),
         to_outlook = escape_html(text(lang, Msg::LastSyncToOutlook)),
         to_outlook_at = escape_html(&last(sync.to_outlook_at)),
+        linked_label = escape_html(text(lang, Msg::LinkedEvents)),
+        linked = sync.linked_events,
     );
     page = page
         .html_block(format!(

@@ -27,7 +27,7 @@ use crate::store::{now_epoch, StoreError};
 use crate::sync::{execute, plan, CrmChanges, Execution, Link, Plan, PlanCounts, Policy, Stopped};
 use crate::tenant::{AccessMode, TenantContext, TenantSettings};
 use crate::token::TokenError;
-use crate::users::{get_user, update_read_user, update_user, RunCounts, UserRecord, UserStatus};
+use crate::users::{get_user, update_read_user, RunCounts, UserRecord, UserStatus};
 
 /// A delta link keeps the window it was started with; once the wanted window has moved on by
 /// this much, the next round lists the new window in full.
@@ -119,6 +119,10 @@ impl RunError {
     /// The status problem this error leaves on the user, with what to do about it.
     fn problem(&self) -> (&'static str, String) {
         match self {
+            RunError::Crm(CrmError::UnknownUser(name)) => (
+                "crm_user_missing",
+                format!("The CRM has no active user named {name:?}. Check the user name in the CRM's link, or disconnect this user."),
+            ),
             RunError::Crm(e) => (
                 "crm_unreachable",
                 format!("The CRM could not be read ({e}). calsync keeps trying; if this lasts, check the CRM address, the integration user and its access key."),
@@ -202,7 +206,23 @@ pub async fn sync_user_with(
             return Ok(RunReport::new(RunOutcome::ReconnectRequired))
         }
         Err(TokenError::NotConnected) => return Ok(RunReport::new(RunOutcome::NotConnected)),
-        Err(e) => return Err(RunError::Token(e)),
+        Err(e) => {
+            let error = RunError::Token(e);
+            let (code, detail) = error.problem();
+            let now = now_epoch();
+            let noted = update_read_user(store, &read, |record| {
+                record.set_problem(code, detail.clone(), now);
+                record
+                    .last_sync
+                    .get_or_insert_with(Default::default)
+                    .last_run_at = Some(now);
+            })
+            .await;
+            if let Err(e) = noted {
+                tracing::error!(tenant = %tenant.id, user = %user, error = %e, "sync status not recorded");
+            }
+            return Err(error);
+        }
     };
     let oid = read.record.ms_user_id.clone();
     let mailbox = app.graph.mailbox(
@@ -595,24 +615,4 @@ fn counts(planned: &PlanCounts, execution: &Execution) -> RunCounts {
         conflicts: planned.conflicts as u64,
         failed: (execution.failed.len() + execution.gone.len() + execution.stale) as u64,
     }
-}
-
-/// Records a failure to start a run at all (the tenant or CRM could not be set up).
-pub async fn record_failure(
-    app: &App,
-    tenant: &TenantContext,
-    user: &CrmUserName,
-    code: &str,
-    detail: String,
-) -> Result<(), StoreError> {
-    let now = now_epoch();
-    update_user(app.store.as_ref(), &tenant.id, user, |record| {
-        record.set_problem(code, detail.clone(), now);
-        record
-            .last_sync
-            .get_or_insert_with(Default::default)
-            .last_run_at = Some(now);
-    })
-    .await
-    .map(|_| ())
 }
