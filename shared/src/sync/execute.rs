@@ -172,9 +172,7 @@ where
             Err(WriteFailure::Ambiguous(reason)) if !retry_lost_answers => {
                 return Ok(Tried::Failed(format!("{reason} (left for the next run)")))
             }
-            Err(WriteFailure::Ambiguous(reason) | WriteFailure::Transient(reason)) => {
-                last = reason
-            }
+            Err(WriteFailure::Ambiguous(reason) | WriteFailure::Transient(reason)) => last = reason,
         }
     }
     Ok(Tried::Failed(format!("{ATTEMPTS} attempts: {last}")))
