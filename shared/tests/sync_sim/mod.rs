@@ -149,6 +149,9 @@ pub struct World {
     pub last_plan: Option<Plan>,
     pub runs: usize,
     pub crashes: usize,
+    /// Steps the executor skipped as stale, or ended early, over all runs.
+    pub stale_steps: usize,
+    pub failed_steps: usize,
     /// Actions planned over all runs, by kind (for checking what a test exercised).
     pub planned: BTreeMap<&'static str, usize>,
     /// What each run planned and how it ended, for a failing case's report.
@@ -295,6 +298,8 @@ impl World {
             last_plan: None,
             runs: 0,
             crashes: 0,
+            stale_steps: 0,
+            failed_steps: 0,
             planned: BTreeMap::new(),
             trace: Vec::new(),
             user_deleted: std::collections::HashSet::new(),
@@ -809,6 +814,12 @@ impl World {
             .build()
             .expect("a current-thread runtime");
         let result = runtime.block_on(execute(plan, &target, crm_fields, outlook_fields));
+        let done = match &result {
+            Ok(done) => done,
+            Err(stopped) => &stopped.so_far,
+        };
+        self.stale_steps += done.stale;
+        self.failed_steps += done.failed.len();
         self.trace.push(match &result {
             Ok(done) => format!(
                 "  -> completed {}, stale {}, failed {:?}, gone {:?}",
