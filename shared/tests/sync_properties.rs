@@ -292,6 +292,36 @@ proptest! {
     }
 }
 
+/// The same work delivered again late, after the user edited the event once more: the replayed
+/// update's step is skipped because its link moved on, so the newer edit is not overwritten
+/// (the world would report an unjournalled overwrite).
+#[test]
+fn a_late_replay_keeps_newer_edits() {
+    let shape = Shape {
+        subject: 0,
+        slot: 1,
+        all_day: false,
+        detail: 1,
+    };
+    let mut world = World::new(ConflictPolicy::Latest);
+    world.crm_create(&shape.event());
+    assert_eq!(world.sync(&[], false), RunOutcome::Committed);
+    world.edit(Side::Outlook, 0, Edit::Subject(1));
+    assert_eq!(world.sync(&[], false), RunOutcome::Committed);
+    world.edit(Side::Crm, 0, Edit::Subject(2));
+    world.replay_last_plan();
+    assert!(world.violations.is_empty(), "{:#?}", world.violations);
+    let subjects: Vec<&str> = world
+        .crm
+        .records
+        .values()
+        .map(|r| r.event.subject.as_str())
+        .collect();
+    assert_eq!(subjects, ["Subject 2"]);
+    world.settle().unwrap();
+    world.check_converged().unwrap();
+}
+
 /// A fixed day in the simulated world under each policy: a conflict, a CRM edit of a meeting
 /// the user only attends, a crash, a replayed plan, a redelivered job, a reassignment, a series
 /// edited and deleted.
