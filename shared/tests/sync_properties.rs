@@ -1,9 +1,23 @@
-//! Property test of the sync engine in the simulated world (`sync_sim`): random edits on both
-//! sides (creates, field edits, deletions, reassignments, invitations, recurring series),
-//! random faults (failed and retried writes, lost answers, a crash before any action, the
-//! same plan executed twice, the same job delivered twice) and syncs. After a final clean
-//! sync both sides must hold the same events, nothing twice, and every overwritten edit must
-//! have a journal entry (checked at the moment of the write).
+//! Property test of the sync engine in the simulated world (`sync_sim`), which plans with
+//! `calsync::sync::plan` and executes with the library's own executor, `calsync::sync::execute`,
+//! the code path of the live runner. Random edits on both sides (creates, field edits,
+//! deletions, reassignments, invitations, recurring series) alternate with syncs under random
+//! faults, one per call the executor makes (calendar writes, link and journal writes, link
+//! deletions, stored-version reads):
+//!
+//! - 429/503: the call does nothing and fails ([`WriteFailure::Transient`]), retried;
+//! - timeouts: the call takes effect but its answer is lost ([`WriteFailure::Ambiguous`]);
+//! - crashes: the process dies before the call ([`WriteFailure::Fatal`]), so nothing more is
+//!   written and no cursor is committed, and the job runs again;
+//! - duplicate delivery: the same job run twice, and the same plan executed twice.
+//!
+//! After a final clean sync both sides must hold the same events, nothing twice, and every
+//! overwritten edit must have been journalled before the write that lost it (checked at the
+//! moment of the write).
+//!
+//! [`WriteFailure::Transient`]: calsync::sync::WriteFailure::Transient
+//! [`WriteFailure::Ambiguous`]: calsync::sync::WriteFailure::Ambiguous
+//! [`WriteFailure::Fatal`]: calsync::sync::WriteFailure::Fatal
 //!
 //! Cases: `PROPTEST_CASES` (default 64, a few seconds in debug). A longer run:
 //!
@@ -138,7 +152,9 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (side(), shape()).prop_map(|(side, shape)| Op::Burst(side, shape)),
         1 => side().prop_map(Op::Wipe),
         6 => (
-            prop::collection::vec(fault(), 0..12),
+            // A step costs a read and store writes besides its calendar writes: a script this
+            // long reaches about as many steps as one fault per calendar write used to.
+            prop::collection::vec(fault(), 0..24),
             prop::bool::weighted(0.15),
             prop::bool::weighted(0.15),
         )
@@ -276,6 +292,36 @@ proptest! {
     }
 }
 
+/// The same work delivered again late, after the user edited the event once more: the replayed
+/// update's step is skipped because its link moved on, so the newer edit is not overwritten
+/// (the world would report an unjournalled overwrite).
+#[test]
+fn a_late_replay_keeps_newer_edits() {
+    let shape = Shape {
+        subject: 0,
+        slot: 1,
+        all_day: false,
+        detail: 1,
+    };
+    let mut world = World::new(ConflictPolicy::Latest);
+    world.crm_create(&shape.event());
+    assert_eq!(world.sync(&[], false), RunOutcome::Committed);
+    world.edit(Side::Outlook, 0, Edit::Subject(1));
+    assert_eq!(world.sync(&[], false), RunOutcome::Committed);
+    world.edit(Side::Crm, 0, Edit::Subject(2));
+    world.replay_last_plan();
+    assert!(world.violations.is_empty(), "{:#?}", world.violations);
+    let subjects: Vec<&str> = world
+        .crm
+        .records
+        .values()
+        .map(|r| r.event.subject.as_str())
+        .collect();
+    assert_eq!(subjects, ["Subject 2"]);
+    world.settle().unwrap();
+    world.check_converged().unwrap();
+}
+
 /// A fixed day in the simulated world under each policy: a conflict, a CRM edit of a meeting
 /// the user only attends, a crash, a replayed plan, a redelivered job, a reassignment, a series
 /// edited and deleted.
@@ -358,7 +404,7 @@ fn generator_coverage() {
     let mut runner = TestRunner::deterministic();
     let strategy = (policy(), start(), prop::collection::vec(op(), 1..30));
     let mut totals = std::collections::BTreeMap::new();
-    let (mut runs, mut crashes, mut journal) = (0, 0, 0);
+    let (mut runs, mut crashes, mut journal, mut stale, mut failed) = (0, 0, 0, 0, 0);
     for _ in 0..500 {
         let (conflict, start, ops) = strategy.new_tree(&mut runner).unwrap().current();
         let world = match run(conflict, &start, &ops) {
@@ -371,15 +417,21 @@ fn generator_coverage() {
         runs += world.runs;
         crashes += world.crashes;
         journal += world.journal.len();
+        stale += world.stale_steps;
+        failed += world.failed_steps;
     }
-    eprintln!("runs {runs}, crashes {crashes}, journal entries {journal}");
+    eprintln!(
+        "runs {runs}, crashes {crashes}, journal entries {journal}, steps stale {stale}, \
+         steps failed {failed}"
+    );
     for (name, n) in totals {
         eprintln!("{name:>16} {n}");
     }
 }
 
-/// A crash at every possible point of a first sync and of a busy later sync (before each
-/// action in turn), followed by the job's retry: always the same end state as a clean run.
+/// A crash at every possible point of a first sync and of a busy later sync (before each call
+/// the executor makes in turn: reads, journal and link writes, calendar writes), followed by
+/// the job's retry: always the same end state as a clean run.
 #[test]
 fn a_crash_at_any_point_is_recovered() {
     let shape = |subject, slot, detail| Shape {
@@ -399,7 +451,8 @@ fn a_crash_at_any_point_is_recovered() {
         world.outlook_create(&shape(2, 31, 901).event());
     };
     let mut clean_counts = None;
-    for crash_at in 0..80 {
+    let mut crash_at = 0;
+    loop {
         let mut world = World::new(ConflictPolicy::Latest);
         for n in 0..4u16 {
             world.crm_create(&shape(0, n as u8, n).event());
@@ -412,16 +465,19 @@ fn a_crash_at_any_point_is_recovered() {
 
         let mut faults = vec![Fault::Ok; crash_at];
         faults.push(Fault::Crash);
+        let mut crashed = false;
         if world.sync(&faults, false) == RunOutcome::Crashed {
+            crashed = true;
             world.sync(&[], false);
         }
         day(&mut world);
         if world.sync(&faults, false) == RunOutcome::Crashed {
+            crashed = true;
             world.sync(&[], false);
         }
         world.settle().unwrap();
         if let Err(err) = world.check_converged() {
-            panic!("crash before action {crash_at}: {err}\n{}", world.dump());
+            panic!("crash before call {crash_at}: {err}\n{}", world.dump());
         }
         let counts = (
             world.crm.records.len(),
@@ -431,7 +487,17 @@ fn a_crash_at_any_point_is_recovered() {
         // Where the crash happens must not change the outcome.
         match clean_counts {
             None => clean_counts = Some(counts),
-            Some(clean) => assert_eq!(counts, clean, "crash before action {crash_at}"),
+            Some(clean) => assert_eq!(counts, clean, "crash before call {crash_at}"),
         }
+        // Past the last call of both runs the crash no longer happens: every point was tried.
+        if !crashed {
+            break;
+        }
+        crash_at += 1;
     }
+    // The busier run makes 50 calls; far fewer would mean the scenario stopped exercising much.
+    assert!(
+        crash_at >= 40,
+        "only {crash_at} calls: the scenario lost its work"
+    );
 }

@@ -1,33 +1,40 @@
 //! A two-calendar world for exercising the sync engine: plain structs for a CRM and an Outlook
 //! calendar (ids, modification times, change feeds, reassignment, series, invitations), a link
-//! store with conditional puts, a conflict journal, and a reference runner that executes plans
-//! the way `calsync::sync`'s runner contract says, with injected faults.
+//! store with conditional puts and a conflict journal. A run plans with `calsync::sync::plan`
+//! and carries the plan out with the library's own executor, `calsync::sync::execute`, against
+//! this world as a [`SyncTarget`] whose every call can be given a fault.
 //!
 //! Every record carries a hidden `truth`: the identity of the real-world event it stands for.
-//! The engine never sees it; the checks use it to find duplicates and lost edits.
+//! The engine never sees it; the checks, made inside the world's writes, use it to find
+//! duplicates and lost edits.
 
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
 
 use calsync::crm::{CrmEventId, Gone, GoneReason};
 use calsync::event::{CalendarEvent, EventField, EventTime, Organizer, ShowAs};
 use calsync::sync::{
-    plan, Action, Conflict, CrmChanges, FieldSet, Link, LinkKey, LinkState, Occurrence,
-    OutlookChanges, OutlookItem, Plan, Policy, Side, NEVER_WRITTEN, ORGANIZER_OWNED,
+    execute, field_value, plan, Action, Conflict, ConflictKind, CrmChanges, Execution, FieldSet,
+    Link, LinkKey, LinkState, Occurrence, OutlookChanges, OutlookItem, Plan, Policy, Side, Stopped,
+    SyncTarget, WriteFailure, NEVER_WRITTEN, ORGANIZER_OWNED,
 };
 use calsync::tenant::ConflictPolicy;
 use jiff::{SignedDuration, Timestamp};
 
-/// What happens to one action the runner executes.
+/// What happens to one call the executor makes to the world: a write to either calendar, a
+/// link or journal write, or a stored-version read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
     Ok,
-    /// The call fails before doing anything (429, 503): retried.
+    /// The call fails before doing anything (429, 503): [`WriteFailure::Transient`].
     Transient,
-    /// The call takes effect but its answer is lost (a timeout).
+    /// The call takes effect but its answer is lost (a timeout): [`WriteFailure::Ambiguous`].
     Ambiguous,
-    /// The runner dies just before this action.
+    /// The process dies just before this call: [`WriteFailure::Fatal`], nothing happens.
     Crash,
 }
 
@@ -142,6 +149,9 @@ pub struct World {
     pub last_plan: Option<Plan>,
     pub runs: usize,
     pub crashes: usize,
+    /// Steps the executor skipped as stale, or ended early, over all runs.
+    pub stale_steps: usize,
+    pub failed_steps: usize,
     /// Actions planned over all runs, by kind (for checking what a test exercised).
     pub planned: BTreeMap<&'static str, usize>,
     /// What each run planned and how it ended, for a failing case's report.
@@ -288,6 +298,8 @@ impl World {
             last_plan: None,
             runs: 0,
             crashes: 0,
+            stale_steps: 0,
+            failed_steps: 0,
             planned: BTreeMap::new(),
             trace: Vec::new(),
             user_deleted: std::collections::HashSet::new(),
@@ -722,9 +734,10 @@ impl World {
         )
     }
 
-    // --- the reference runner ------------------------------------------------------------
+    // --- a run: plan, then the library's executor ----------------------------------------
 
-    /// One sync run: read, plan, execute with `faults` (one per action, then all Ok), commit.
+    /// One sync run: read, plan, execute with `faults` (one per call the executor makes, then
+    /// all Ok), commit.
     pub fn sync(&mut self, faults: &[Fault], confirm_deletions: bool) -> RunOutcome {
         self.runs += 1;
         let snapshot: Vec<Link> = self.links.values().cloned().collect();
@@ -763,28 +776,19 @@ impl World {
                 actions.join(", ")
             ));
         }
-        let mut faults: VecDeque<Fault> = faults.iter().copied().collect();
-        let result = self.apply(&plan, &mut faults);
-        self.trace.push(format!(
-            "  -> {}",
-            match result {
-                Applied::Crashed => "crashed",
-                Applied::Done { all_ok: true } => "done",
-                Applied::Done { .. } => "some steps failed",
-            }
-        ));
-        let outcome = match result {
-            Applied::Crashed => {
+        let result = self.execute(&plan, faults);
+        let outcome = match &result {
+            Err(_) => {
                 self.crashes += 1;
                 RunOutcome::Crashed
             }
-            Applied::Done { all_ok } if all_ok && plan.may_commit_cursors() => {
+            Ok(done) if done.all_done() && plan.may_commit_cursors() => {
                 self.outlook_cursor = outlook_next;
                 self.crm_cursor = crm_next;
                 self.first_sync_done = true;
                 RunOutcome::Committed
             }
-            Applied::Done { .. } => RunOutcome::Uncommitted,
+            Ok(_) => RunOutcome::Uncommitted,
         };
         self.last_plan = Some(plan);
         outcome
@@ -794,9 +798,42 @@ impl World {
     pub fn replay_last_plan(&mut self) {
         if let Some(plan) = self.last_plan.clone() {
             self.trace.push("replay of the last plan".into());
-            let mut none = VecDeque::new();
-            self.apply(&plan, &mut none);
+            // Without faults nothing can stop it, and whatever it did is checked as it wrote.
+            let _ = self.execute(&plan, &[]);
         }
+    }
+
+    /// `calsync::sync::execute` against this world, with one fault per call.
+    fn execute(&mut self, plan: &Plan, faults: &[Fault]) -> Result<Execution, Stopped> {
+        let (crm_fields, outlook_fields) = (self.policy.crm_fields, self.policy.outlook_fields);
+        let target = Target {
+            world: Mutex::new(&mut *self),
+            faults: Mutex::new(faults.iter().copied().collect()),
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a current-thread runtime");
+        let result = runtime.block_on(execute(plan, &target, crm_fields, outlook_fields));
+        let done = match &result {
+            Ok(done) => done,
+            Err(stopped) => &stopped.so_far,
+        };
+        self.stale_steps += done.stale;
+        self.failed_steps += done.failed.len();
+        self.trace.push(match &result {
+            Ok(done) => format!(
+                "  -> completed {}, stale {}, failed {:?}, gone {:?}",
+                done.completed, done.stale, done.failed, done.gone
+            ),
+            Err(stopped) => format!(
+                "  -> stopped ({}) after completed {}, stale {}, failed {:?}",
+                stopped.reason,
+                stopped.so_far.completed,
+                stopped.so_far.stale,
+                stopped.so_far.failed
+            ),
+        });
+        result
     }
 
     fn tally(&mut self, plan: &Plan) {
@@ -858,173 +895,52 @@ impl World {
         }
     }
 
-    fn apply(&mut self, plan: &Plan, faults: &mut VecDeque<Fault>) -> Applied {
-        let mut all_ok = true;
-        'steps: for step in &plan.steps {
-            let stored = self.links.get(&step.key).map(|link| link.version);
-            if stored != step.expect {
-                // Applied already, or stale: skip it.
-                all_ok = false;
-                continue;
-            }
-            let journal: Vec<Conflict> = step.conflicts().cloned().collect();
-            // A resumed re-creation was journalled by the run that decided it.
-            let revival_journalled = !journal.is_empty()
-                || self.journal.values().any(|c| {
-                    c.key == step.key && c.kind == calsync::sync::ConflictKind::EditVsDelete
-                });
-            let mut created_crm: Option<CrmEventId> = None;
-            let mut created_outlook: Option<String> = None;
-            let mut returned: Vec<(Side, CalendarEvent)> = Vec::new();
-            for action in &step.actions {
-                let fault = faults.pop_front().unwrap_or(Fault::Ok);
-                if fault == Fault::Crash {
-                    return Applied::Crashed;
-                }
-                let attempt = match action {
-                    Action::RecordConflict(conflict) => {
-                        self.journal.insert(conflict.id.clone(), conflict.clone());
-                        Attempt::Done(())
-                    }
-                    Action::Remember(link) => Attempt::from(self.put_link(link.clone())),
-                    Action::Link(link) => {
-                        let mut link = link.clone();
-                        link.fill_created(created_crm.clone(), created_outlook.clone());
-                        for (side, event) in &returned {
-                            link.absorb(
-                                *side,
-                                event,
-                                self.policy.crm_fields,
-                                self.policy.outlook_fields,
-                            );
-                        }
-                        let ok = self.put_link(link.clone());
-                        if ok {
-                            self.after_link(&link);
-                        }
-                        Attempt::from(ok)
-                    }
-                    Action::Unlink => {
-                        if self.links.get(&step.key).map(|l| l.version) == step.expect {
-                            self.links.remove(&step.key);
-                        }
-                        Attempt::Done(())
-                    }
-                    // A CRM create whose answer was lost is not retried: the next run adopts it.
-                    Action::CreateInCrm { event } => {
-                        match self.attempt(fault, faults, false, |world| {
-                            world.create_crm(event, revival_journalled)
-                        }) {
-                            Attempt::Done((id, stored)) => {
-                                created_crm = Some(CrmEventId::new(id));
-                                returned.push((Side::Crm, stored));
-                                Attempt::Done(())
-                            }
-                            other => other.drop_value(),
-                        }
-                    }
-                    // Graph deduplicates by transactionId, so a create may be retried.
-                    Action::CreateInOutlook {
-                        crm_id,
-                        transaction_id,
-                        event,
-                    } => match self.attempt(fault, faults, true, |world| {
-                        world.create_outlook(crm_id, transaction_id, event, revival_journalled)
-                    }) {
-                        Attempt::Done((id, stored)) => {
-                            created_outlook = Some(id);
-                            returned.push((Side::Outlook, stored));
-                            Attempt::Done(())
-                        }
-                        other => other.drop_value(),
-                    },
-                    Action::UpdateCrm {
-                        crm_id,
-                        fields,
-                        event,
-                    } => match self.attempt(fault, faults, true, |world| {
-                        world.update(Side::Crm, crm_id.as_str(), fields, event, &journal)
-                    }) {
-                        Attempt::Done(stored) => {
-                            returned.extend(stored.map(|stored| (Side::Crm, stored)));
-                            Attempt::Done(())
-                        }
-                        other => other.drop_value(),
-                    },
-                    Action::UpdateOutlook {
-                        outlook_id,
-                        fields,
-                        event,
-                        ..
-                    } => match self.attempt(fault, faults, true, |world| {
-                        world.update(Side::Outlook, outlook_id, fields, event, &journal)
-                    }) {
-                        Attempt::Done(stored) => {
-                            returned.extend(stored.map(|stored| (Side::Outlook, stored)));
-                            Attempt::Done(())
-                        }
-                        other => other.drop_value(),
-                    },
-                    Action::DeleteInCrm { crm_id } => self.attempt(fault, faults, true, |world| {
-                        world.remove(Side::Crm, crm_id.as_str(), &journal)
-                    }),
-                    Action::DeleteInOutlook { outlook_id } => {
-                        self.attempt(fault, faults, true, |world| {
-                            world.remove(Side::Outlook, outlook_id, &journal)
-                        })
-                    }
-                };
-                match attempt {
-                    Attempt::Done(()) => {}
-                    Attempt::Crashed => return Applied::Crashed,
-                    Attempt::Failed => {
-                        all_ok = false;
-                        continue 'steps;
-                    }
-                }
-            }
-        }
-        Applied::Done { all_ok }
-    }
-
-    /// Up to three tries of one external write under the fault script.
-    fn attempt<T>(
-        &mut self,
-        first: Fault,
-        faults: &mut VecDeque<Fault>,
-        retry_when_ambiguous: bool,
-        mut write: impl FnMut(&mut World) -> T,
-    ) -> Attempt<T> {
-        let mut fault = first;
-        for _ in 0..3 {
-            match fault {
-                Fault::Transient => {}
-                Fault::Ambiguous => {
-                    write(self);
-                    if !retry_when_ambiguous {
-                        return Attempt::Failed;
-                    }
-                }
-                Fault::Ok | Fault::Crash => return Attempt::Done(write(self)),
-            }
-            fault = faults.pop_front().unwrap_or(Fault::Ok);
-            if fault == Fault::Crash {
-                return Attempt::Crashed;
-            }
-        }
-        Attempt::Failed
-    }
-
-    fn put_link(&mut self, link: Link) -> bool {
+    /// The store's conditional put: only over version `link.version - 1` (absent for 0).
+    fn put_link(&mut self, link: &Link) -> bool {
+        // Stored versions start at 1, so 0 stands for "absent".
         let stored = self.links.get(&link.key).map(|l| l.version).unwrap_or(0);
         if stored + 1 != link.version {
             return false;
         }
-        self.links.insert(link.key.clone(), link);
+        self.links.insert(link.key.clone(), link.clone());
+        self.after_link(link);
         true
     }
 
-    fn create_crm(&mut self, event: &CalendarEvent, journalled: bool) -> (String, CalendarEvent) {
+    /// Forgets the link if it is still at `expect`.
+    fn delete_link(&mut self, key: &LinkKey, expect: Option<u64>) {
+        if self.links.get(key).map(|l| l.version) == expect {
+            self.links.remove(key);
+        }
+    }
+
+    /// Whether the journal already holds an entry about `id` on `side` that `keep` accepts.
+    fn journalled(&self, side: Side, id: &str, keep: impl Fn(&Conflict) -> bool) -> bool {
+        self.journal.values().any(|c| {
+            let about = match side {
+                Side::Crm => c.crm_id.as_ref().is_some_and(|c| c.as_str() == id),
+                Side::Outlook => c.outlook_id.as_deref() == Some(id),
+            };
+            about && keep(c)
+        })
+    }
+
+    /// Bringing back an event deleted on `side` needs an edit-versus-delete entry, written
+    /// before the create, saying that side deleted it (its value is `None`) and naming the
+    /// surviving copy `other_id` on the other side.
+    fn revival_journalled(&self, side: Side, other_id: Option<&str>) -> bool {
+        other_id.is_some_and(|other_id| {
+            self.journalled(side.other(), other_id, |c| {
+                c.kind == ConflictKind::EditVsDelete
+                    && match side {
+                        Side::Crm => c.crm_value.is_none(),
+                        Side::Outlook => c.outlook_value.is_none(),
+                    }
+            })
+        })
+    }
+
+    fn create_crm(&mut self, event: &CalendarEvent) -> CalendarEvent {
         let now = self.tick();
         let truth = event
             .ids
@@ -1036,6 +952,7 @@ impl World {
             Some(truth) => truth,
             None => self.truth(),
         };
+        let journalled = self.revival_journalled(Side::Crm, event.ids.outlook.as_deref());
         self.check_revival(Side::Crm, truth, journalled);
         let id = self.crm.new_id();
         let seq = self.crm.bump();
@@ -1056,9 +973,9 @@ impl World {
         self.crm.stamp(&mut record, &id, now);
         record.synced = record.event.clone();
         let out = record.event.clone();
-        self.crm.records.insert(id.clone(), record);
+        self.crm.records.insert(id, record);
         self.settle_truth(truth);
-        (id, out)
+        out
     }
 
     fn create_outlook(
@@ -1066,11 +983,11 @@ impl World {
         crm_id: &CrmEventId,
         transaction_id: &str,
         event: &CalendarEvent,
-        journalled: bool,
-    ) -> (String, CalendarEvent) {
+    ) -> CalendarEvent {
+        // Graph answers a repeated transactionId with the event it made.
         if let Some(id) = self.outlook.by_transaction.get(transaction_id) {
             if let Some(record) = self.outlook.records.get(id) {
-                return (id.clone(), record.event.clone());
+                return record.event.clone();
             }
         }
         let now = self.tick();
@@ -1078,6 +995,7 @@ impl World {
             Some(record) => record.truth,
             None => self.truth(),
         };
+        let journalled = self.revival_journalled(Side::Outlook, Some(crm_id.as_str()));
         self.check_revival(Side::Outlook, truth, journalled);
         let id = self.outlook.new_id();
         let seq = self.outlook.bump();
@@ -1103,9 +1021,9 @@ impl World {
         self.outlook.records.insert(id.clone(), record);
         self.outlook
             .by_transaction
-            .insert(transaction_id.to_owned(), id.clone());
+            .insert(transaction_id.to_owned(), id);
         self.settle_truth(truth);
-        (id, out)
+        out
     }
 
     /// Re-creating an event a user deleted on that side overrides the deletion: journalled.
@@ -1118,17 +1036,33 @@ impl World {
     }
 
     /// A write of `fields`. Checks that no user edit that has not reached the other side is
-    /// overwritten without a journal entry, and the no-invitation-spam rules.
+    /// overwritten unless the journal already holds that very value (the entry must be
+    /// written before the write that loses it), and the no-invitation-spam rules.
     fn update(
         &mut self,
         side: Side,
         id: &str,
         fields: &[EventField],
         event: &CalendarEvent,
-        journal: &[Conflict],
     ) -> Option<CalendarEvent> {
         let now = self.tick();
         let counterpart = self.counterpart_values(side, id);
+        // The values of this copy the journal says were lost, by field.
+        let lost: Vec<(EventField, serde_json::Value)> = self
+            .journal
+            .values()
+            .filter(|c| match side {
+                Side::Crm => c.crm_id.as_ref().is_some_and(|c| c.as_str() == id),
+                Side::Outlook => c.outlook_id.as_deref() == Some(id),
+            })
+            .filter_map(|c| {
+                let value = match side {
+                    Side::Crm => c.crm_value.clone(),
+                    Side::Outlook => c.outlook_value.clone(),
+                };
+                Some((c.field?, value?))
+            })
+            .collect();
         let calendar = self.calendar(side);
         let carried = calendar.fields.without(FieldSet::of(NEVER_WRITTEN));
         let seq = calendar.bump();
@@ -1154,9 +1088,8 @@ impl World {
                 && !counterpart
                     .as_ref()
                     .is_some_and(|other| other.same_field(&record.event, field));
-            let journalled = journal
-                .iter()
-                .any(|c| c.field == Some(field) || c.field.is_none());
+            let current = field_value(&record.event, field);
+            let journalled = lost.iter().any(|(f, v)| *f == field && *v == current);
             if unsynced && !journalled {
                 problems.push(format!(
                     "overwrote an unsynced {side:?} edit of {field:?} on {id} without a journal entry"
@@ -1181,7 +1114,9 @@ impl World {
         Some(stored)
     }
 
-    fn remove(&mut self, side: Side, id: &str, journal: &[Conflict]) {
+    /// A deletion. Checks that a copy with unsynced edits goes only after an edit-versus-
+    /// delete entry about it is in the journal, and the no-invitation-spam rules.
+    fn remove(&mut self, side: Side, id: &str) {
         self.tick();
         if side == Side::Crm && self.crm.elsewhere.contains_key(id) {
             self.violations
@@ -1189,6 +1124,7 @@ impl World {
             return;
         }
         let counterpart = self.counterpart_values(side, id);
+        let journalled = self.journalled(side, id, |c| c.kind == ConflictKind::EditVsDelete);
         let calendar = self.calendar(side);
         let Some(record) = calendar.records.get(id) else {
             return; // Already gone: the goal is reached.
@@ -1207,7 +1143,7 @@ impl World {
                     .as_ref()
                     .is_some_and(|other| other.same_field(&record.event, field))
             });
-        if unsynced && journal.is_empty() {
+        if unsynced && !journalled {
             problems.push(format!(
                 "deleted {side:?} {id} with unsynced edits and no journal entry"
             ));
@@ -1447,33 +1383,86 @@ impl World {
     }
 }
 
-enum Applied {
-    Crashed,
-    Done { all_ok: bool },
+/// The world as the executor sees it: every call takes the next fault of the script (`Ok` once
+/// it runs out) and does what that fault says.
+struct Target<'w> {
+    world: Mutex<&'w mut World>,
+    faults: Mutex<VecDeque<Fault>>,
 }
 
-enum Attempt<T> {
-    Done(T),
-    Failed,
-    Crashed,
-}
-
-impl Attempt<()> {
-    fn from(ok: bool) -> Self {
-        if ok {
-            Attempt::Done(())
-        } else {
-            Attempt::Failed
+impl Target<'_> {
+    fn call<T>(&self, write: impl FnOnce(&mut World) -> T) -> Result<T, WriteFailure> {
+        let fault = self.faults.lock().unwrap().pop_front().unwrap_or(Fault::Ok);
+        let mut world = self.world.lock().unwrap();
+        match fault {
+            Fault::Ok => Ok(write(&mut world)),
+            Fault::Transient => Err(WriteFailure::Transient("503".into())),
+            Fault::Ambiguous => {
+                write(&mut world);
+                Err(WriteFailure::Ambiguous("timeout".into()))
+            }
+            Fault::Crash => Err(WriteFailure::Fatal("crash".into())),
         }
     }
 }
 
-impl<T> Attempt<T> {
-    fn drop_value(self) -> Attempt<()> {
-        match self {
-            Attempt::Done(_) => Attempt::Done(()),
-            Attempt::Failed => Attempt::Failed,
-            Attempt::Crashed => Attempt::Crashed,
-        }
+#[async_trait]
+impl SyncTarget for Target<'_> {
+    async fn stored_version(&self, key: &LinkKey) -> Result<Option<u64>, WriteFailure> {
+        self.call(|world| world.links.get(key).map(|link| link.version))
+    }
+
+    async fn put_link(&self, link: &Link) -> Result<bool, WriteFailure> {
+        self.call(|world| world.put_link(link))
+    }
+
+    async fn delete_link(&self, key: &LinkKey, expect: Option<u64>) -> Result<(), WriteFailure> {
+        self.call(|world| world.delete_link(key, expect))
+    }
+
+    async fn record_conflict(&self, conflict: &Conflict) -> Result<(), WriteFailure> {
+        self.call(|world| {
+            world.journal.insert(conflict.id.clone(), conflict.clone());
+        })
+    }
+
+    async fn create_in_crm(&self, event: &CalendarEvent) -> Result<CalendarEvent, WriteFailure> {
+        self.call(|world| world.create_crm(event))
+    }
+
+    async fn create_in_outlook(
+        &self,
+        crm_id: &CrmEventId,
+        transaction_id: &str,
+        event: &CalendarEvent,
+    ) -> Result<CalendarEvent, WriteFailure> {
+        self.call(|world| world.create_outlook(crm_id, transaction_id, event))
+    }
+
+    async fn update_crm(
+        &self,
+        crm_id: &CrmEventId,
+        fields: &[EventField],
+        event: &CalendarEvent,
+    ) -> Result<Option<CalendarEvent>, WriteFailure> {
+        self.call(|world| world.update(Side::Crm, crm_id.as_str(), fields, event))
+    }
+
+    async fn update_outlook(
+        &self,
+        outlook_id: &str,
+        fields: &[EventField],
+        event: &CalendarEvent,
+        _occurrence: Option<&Occurrence>,
+    ) -> Result<Option<CalendarEvent>, WriteFailure> {
+        self.call(|world| world.update(Side::Outlook, outlook_id, fields, event))
+    }
+
+    async fn delete_in_crm(&self, crm_id: &CrmEventId) -> Result<(), WriteFailure> {
+        self.call(|world| world.remove(Side::Crm, crm_id.as_str()))
+    }
+
+    async fn delete_in_outlook(&self, outlook_id: &str) -> Result<(), WriteFailure> {
+        self.call(|world| world.remove(Side::Outlook, outlook_id))
     }
 }
