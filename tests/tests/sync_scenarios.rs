@@ -661,3 +661,74 @@ async fn resync_dry_run_prints_the_plan_and_changes_nothing() {
     assert!(ok, "{out}");
     assert!(out.contains("linked events: 3"), "{out}");
 }
+
+#[tokio::test]
+async fn faults_in_mid_run_end_in_the_same_calendars_without_duplicates() {
+    use calsync_sandbox::graph::{FaultRate, FaultRoute, FaultRule, GraphFault};
+    use calsync_sandbox::vtiger::Fault;
+    let bed = linked_pair().await;
+    let graph = bed.bed.sandbox.graph();
+    let crm = bed.bed.sandbox.crm();
+    for n in 0..3 {
+        seed_crm(
+            &bed,
+            &format!("CRM call {n}"),
+            "2026-12-17",
+            &format!("{:02}:00:00", n + 8),
+            &format!("{:02}:30:00", n + 8),
+        );
+        graph
+            .insert_event(
+                USER_OID,
+                outlook_event(
+                    &format!("Outlook slot {n}"),
+                    &format!("2026-12-18T{:02}:00:00", n + 8),
+                    &format!("2026-12-18T{:02}:30:00", n + 8),
+                ),
+            )
+            .unwrap();
+    }
+    // Graph refuses writes for a while (503, then 429); the CRM answers one create too late
+    // (the record is made, the answer lost) and fails another with a PHP fatal error.
+    graph.add_fault(FaultRule::new(
+        FaultRoute::EventWrites,
+        GraphFault::Unavailable {
+            retry_after: Some(0),
+        },
+        FaultRate::Next(2),
+    ));
+    graph.add_fault(FaultRule::new(
+        FaultRoute::EventWrites,
+        GraphFault::Throttle {
+            retry_after: Some(0),
+        },
+        FaultRate::Next(1),
+    ));
+    crm.inject(
+        "create",
+        Fault::Delay(std::time::Duration::from_secs(3)),
+        Some(1),
+    );
+    crm.inject("create", Fault::Fatal, Some(1));
+    let first = bed.sync().await.unwrap();
+    eprintln!("first run under faults: {first:?}");
+    assert_eq!(first.outcome, RunOutcome::Partial, "{first:?}");
+    graph.clear_faults();
+    crm.clear_faults();
+    // A redelivered job runs again from the same cursors.
+    let _ = bed.sync().await.unwrap();
+    settle(&bed).await;
+    let expected = [
+        "CRM call 0",
+        "CRM call 1",
+        "CRM call 2",
+        "Demo for ACME",
+        "Dentist",
+        "Outlook slot 0",
+        "Outlook slot 1",
+        "Outlook slot 2",
+    ];
+    assert_eq!(bed.crm_subjects(), expected, "first run: {first:?}");
+    assert_eq!(bed.outlook_subjects(), expected, "first run: {first:?}");
+    assert_eq!(graph.counters(USER_OID).invitations_sent, 0);
+}

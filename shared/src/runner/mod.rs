@@ -602,16 +602,16 @@ fn feed_sees_deletions(state: &SyncState) -> bool {
         .is_some_and(crate::crm::vtiger::cursor_sees_deletions)
 }
 
-/// What a run did, by side and kind: the plan's counts when every step ran, else the steps
-/// that did not are counted as failed.
+/// What a run did, by side and kind, as executed; conflicts as planned (their entries are
+/// written before the writes they explain).
 fn counts(planned: &PlanCounts, execution: &Execution) -> RunCounts {
     RunCounts {
-        crm_created: planned.create_crm as u64,
-        crm_updated: planned.update_crm as u64,
-        crm_deleted: planned.delete_crm as u64,
-        outlook_created: planned.create_outlook as u64,
-        outlook_updated: planned.update_outlook as u64,
-        outlook_deleted: planned.delete_outlook as u64,
+        crm_created: execution.crm.created as u64,
+        crm_updated: execution.crm.updated as u64,
+        crm_deleted: execution.crm.deleted as u64,
+        outlook_created: execution.outlook.created as u64,
+        outlook_updated: execution.outlook.updated as u64,
+        outlook_deleted: execution.outlook.deleted as u64,
         conflicts: planned.conflicts as u64,
         failed: (execution.failed.len() + execution.gone.len() + execution.stale) as u64,
     }

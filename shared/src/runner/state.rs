@@ -92,7 +92,12 @@ impl<'a> LinkStore<'a> {
         let item = self.link_item(link)?;
         match self.store.put(&item, Precondition::Version(previous)).await {
             Ok(_) => Ok(true),
-            Err(StoreError::ConditionFailed) => Ok(false),
+            // A retry of a put whose answer was lost finds its own write.
+            Err(StoreError::ConditionFailed) => Ok(self
+                .store
+                .get(&self.pk, &item.sk)
+                .await?
+                .is_some_and(|stored| stored.version == link.version && stored.data == item.data)),
             Err(e) => Err(e),
         }
     }

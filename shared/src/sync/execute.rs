@@ -86,9 +86,17 @@ pub struct Execution {
     pub failed: Vec<(LinkKey, String)>,
     /// Updates that found the event gone on that side (the next run's feed reports it).
     pub gone: Vec<(Side, String)>,
-    /// Writes done per side (creates, updates, deletions), for status.
-    pub written_to_crm: usize,
-    pub written_to_outlook: usize,
+    /// Writes done on each side, for status.
+    pub crm: Tally,
+    pub outlook: Tally,
+}
+
+/// Writes done on one side.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub created: usize,
+    pub updated: usize,
+    pub deleted: usize,
 }
 
 impl Execution {
@@ -187,6 +195,20 @@ macro_rules! tried {
     };
 }
 
+/// Stores a link by [`SyncTarget::put_link`]. A retried put whose first answer was lost finds
+/// its own write in place; that counts as stored (one user's runs never overlap).
+async fn store_link(target: &dyn SyncTarget, link: &Link) -> Result<Tried<bool>, String> {
+    match attempt(target, true, || target.put_link(link)).await? {
+        Tried::Done(false) => {
+            match attempt(target, true, || target.stored_version(&link.key)).await? {
+                Tried::Done(stored) => Ok(Tried::Done(stored == Some(link.version))),
+                Tried::Failed(why) => Ok(Tried::Failed(why)),
+            }
+        }
+        other => Ok(other),
+    }
+}
+
 async fn run_step(
     step: &Step,
     target: &dyn SyncTarget,
@@ -207,7 +229,7 @@ async fn run_step(
                 tried!(attempt(target, true, || target.record_conflict(conflict)).await);
             }
             Action::Remember(link) => {
-                if !tried!(attempt(target, true, || target.put_link(link)).await) {
+                if !tried!(store_link(target, link).await) {
                     return Ok(StepEnd::Stale);
                 }
             }
@@ -217,7 +239,7 @@ async fn run_step(
                 for (side, event) in &returned {
                     link.absorb(*side, event, crm_fields, outlook_fields);
                 }
-                if !tried!(attempt(target, true, || target.put_link(&link)).await) {
+                if !tried!(store_link(target, &link).await) {
                     return Ok(StepEnd::Stale);
                 }
             }
@@ -226,7 +248,7 @@ async fn run_step(
             }
             Action::CreateInCrm { event } => {
                 let stored = tried!(attempt(target, false, || target.create_in_crm(event)).await);
-                done.written_to_crm += 1;
+                done.crm.created += 1;
                 created_crm = stored.ids.crm.clone().map(CrmEventId::new);
                 returned.push((Side::Crm, stored));
             }
@@ -244,7 +266,7 @@ async fn run_step(
                     ))
                     .await
                 );
-                done.written_to_outlook += 1;
+                done.outlook.created += 1;
                 created_outlook = stored.ids.outlook.clone();
                 returned.push((Side::Outlook, stored));
             }
@@ -259,7 +281,7 @@ async fn run_step(
                     Some(stored) => returned.push((Side::Crm, stored)),
                     None => return Ok(StepEnd::Gone(Side::Crm, crm_id.to_string())),
                 }
-                done.written_to_crm += 1;
+                done.crm.updated += 1;
             }
             Action::UpdateOutlook {
                 outlook_id,
@@ -279,15 +301,15 @@ async fn run_step(
                     Some(stored) => returned.push((Side::Outlook, stored)),
                     None => return Ok(StepEnd::Gone(Side::Outlook, outlook_id.clone())),
                 }
-                done.written_to_outlook += 1;
+                done.outlook.updated += 1;
             }
             Action::DeleteInCrm { crm_id } => {
                 tried!(attempt(target, true, || target.delete_in_crm(crm_id)).await);
-                done.written_to_crm += 1;
+                done.crm.deleted += 1;
             }
             Action::DeleteInOutlook { outlook_id } => {
                 tried!(attempt(target, true, || target.delete_in_outlook(outlook_id)).await);
-                done.written_to_outlook += 1;
+                done.outlook.deleted += 1;
             }
         }
     }

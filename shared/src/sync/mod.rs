@@ -109,7 +109,7 @@ mod policy;
 #[cfg(test)]
 mod tests;
 
-pub use execute::{execute, Execution, Stopped, SyncTarget, WriteFailure, ATTEMPTS};
+pub use execute::{execute, Execution, Stopped, SyncTarget, Tally, WriteFailure, ATTEMPTS};
 pub use journal::{field_value, Conflict, ConflictKind, Reason};
 pub use matching::{normalise_subject, MatchKey};
 pub use model::{
