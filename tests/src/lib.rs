@@ -11,6 +11,7 @@ pub mod function_url;
 pub mod response;
 pub mod runtime;
 pub mod testbed;
+pub mod webdriver;
 
 pub use events::{
     eventbridge_scheduled_event, function_url_event, sqs_fifo_event, sqs_fifo_event_with,

@@ -189,13 +189,14 @@ fn jobs_section(shared: &Shared) -> String {
             Some(why) => format!("failed: {why}"),
         };
         out.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr data-job-user=\"{user}\" data-reason=\"{reason}\"><td>{}</td><td>{}</td>\
+             <td>{user}</td><td>{reason}</td><td>{}</td><td>{}</td></tr>",
             esc(&format_utc(job.at)),
             esc(&job.tenant),
-            esc(&job.user),
-            esc(&job.reason),
             job.attempt,
-            esc(&outcome)
+            esc(&outcome),
+            user = esc(&job.user),
+            reason = esc(&job.reason),
         ));
     }
     out.push_str("</tbody></table></section>");
