@@ -36,8 +36,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run everything on this machine: the auth and webhook routes, the scheduler, the sync
-    /// worker and a status page on one local HTTP server, with the embedded store.
+    /// Run everything on this machine, with a status page (and a sandbox demo to try).
     #[command(
         long_about = "Run everything on this machine: the auth and webhook routes, \
         the scheduler, the sync worker and an operator status page on one local HTTP server, \
@@ -86,8 +85,7 @@ enum Command {
         #[arg(long)]
         admin_consent: bool,
     },
-    /// Manage a connected user: disconnect deletes their subscription and tokens and keeps
-    /// what the sync knows, so reconnecting duplicates nothing.
+    /// Manage a connected user (disconnect).
     #[command(subcommand)]
     User(UserCommand),
     /// Show users' connection and sync health.
@@ -106,7 +104,8 @@ enum Command {
 
 #[derive(Subcommand)]
 enum UserCommand {
-    /// Stop syncing a user's calendar and forget their Microsoft sign-in.
+    /// Stop syncing a user's calendar and forget their Microsoft sign-in; what the sync knows
+    /// stays, so reconnecting later duplicates nothing.
     Disconnect {
         /// The tenant's id.
         #[arg(long)]
