@@ -1,9 +1,11 @@
-//! `calsync`: the operator's tool. Tenants, signed links for users, status.
-//! It works against AWS (and so against a local emulator through `AWS_ENDPOINT_URL`) or against
-//! the embedded store (`--data-dir`, or `CALSYNC_BACKEND=embedded`).
+//! `calsync`: the operator's tool. Tenants, signed links for users, status, and `serve`, which
+//! runs everything on one machine. It works against AWS (and so against a local emulator
+//! through `AWS_ENDPOINT_URL`) or against the embedded store (`--data-dir`, or
+//! `CALSYNC_BACKEND=embedded`).
 
 mod duration;
 mod resync;
+mod serve;
 mod tenant_cmd;
 
 use anyhow::{bail, Context, Result};
@@ -12,16 +14,21 @@ use calsync::links::LinkClaims;
 use calsync::users::{get_user, list_users, UserRecord};
 use calsync::{App, Config};
 use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 #[derive(Parser)]
 #[command(
     name = "calsync",
     version,
-    about = "Operate calsync: CRM ↔ Office 365 calendar sync"
+    about = "Operate calsync: two-way sync between CRM (vtiger) and Office 365 calendars",
+    long_about = "Operate calsync: two-way sync between CRM (vtiger) and Office 365 calendars.\n\n\
+                  Try it on one machine with `calsync serve`. Against AWS, the usual SDK settings \
+                  apply (AWS_PROFILE, AWS_REGION) with CALSYNC_TABLE, CALSYNC_SECRET_PREFIX and \
+                  CALSYNC_PUBLIC_URL; --data-dir uses the embedded store instead."
 )]
 struct Cli {
-    /// Use the embedded store in this folder instead of AWS.
+    /// Use the embedded store (one SQLite file) in this folder instead of AWS.
     #[arg(long, global = true, env = "CALSYNC_DATA_DIR")]
     data_dir: Option<PathBuf>,
     #[command(subcommand)]
@@ -30,11 +37,37 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run everything on this machine, with a status page (and a sandbox demo to try).
+    #[command(
+        long_about = "Run everything on this machine: the auth and webhook routes, \
+        the scheduler, the sync worker and an operator status page on one local HTTP server, \
+        with the embedded store (--data-dir, default .calsync).\n\n\
+        When the data directory has no tenant yet (or with --sandbox), it also starts the \
+        sandbox — local stand-ins for Microsoft sign-in, Microsoft Graph and a vtiger CRM — \
+        with a demo tenant, two users and a few events, and prints the links to try it: \
+        connect a user, watch the status page, edit an event on either side. Demo data lives \
+        in a temporary folder and is gone when serve stops."
+    )]
+    Serve {
+        /// Address to listen on; loopback only (the status page has no sign-in).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// How often the scheduler queues users who are due a sync: 30s, 5m.
+        #[arg(long, default_value = "30s")]
+        tick: String,
+        /// Start the sandbox with a demo tenant (the default when there is no tenant yet).
+        #[arg(long, conflicts_with = "no_sandbox")]
+        sandbox: bool,
+        /// Serve the tenants in the data directory, without the sandbox.
+        #[arg(long)]
+        no_sandbox: bool,
+    },
     /// Add, list, show or remove tenants (CRM customers).
     #[command(subcommand)]
     Tenant(tenant_cmd::TenantCommand),
     /// Print a signed link that connects a CRM user to Office 365 (or shows their status).
     Link {
+        /// The tenant's id.
         #[arg(long)]
         tenant: String,
         /// The CRM user's login name.
@@ -53,7 +86,7 @@ enum Command {
         #[arg(long)]
         admin_consent: bool,
     },
-    /// Disconnect a user: delete their subscription and tokens, keep what the sync knows.
+    /// Manage a connected user (disconnect).
     #[command(subcommand)]
     User(UserCommand),
     /// Sync users now. On AWS this queues a job per user for the sync function; on the
@@ -79,8 +112,10 @@ enum Command {
     },
     /// Show users' connection and sync health.
     Status {
+        /// The tenant's id.
         #[arg(long)]
         tenant: String,
+        /// Only this CRM user (login name).
         #[arg(long)]
         user: Option<String>,
         /// Machine-readable output.
@@ -91,10 +126,13 @@ enum Command {
 
 #[derive(Subcommand)]
 enum UserCommand {
-    /// Stop syncing a user's calendar and forget their Microsoft sign-in.
+    /// Stop syncing a user's calendar and forget their Microsoft sign-in; what the sync knows
+    /// stays, so reconnecting later duplicates nothing.
     Disconnect {
+        /// The tenant's id.
         #[arg(long)]
         tenant: String,
+        /// The CRM user's login name.
         #[arg(long)]
         user: String,
     },
@@ -111,6 +149,25 @@ async fn main() {
 
 async fn run(cli: Cli) -> Result<()> {
     let mut config = Config::from_env()?;
+    if let Command::Serve {
+        listen,
+        tick,
+        sandbox,
+        no_sandbox,
+    } = cli.command
+    {
+        let options = serve::ServeOptions {
+            listen,
+            tick: std::time::Duration::from_secs(duration::parse(&tick)?.unsigned_abs()),
+            sandbox: match (sandbox, no_sandbox) {
+                (true, _) => Some(true),
+                (_, true) => Some(false),
+                _ => None,
+            },
+            data_dir: cli.data_dir,
+        };
+        return serve::run(config, options).await;
+    }
     if let Some(dir) = cli.data_dir {
         config.backend = calsync::config::Backend::Embedded { data_dir: dir };
     }
@@ -154,6 +211,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Status { tenant, user, json } => {
             status(&app, &tenant, user.as_deref(), json).await
         }
+        Command::Serve { .. } => bail!("serve opens its own store"),
         Command::User(UserCommand::Disconnect { tenant, user }) => {
             let tenant = TenantId::parse(&tenant)?;
             let user = CrmUserName::parse(&user)?;

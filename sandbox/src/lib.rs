@@ -4,6 +4,7 @@
 //! Each stand-in contributes a router and a shared state handle: the Microsoft identity
 //! platform ([`identity`]), Microsoft Graph ([`graph`]) and a vtiger CRM ([`vtiger`]).
 
+pub mod desk;
 pub mod graph;
 pub mod identity;
 pub mod subscriber;
@@ -122,6 +123,11 @@ impl Sandbox {
         &self.crm
     }
 
+    /// The page where a person edits sandbox Outlook and CRM events by hand.
+    pub fn calendars_url(&self) -> String {
+        format!("{}{}", self.base_url, desk::DESK_PATH)
+    }
+
     pub fn apply_seed(&self, seed: &SandboxSeed) -> Result<(), ControlError> {
         self.identity.apply_seed(&seed.identity)
     }
@@ -153,6 +159,7 @@ fn routes(identity: &Identity, graph: &Graph, crm: &vtiger::VtigerState) -> Rout
         .merge(identity::router(identity.clone()))
         .merge(graph::router(graph.clone()))
         .merge(vtiger::router(crm.clone()))
+        .merge(desk::router(graph.clone(), crm.clone()))
 }
 
 impl Drop for Sandbox {

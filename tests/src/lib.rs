@@ -12,6 +12,7 @@ pub mod response;
 pub mod runtime;
 pub mod syncbed;
 pub mod testbed;
+pub mod webdriver;
 
 pub use events::{
     eventbridge_scheduled_event, function_url_event, sqs_fifo_event, sqs_fifo_event_with,

@@ -297,6 +297,18 @@ impl Graph {
         Some(View { event, date }.full(&prefs))
     }
 
+    /// Every mailbox: (oid, display name, address), sorted by address.
+    pub fn mailboxes(&self) -> Vec<(String, String, String)> {
+        let state = self.lock();
+        let mut all: Vec<_> = state
+            .mailboxes
+            .values()
+            .map(|m| (m.oid.clone(), m.display_name.clone(), m.address.clone()))
+            .collect();
+        all.sort_by(|a, b| a.2.cmp(&b.2));
+        all
+    }
+
     /// Immutable ids of the mailbox's single events and series masters.
     pub fn event_ids(&self, oid: &str) -> Vec<String> {
         self.lock()

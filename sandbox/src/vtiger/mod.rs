@@ -145,6 +145,27 @@ impl VtigerState {
         self.lock().store.event(number).cloned()
     }
 
+    /// Every user: (record number, user name), by record number.
+    pub fn users(&self) -> Vec<(u64, String)> {
+        self.lock()
+            .store
+            .users
+            .values()
+            .map(|user| (user.id, user.spec.user_name.clone()))
+            .collect()
+    }
+
+    /// The events `owner` owns that are not in the recycle bin, by record number.
+    pub fn events_of(&self, owner: u64) -> Vec<StoredEvent> {
+        self.lock()
+            .store
+            .events
+            .values()
+            .filter(|event| event.owner == owner && !event.deleted)
+            .cloned()
+            .collect()
+    }
+
     /// Edit as a CRM user would in the web UI (invitees and reminder untouched).
     pub fn ui_edit(&self, id: &str, changes: &[(&str, &str)]) -> bool {
         let Some(number) = crmid(id) else {
@@ -155,17 +176,6 @@ impl VtigerState {
             .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
             .collect();
         self.lock().store.ui_edit(number, &changes)
-    }
-
-    /// The live (not deleted) events a user owns, by record number.
-    pub fn events_of(&self, owner: u64) -> Vec<StoredEvent> {
-        self.lock()
-            .store
-            .events
-            .values()
-            .filter(|event| event.owner == owner && !event.deleted)
-            .cloned()
-            .collect()
     }
 
     /// Delete as a CRM user would in the web UI (to the recycle bin).
