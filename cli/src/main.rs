@@ -52,8 +52,8 @@ enum Command {
         /// Address to listen on; loopback only (the status page has no sign-in).
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
-        /// How often the scheduler queues users who are due a sync: 30s, 5m.
-        #[arg(long, default_value = "30s")]
+        /// How often the scheduler queues users who are due a sync: 10s, 5m.
+        #[arg(long, default_value = "10s")]
         tick: String,
         /// Start the sandbox with a demo tenant (the default when there is no tenant yet).
         #[arg(long, conflicts_with = "no_sandbox")]

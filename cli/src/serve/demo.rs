@@ -120,6 +120,9 @@ pub async fn seed(app: &App, sandbox: &Sandbox, public_url: &Url) -> Result<Demo
     // An expiry three weeks out, so the status page shows how secret-expiry warnings look.
     let expires = today.checked_add(jiff::Span::new().days(21))?;
     settings.client_secret_expires = Some(expires.to_string());
+    // CRM edits have no push; a one-minute interval lets a person watching the demo see them
+    // reach Outlook within a scheduler tick or two.
+    settings.sync_interval_minutes = 1;
     let secret = TenantSecret {
         azure_tenant_id: azure.tenant_id.clone(),
         authority: None,
