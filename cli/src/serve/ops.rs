@@ -244,6 +244,7 @@ mod tests {
             subscription_id: None,
             subscription_expires_at: None,
             last_sync: None,
+            sync_state: None,
         };
         let html = users_table("acme", &[user]);
         assert!(html.contains("<tr data-user=\"maria\">"));

@@ -111,7 +111,7 @@ impl Execution {
 #[error("the run stopped: {reason}")]
 pub struct Stopped {
     pub reason: String,
-    pub so_far: Execution,
+    pub so_far: Box<Execution>,
 }
 
 /// Executes the plan's steps in order. A failed step does not stop the others; a fatal
@@ -135,7 +135,7 @@ pub async fn execute(
             Err(reason) => {
                 return Err(Stopped {
                     reason,
-                    so_far: done,
+                    so_far: Box::new(done),
                 })
             }
         }
