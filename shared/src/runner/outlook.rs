@@ -133,7 +133,7 @@ pub fn item_from(event: &GraphEvent) -> Result<OutlookItem, MappingError> {
                 .original_start
                 .as_deref()
                 .and_then(|t| t.parse::<Timestamp>().ok())
-                .or_else(|| match &mapped.time {
+                .or(match &mapped.time {
                     crate::event::EventTime::Timed { start, .. } => Some(*start),
                     crate::event::EventTime::AllDay { .. } => None,
                 })
