@@ -8,7 +8,7 @@ use calsync::runner::RunReport;
 use calsync_sandbox::vtiger::{StoredEvent, UserSpec};
 use serde_json::Value;
 
-use crate::testbed::{TestBed, USER_OID};
+use crate::testbed::{BedOptions, TestBed, USER_OID};
 
 /// The integration user's access key in the sandbox CRM (the tenant secret's).
 pub const CRM_ADMIN_KEY: &str = "crm-access-key";
@@ -27,25 +27,14 @@ impl SyncBed {
     /// With the CRM server (and the tenant's CRM zone setting) in `server_zone`; maria's own
     /// zone is Europe/Madrid.
     pub async fn start_in_zone(server_zone: &str) -> Result<Self> {
-        let bed = TestBed::start().await?;
-        let crm = bed.sandbox.crm();
-        crm.set_server_zone(server_zone)
-            .map_err(anyhow::Error::msg)?;
-        crm.add_user(UserSpec::new("admin", CRM_ADMIN_KEY).admin().with_id(1));
-        crm.add_user(
-            UserSpec::new("maria", "maria-key")
-                .zone("Europe/Madrid")
-                .with_id(MARIA),
-        );
-        crm.add_user(UserSpec::new("pedro", "pedro-key").with_id(6));
-        let mut secret = bed.app.tenants.secret(&bed.tenant).await?;
-        secret.crm_url = bed.sandbox.base_url();
-        bed.app.tenants.put_secret(&bed.tenant, &secret).await?;
-        let zone = server_zone.to_owned();
-        bed.app
-            .tenants
-            .update_settings(&bed.tenant, move |s| s.crm_time_zone = zone.clone())
-            .await?;
+        Self::start_with(server_zone, BedOptions::default()).await
+    }
+
+    /// With the App built as `options` say (to watch its AWS calls, say).
+    pub async fn start_with(server_zone: &str, options: BedOptions) -> Result<Self> {
+        let bed = TestBed::start_with(options).await?;
+        seed_crm_users(&bed.sandbox, server_zone)?;
+        point_at_sandbox_crm(&bed.app, &bed.tenant, &bed.sandbox.base_url(), server_zone).await?;
         let connected = bed.connect().await?;
         anyhow::ensure!(
             connected.status == 200,
@@ -139,4 +128,37 @@ impl SyncBed {
         .context("maria is not stored")?
         .record)
     }
+}
+
+/// The sandbox CRM's users: the integration user (admin), maria (Europe/Madrid) and pedro,
+/// with the server in `server_zone`.
+pub fn seed_crm_users(sandbox: &calsync_sandbox::Sandbox, server_zone: &str) -> Result<()> {
+    let crm = sandbox.crm();
+    crm.set_server_zone(server_zone)
+        .map_err(anyhow::Error::msg)?;
+    crm.add_user(UserSpec::new("admin", CRM_ADMIN_KEY).admin().with_id(1));
+    crm.add_user(
+        UserSpec::new("maria", "maria-key")
+            .zone("Europe/Madrid")
+            .with_id(MARIA),
+    );
+    crm.add_user(UserSpec::new("pedro", "pedro-key").with_id(6));
+    Ok(())
+}
+
+/// Points the tenant's CRM at the sandbox vtiger at `sandbox_url`, in `server_zone`.
+pub async fn point_at_sandbox_crm(
+    app: &calsync::App,
+    tenant: &calsync::ids::TenantId,
+    sandbox_url: &str,
+    server_zone: &str,
+) -> Result<()> {
+    let mut secret = app.tenants.secret(tenant).await?;
+    secret.crm_url = sandbox_url.to_owned();
+    app.tenants.put_secret(tenant, &secret).await?;
+    let zone = server_zone.to_owned();
+    app.tenants
+        .update_settings(tenant, move |s| s.crm_time_zone = zone.clone())
+        .await?;
+    Ok(())
 }

@@ -73,54 +73,61 @@ pub struct TestBed {
     pub webhook_url: Option<String>,
 }
 
-impl TestBed {
-    /// Everything up: sandbox with one Azure tenant, app and auto-approved user; a table, a
-    /// queue and a calsync tenant in moto.
-    pub async fn start() -> Result<Self> {
-        Self::start_with_webhook(None).await
-    }
+/// How to build a bed's App, beyond the defaults: for tests that watch the AWS calls.
+#[derive(Default, Clone)]
+pub struct BedOptions {
+    /// `CALSYNC_WEBHOOK_URL`, so connecting creates a Graph subscription.
+    pub webhook_url: Option<String>,
+    /// The DynamoDB client the App uses (default: a plain client on [`aws_config`]).
+    pub dynamodb: Option<aws_sdk_dynamodb::Client>,
+    /// The Secrets Manager client the App uses (default: a plain client on [`aws_config`]).
+    pub secretsmanager: Option<aws_sdk_secretsmanager::Client>,
+}
 
-    /// The same, with `CALSYNC_WEBHOOK_URL` set, so connecting creates a Graph subscription.
-    pub async fn start_with_webhook(webhook_url: Option<&str>) -> Result<Self> {
-        let webhook_url = webhook_url.map(str::to_owned);
-        let sandbox = Sandbox::start().await?;
-        let identity = sandbox.identity();
-        identity.add_tenant(AZURE_TENANT);
-        identity.add_app(
-            AZURE_TENANT,
-            CLIENT_ID,
-            CLIENT_SECRET,
-            &[
-                &format!("{PUBLIC_URL}/callback"),
-                &format!("{PUBLIC_URL}/admin-consent/callback"),
-            ],
-        )?;
-        identity.add_user(AZURE_TENANT, USER_OID, USER_EMAIL, "María García")?;
-        identity.set_auto_approve(AZURE_TENANT, Some(USER_EMAIL))?;
+/// The calsync side of a bed: an App on moto (table, queue, secrets) with one tenant whose
+/// Microsoft identity and Graph are the sandbox at `sandbox_url` (in this process or not).
+pub struct CalsyncSide {
+    pub app: App,
+    pub sdk: aws_config::SdkConfig,
+    pub table: String,
+    pub secret_prefix: String,
+    pub queue_url: String,
+    pub tenant: TenantId,
+    pub link_key: Secret,
+}
 
+impl CalsyncSide {
+    pub async fn start(sandbox_url: &str, options: &BedOptions) -> Result<Self> {
         let sdk = aws_config().await?;
         let table = unique("calsync");
         let secret_prefix = format!("{}/", unique("calsync"));
         let queue_url = create_fifo_queue(&sdk, &unique("calsync-jobs")).await?;
+        let webhook_url = options.webhook_url.clone();
         let config = Config::from_lookup(|name| match name {
             "CALSYNC_TABLE" => Some(table.clone()),
             "CALSYNC_SECRET_PREFIX" => Some(secret_prefix.clone()),
             "CALSYNC_QUEUE_URL" => Some(queue_url.clone()),
             "CALSYNC_PUBLIC_URL" => Some(PUBLIC_URL.to_owned()),
-            "CALSYNC_LOGIN_URL" => Some(sandbox.base_url()),
-            "CALSYNC_GRAPH_URL" => Some(sandbox.base_url()),
+            "CALSYNC_LOGIN_URL" => Some(sandbox_url.to_owned()),
+            "CALSYNC_GRAPH_URL" => Some(sandbox_url.to_owned()),
             "CALSYNC_HTTP_TIMEOUT_SECS" => Some("2".to_owned()),
             "CALSYNC_WEBHOOK_URL" => webhook_url.clone(),
             _ => None,
         })?;
-        let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table.clone());
+        let dynamodb = options
+            .dynamodb
+            .clone()
+            .unwrap_or_else(|| aws_sdk_dynamodb::Client::new(&sdk));
+        let secretsmanager = options
+            .secretsmanager
+            .clone()
+            .unwrap_or_else(|| aws_sdk_secretsmanager::Client::new(&sdk));
+        let store = DynamoStore::new(dynamodb, table.clone());
         store.ensure_table().await?;
         let app = App::with_parts(
             config,
             Arc::new(store),
-            Arc::new(SecretsManagerStore::new(
-                aws_sdk_secretsmanager::Client::new(&sdk),
-            )),
+            Arc::new(SecretsManagerStore::new(secretsmanager)),
             Arc::new(SqsQueue::new(
                 aws_sdk_sqs::Client::new(&sdk),
                 queue_url.clone(),
@@ -143,16 +150,154 @@ impl TestBed {
         };
         app.tenants.add(&settings, &secret).await?;
         Ok(Self {
-            sandbox,
             app,
             sdk,
             table,
             secret_prefix,
             queue_url,
             tenant,
-            user: CrmUserName::parse(CRM_USER)?,
             link_key,
-            webhook_url,
+        })
+    }
+
+    /// Connects maria (see [`connect`]).
+    pub async fn connect(&self) -> Result<WebResponse> {
+        connect(&self.app, &self.tenant, &self.link_key).await
+    }
+}
+
+/// A signed link's query for `route` (connect, status, disconnect…).
+pub fn link_query(
+    tenant: &TenantId,
+    link_key: &Secret,
+    user: Option<&str>,
+    expires_in: i64,
+    return_to: Option<&str>,
+) -> String {
+    let claims = LinkClaims {
+        tenant: tenant.clone(),
+        user: user.map(|u| CrmUserName::parse(u).expect("valid user name")),
+        expires_at: now() + expires_in,
+        return_to: return_to.map(str::to_owned),
+    };
+    let url = claims.url(
+        &url::Url::parse(PUBLIC_URL).expect("valid URL"),
+        "x",
+        link_key,
+    );
+    url.split_once('?')
+        .map(|(_, q)| q.to_owned())
+        .unwrap_or_default()
+}
+
+/// One request to calsync's auth routes, as the auth function would take it.
+pub async fn request(app: &App, method: &str, path: &str, query: &str) -> WebResponse {
+    calsync::auth::handle(
+        app,
+        &WebRequest {
+            method: method.into(),
+            path: path.into(),
+            query: query.into(),
+            headers: vec![("accept-language".into(), "en".into())],
+            body: Vec::new(),
+        },
+    )
+    .await
+}
+
+/// Connect maria, sign in at the sandbox and complete the callback; returns the callback's
+/// response.
+pub async fn connect(app: &App, tenant: &TenantId, link_key: &Secret) -> Result<WebResponse> {
+    let start = request(
+        app,
+        "GET",
+        "/connect",
+        &link_query(tenant, link_key, Some(CRM_USER), 600, None),
+    )
+    .await;
+    let location = start
+        .header("location")
+        .with_context(|| format!("connect did not redirect: {} {}", start.status, start.body))?
+        .to_owned();
+    let query = sign_in(&location).await?;
+    Ok(request(app, "GET", "/callback", &query).await)
+}
+
+/// Sets up the sandbox's Microsoft identity: one Azure tenant, calsync's app, maria
+/// (auto-approved).
+pub fn seed_identity(sandbox: &Sandbox) -> Result<()> {
+    let identity = sandbox.identity();
+    identity.add_tenant(AZURE_TENANT);
+    identity.add_app(
+        AZURE_TENANT,
+        CLIENT_ID,
+        CLIENT_SECRET,
+        &[
+            &format!("{PUBLIC_URL}/callback"),
+            &format!("{PUBLIC_URL}/admin-consent/callback"),
+        ],
+    )?;
+    identity.add_user(AZURE_TENANT, USER_OID, USER_EMAIL, "María García")?;
+    identity.set_auto_approve(AZURE_TENANT, Some(USER_EMAIL))?;
+    Ok(())
+}
+
+/// Follows the authorize redirect at the sandbox and returns the query calsync's callback
+/// receives (code and state, or an error).
+pub async fn sign_in(authorize_url: &str) -> Result<String> {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let response = client.get(authorize_url).send().await?;
+    let location = response
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .with_context(|| {
+            format!(
+                "the sandbox did not redirect (status {})",
+                response.status()
+            )
+        })?;
+    let callback = url::Url::parse(location)?;
+    if !location.starts_with(&format!("{PUBLIC_URL}/")) {
+        return Err(anyhow!("redirected somewhere unexpected: {callback}"));
+    }
+    Ok(callback.query().unwrap_or("").to_owned())
+}
+
+impl TestBed {
+    /// Everything up: sandbox with one Azure tenant, app and auto-approved user; a table, a
+    /// queue and a calsync tenant in moto.
+    pub async fn start() -> Result<Self> {
+        Self::start_with(BedOptions::default()).await
+    }
+
+    /// The same, with `CALSYNC_WEBHOOK_URL` set, so connecting creates a Graph subscription.
+    pub async fn start_with_webhook(webhook_url: Option<&str>) -> Result<Self> {
+        Self::start_with(BedOptions {
+            webhook_url: webhook_url.map(str::to_owned),
+            ..BedOptions::default()
+        })
+        .await
+    }
+
+    /// Everything up, with the App built as `options` say.
+    pub async fn start_with(options: BedOptions) -> Result<Self> {
+        let sandbox = Sandbox::start().await?;
+        seed_identity(&sandbox)?;
+        let side = CalsyncSide::start(&sandbox.base_url(), &options).await?;
+        Ok(Self {
+            sandbox,
+            app: side.app,
+            sdk: side.sdk,
+            table: side.table,
+            secret_prefix: side.secret_prefix,
+            queue_url: side.queue_url,
+            tenant: side.tenant,
+            user: CrmUserName::parse(CRM_USER)?,
+            link_key: side.link_key,
+            webhook_url: options.webhook_url,
         })
     }
 
@@ -187,75 +332,22 @@ impl TestBed {
         expires_in: i64,
         return_to: Option<&str>,
     ) -> String {
-        let claims = LinkClaims {
-            tenant: self.tenant.clone(),
-            user: user.map(|u| CrmUserName::parse(u).expect("valid user name")),
-            expires_at: now() + expires_in,
-            return_to: return_to.map(str::to_owned),
-        };
-        let url = claims.url(
-            &url::Url::parse(PUBLIC_URL).expect("valid URL"),
-            "x",
-            &self.link_key,
-        );
-        url.split_once('?')
-            .map(|(_, q)| q.to_owned())
-            .unwrap_or_default()
+        link_query(&self.tenant, &self.link_key, user, expires_in, return_to)
     }
 
     pub async fn request(&self, method: &str, path: &str, query: &str) -> WebResponse {
-        calsync::auth::handle(
-            &self.app,
-            &WebRequest {
-                method: method.into(),
-                path: path.into(),
-                query: query.into(),
-                headers: vec![("accept-language".into(), "en".into())],
-                body: Vec::new(),
-            },
-        )
-        .await
+        request(&self.app, method, path, query).await
     }
 
     /// Follows the authorize redirect at the sandbox and returns the query calsync's callback
     /// receives (code and state, or an error).
     pub async fn sign_in(&self, authorize_url: &str) -> Result<String> {
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
-        let response = client.get(authorize_url).send().await?;
-        let location = response
-            .headers()
-            .get("location")
-            .and_then(|v| v.to_str().ok())
-            .with_context(|| {
-                format!(
-                    "the sandbox did not redirect (status {})",
-                    response.status()
-                )
-            })?;
-        let callback = url::Url::parse(location)?;
-        if !location.starts_with(&format!("{PUBLIC_URL}/")) {
-            return Err(anyhow!("redirected somewhere unexpected: {callback}"));
-        }
-        Ok(callback.query().unwrap_or("").to_owned())
+        sign_in(authorize_url).await
     }
 
     /// Connect, sign in and complete the callback; returns the callback's response.
     pub async fn connect(&self) -> Result<WebResponse> {
-        let start = self
-            .request(
-                "GET",
-                "/connect",
-                &self.link_query(Some(CRM_USER), 600, None),
-            )
-            .await;
-        let location = start
-            .header("location")
-            .with_context(|| format!("connect did not redirect: {} {}", start.status, start.body))?
-            .to_owned();
-        let query = self.sign_in(&location).await?;
-        Ok(self.request("GET", "/callback", &query).await)
+        connect(&self.app, &self.tenant, &self.link_key).await
     }
 
     /// Every item of the table, as text, sorted: to compare storage before and after.
