@@ -181,6 +181,26 @@ impl Browser {
         }
     }
 
+    /// The text of the first element matching `css`. Pages that reload themselves (the status
+    /// page does) can replace the element between finding and reading it; then it is found
+    /// again, until `wait` is over.
+    pub async fn find_text(&self, css: &str, wait: Duration) -> Result<String> {
+        let deadline = Instant::now() + wait;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            match self.find(css, remaining).await?.text().await {
+                Ok(text) => return Ok(text),
+                Err(error)
+                    if Instant::now() < deadline
+                        && error.to_string().contains("stale element reference") =>
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
     async fn close(&mut self) {
         if !self.session_url.is_empty() {
             let _ = self.call("DELETE", &self.session_url, None).await;
