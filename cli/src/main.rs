@@ -205,6 +205,7 @@ async fn run(cli: Cli) -> Result<()> {
                 full,
                 confirm_deletions,
                 dry_run,
+                deadline: None,
             };
             resync::run(&app, &tenant, user.as_deref(), options, now).await
         }

@@ -6,7 +6,9 @@ use serde_json::{json, Value};
 
 use crate::app::App;
 use crate::ids::TenantId;
-use crate::queue::SyncJob;
+use std::time::{Duration, Instant};
+
+use crate::queue::{JobReason, SyncJob};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum SyncEvent {
@@ -65,6 +67,8 @@ pub enum JobError {
     Tenant(String),
     #[error(transparent)]
     Sync(#[from] crate::runner::RunError),
+    #[error("the run ran out of time and its follow-up job could not be queued: {0}")]
+    FollowUp(String),
 }
 
 /// Runs one job: first the subscription work it asks for (reauthorize, recreate), then the
@@ -72,6 +76,16 @@ pub enum JobError {
 /// then parks it in the dead-letter queue); outcomes that a retry cannot change (the user must
 /// reconnect, the deletion guard held) are recorded in the user's status and succeed.
 pub async fn run_job(app: &App, job: &SyncJob) -> Result<crate::runner::RunReport, JobError> {
+    run_job_until(app, job, None).await
+}
+
+/// [`run_job`] that starts no write after `deadline`. What is left goes to a follow-up job for
+/// the same user, queued at once, so a large first sync continues instead of being cut off.
+pub async fn run_job_until(
+    app: &App,
+    job: &SyncJob,
+    deadline: Option<Instant>,
+) -> Result<crate::runner::RunReport, JobError> {
     let tenant = app
         .tenants
         .context_cached(&job.tenant)
@@ -82,8 +96,22 @@ pub async fn run_job(app: &App, job: &SyncJob) -> Result<crate::runner::RunRepor
         full: job.full,
         confirm_deletions: job.confirm_deletions,
         dry_run: false,
+        deadline,
     };
     let report = crate::runner::sync_user(app, &tenant, &job.user, options).await?;
+    if report.postponed > 0 {
+        let follow_up = SyncJob {
+            tenant: job.tenant.clone(),
+            user: job.user.clone(),
+            reason: JobReason::Continue,
+            full: false,
+            confirm_deletions: job.confirm_deletions,
+        };
+        app.queue
+            .send(&[follow_up])
+            .await
+            .map_err(|e| JobError::FollowUp(e.to_string()))?;
+    }
     tracing::info!(
         tenant = %job.tenant,
         user = %job.user,
@@ -92,13 +120,23 @@ pub async fn run_job(app: &App, job: &SyncJob) -> Result<crate::runner::RunRepor
         outcome = ?report.outcome,
         writes = report.counts.writes(),
         failed = report.counts.failed,
+        postponed = report.postponed,
         "job done"
     );
     Ok(report)
 }
 
-/// Handles one invocation of the sync function.
-pub async fn handle_event(app: &App, event: &Value) -> Result<Value, EventError> {
+/// How long before the invocation's end no new write is started: the longest a write with its
+/// retries can take.
+pub const DEADLINE_MARGIN: Duration = Duration::from_secs(30);
+
+/// Handles one invocation of the sync function. `deadline`: when the invocation ends.
+pub async fn handle_event(
+    app: &App,
+    event: &Value,
+    deadline: Option<Instant>,
+) -> Result<Value, EventError> {
+    let deadline = deadline.map(|at| at.checked_sub(DEADLINE_MARGIN).unwrap_or(at));
     match parse_event(event)? {
         SyncEvent::Dispatch { tenant } => {
             let report = crate::dispatch::dispatch(app, tenant.as_ref())
@@ -110,7 +148,7 @@ pub async fn handle_event(app: &App, event: &Value) -> Result<Value, EventError>
             let mut failures = Vec::new();
             for (message_id, job) in jobs {
                 let outcome = match &job {
-                    Ok(job) => run_job(app, job)
+                    Ok(job) => run_job_until(app, job, deadline)
                         .await
                         .map(|_| ())
                         .map_err(|e| e.to_string()),

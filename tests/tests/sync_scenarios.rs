@@ -732,3 +732,34 @@ async fn faults_in_mid_run_end_in_the_same_calendars_without_duplicates() {
     assert_eq!(bed.outlook_subjects(), expected, "first run: {first:?}");
     assert_eq!(graph.counters(USER_OID).invitations_sent, 0);
 }
+
+#[tokio::test]
+async fn a_run_out_of_time_leaves_the_rest_to_a_follow_up_job() {
+    let bed = SyncBed::start().await.unwrap();
+    for n in 0..5 {
+        seed_crm(
+            &bed,
+            &format!("Visit {n}"),
+            "2026-12-21",
+            "09:00:00",
+            "09:30:00",
+        );
+    }
+    // The invocation is already at its end: the run reads and plans, but starts no write.
+    let job = bed.job(false, false);
+    let report = calsync::jobs::run_job_until(&bed.bed.app, &job, Some(std::time::Instant::now()))
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, RunOutcome::Partial, "{report:?}");
+    assert_eq!(report.postponed, 5);
+    assert!(bed.outlook().is_empty());
+    let queued = bed.bed.take_jobs().await.unwrap();
+    assert_eq!(queued.len(), 1, "{queued:?}");
+    assert_eq!(queued[0].1["reason"], "continue");
+    // The follow-up job does the rest.
+    let follow_up: calsync::queue::SyncJob = serde_json::from_value(queued[0].1.clone()).unwrap();
+    let report = bed.run(follow_up).await.unwrap();
+    assert_eq!(report.counts.outlook_created, 5, "{report:?}");
+    settle(&bed).await;
+    assert_eq!(bed.outlook().len(), 5);
+}

@@ -32,6 +32,8 @@ pub enum JobReason {
     Missed,
     /// An operator asked (`calsync resync`).
     Manual,
+    /// The previous run ran out of time; this one goes on where it stopped.
+    Continue,
 }
 
 /// The body of one queue message (DESIGN §2).

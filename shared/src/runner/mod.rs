@@ -50,6 +50,9 @@ pub struct RunOptions {
     pub confirm_deletions: bool,
     /// Read and plan, write nothing, commit nothing.
     pub dry_run: bool,
+    /// Start no write after this: a Lambda invocation ends at its timeout, and a large first
+    /// sync continues in a follow-up job instead of being cut off.
+    pub deadline: Option<std::time::Instant>,
 }
 
 /// How a run ended.
@@ -83,6 +86,8 @@ pub struct RunReport {
     pub failures: Vec<String>,
     /// Whether Outlook was listed in full (first run, lost delta token, moved window).
     pub outlook_full: bool,
+    /// Steps left for a follow-up run because this one ran out of time.
+    pub postponed: usize,
     pub graph_pages: u32,
 }
 
@@ -95,6 +100,7 @@ impl RunReport {
             skipped: Vec::new(),
             failures: Vec::new(),
             outlook_full: false,
+            postponed: 0,
             graph_pages: 0,
         }
     }
@@ -401,7 +407,7 @@ impl Run<'_> {
             });
         }
 
-        let target = LiveTarget::new(
+        let mut target = LiveTarget::new(
             LinkStore::new(self.app.store.as_ref(), &self.tenant.id, self.user),
             &snapshot,
             mailbox,
@@ -409,11 +415,13 @@ impl Run<'_> {
             &owner,
             self.now,
         );
+        target.deadline = self.options.deadline;
         let execution = execute(&plan, &target, policy.crm_fields, policy.outlook_fields)
             .await
             .map_err(RunError::Stopped)?;
         let linked = target.versions.lock().map(|v| v.len() as u64).ok();
         report.counts = counts(&plan.counts, &execution);
+        report.postponed = execution.postponed;
         report.failures = execution
             .failed
             .iter()

@@ -27,6 +27,8 @@ pub struct LiveTarget<'a> {
     pub now: i64,
     /// Wait between attempts (zero in tests that count requests, not time).
     pub backoff: Duration,
+    /// No step is started after this (the invocation's end, less a margin).
+    pub deadline: Option<std::time::Instant>,
 }
 
 impl<'a> LiveTarget<'a> {
@@ -51,6 +53,7 @@ impl<'a> LiveTarget<'a> {
             owner,
             now,
             backoff: Duration::from_millis(300),
+            deadline: None,
         }
     }
 
@@ -207,6 +210,11 @@ impl SyncTarget for LiveTarget<'_> {
             .await
             .map(|_| ())
             .map_err(from_graph)
+    }
+
+    fn out_of_time(&self) -> bool {
+        self.deadline
+            .is_some_and(|deadline| std::time::Instant::now() >= deadline)
     }
 
     async fn pause(&self, attempt: u32) {

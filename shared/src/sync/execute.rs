@@ -70,6 +70,11 @@ pub trait SyncTarget: Send + Sync {
     /// Waits before the `attempt`-th retry (1-based). The live target backs off; a simulation
     /// need not wait.
     async fn pause(&self, _attempt: u32) {}
+    /// Whether the run must stop starting steps (its invocation is about to end). The steps
+    /// left are postponed, not failed: the cursors wait and the next run plans them again.
+    fn out_of_time(&self) -> bool {
+        false
+    }
 }
 
 /// How many times one write is tried before its step is given up for this run.
@@ -86,6 +91,8 @@ pub struct Execution {
     pub failed: Vec<(LinkKey, String)>,
     /// Updates that found the event gone on that side (the next run's feed reports it).
     pub gone: Vec<(Side, String)>,
+    /// Steps not started because the run ran out of time.
+    pub postponed: usize,
     /// Writes done on each side, for status.
     pub crm: Tally,
     pub outlook: Tally,
@@ -102,7 +109,7 @@ pub struct Tally {
 impl Execution {
     /// Whether every step ran to its end: the condition for committing the cursors.
     pub fn all_done(&self) -> bool {
-        self.stale == 0 && self.failed.is_empty() && self.gone.is_empty()
+        self.stale == 0 && self.failed.is_empty() && self.gone.is_empty() && self.postponed == 0
     }
 }
 
@@ -123,7 +130,11 @@ pub async fn execute(
     outlook_fields: FieldSet,
 ) -> Result<Execution, Stopped> {
     let mut done = Execution::default();
-    for step in &plan.steps {
+    for (index, step) in plan.steps.iter().enumerate() {
+        if target.out_of_time() {
+            done.postponed = plan.steps.len() - index;
+            break;
+        }
         match run_step(step, target, crm_fields, outlook_fields, &mut done).await {
             Ok(StepEnd::Completed) => done.completed += 1,
             Ok(StepEnd::Stale) => done.stale += 1,
