@@ -68,6 +68,16 @@ pub enum AccessMode {
     AppOnly,
 }
 
+impl AccessMode {
+    /// How a user's mailbox is addressed: `me` with their own token, `users/{oid}` app-only.
+    pub fn mailbox(self, oid: String) -> crate::graph::Mailbox {
+        match self {
+            AccessMode::Delegated => crate::graph::Mailbox::me(oid),
+            AccessMode::AppOnly => crate::graph::Mailbox::user(oid),
+        }
+    }
+}
+
 /// Non-secret tenant settings, stored on the tenant's item.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TenantSettings {

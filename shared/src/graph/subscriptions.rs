@@ -22,7 +22,7 @@ use crate::store::{now_epoch, ItemStore};
 use crate::subscription::{
     CreatedSubscription, SubscriptionError, SubscriptionRecord, SubscriptionSeam,
 };
-use crate::tenant::{AccessMode, TenantContext};
+use crate::tenant::TenantContext;
 use crate::users::{get_user, update_user};
 
 /// The changes calsync wants to hear about.
@@ -167,10 +167,7 @@ impl GraphSubscriptions {
             .map_err(|e| SubscriptionError::Failed(e.to_string()))?
             .ok_or_else(|| SubscriptionError::Failed("the user is not connected".into()))?
             .record;
-        let mailbox = match tenant.settings.mode {
-            AccessMode::Delegated => Mailbox::me(record.ms_user_id),
-            AccessMode::AppOnly => Mailbox::user(record.ms_user_id),
-        };
+        let mailbox = tenant.settings.mode.mailbox(record.ms_user_id);
         Ok(self.graph.mailbox(mailbox, token.clone()))
     }
 

@@ -21,7 +21,7 @@ use jiff::{SignedDuration, Timestamp};
 use crate::app::App;
 use crate::crm::vtiger::{AccessKey, VtigerConfig, VtigerCrm};
 use crate::crm::{ChangesRequest, CrmError, CrmEventId, CrmPort, CrmUser};
-use crate::graph::{GraphError, Mailbox, TimeWindow};
+use crate::graph::{GraphError, TimeWindow};
 use crate::ids::CrmUserName;
 use crate::store::{now_epoch, StoreError};
 use crate::sync::{execute, plan, CrmChanges, Execution, Link, Plan, PlanCounts, Policy, Stopped};
@@ -214,16 +214,9 @@ pub async fn sync_user_with(
         Err(TokenError::NotConnected) => return Ok(RunReport::new(RunOutcome::NotConnected)),
         Err(e) => {
             let error = RunError::Token(e);
-            let (code, detail) = error.problem();
             let now = now_epoch();
-            let noted = update_read_user(store, &read, |record| {
-                record.set_problem(code, detail.clone(), now);
-                record
-                    .last_sync
-                    .get_or_insert_with(Default::default)
-                    .last_run_at = Some(now);
-            })
-            .await;
+            let noted =
+                update_read_user(store, &read, |record| note_failure(record, &error, now)).await;
             if let Err(e) = noted {
                 tracing::error!(tenant = %tenant.id, user = %user, error = %e, "sync status not recorded");
             }
@@ -231,13 +224,9 @@ pub async fn sync_user_with(
         }
     };
     let oid = read.record.ms_user_id.clone();
-    let mailbox = app.graph.mailbox(
-        match tenant.settings.mode {
-            AccessMode::Delegated => Mailbox::me(oid.clone()),
-            AccessMode::AppOnly => Mailbox::user(oid.clone()),
-        },
-        token,
-    );
+    let mailbox = app
+        .graph
+        .mailbox(tenant.settings.mode.mailbox(oid.clone()), token);
     let links = LinkStore::new(store, &tenant.id, user);
     let mut state = match &read.record.sync_state {
         Some(state) if state.mailbox == oid => state.clone(),
@@ -592,15 +581,22 @@ impl Run<'_> {
                         });
                     }
                 }
-                Err(e) => {
-                    let (code, detail) = e.problem();
-                    record.set_problem(code, detail, now);
-                }
+                Err(e) => note_failure(record, e, now),
             }
         };
         update_read_user(self.app.store.as_ref(), read, change).await?;
         Ok(())
     }
+}
+
+/// A run that could not finish: its problem on the user, and the scheduler's clock.
+fn note_failure(record: &mut UserRecord, error: &RunError, now: i64) {
+    let (code, detail) = error.problem();
+    record.set_problem(code, detail, now);
+    record
+        .last_sync
+        .get_or_insert_with(Default::default)
+        .last_run_at = Some(now);
 }
 
 fn feed_sees_deletions(state: &SyncState) -> bool {
