@@ -127,7 +127,7 @@ pub async fn run_job_until(
 }
 
 /// How long before the invocation's end no new write is started: the longest a write with its
-/// retries can take.
+/// retries can take (at most a fifth of the invocation).
 pub const DEADLINE_MARGIN: Duration = Duration::from_secs(30);
 
 /// Handles one invocation of the sync function. `deadline`: when the invocation ends.
@@ -136,7 +136,11 @@ pub async fn handle_event(
     event: &Value,
     deadline: Option<Instant>,
 ) -> Result<Value, EventError> {
-    let deadline = deadline.map(|at| at.checked_sub(DEADLINE_MARGIN).unwrap_or(at));
+    // A short invocation keeps a fifth of its time as the margin.
+    let deadline = deadline.map(|at| {
+        let margin = DEADLINE_MARGIN.min(at.saturating_duration_since(Instant::now()) / 5);
+        at.checked_sub(margin).unwrap_or(at)
+    });
     match parse_event(event)? {
         SyncEvent::Dispatch { tenant } => {
             let report = crate::dispatch::dispatch(app, tenant.as_ref())
