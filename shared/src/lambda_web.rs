@@ -15,16 +15,12 @@ pub fn to_web_request(request: &Request) -> WebRequest {
         method: request.method().as_str().to_owned(),
         path: request.uri().path().to_owned(),
         query: request.uri().query().unwrap_or("").to_owned(),
-        headers: request
-            .headers()
-            .iter()
-            .filter_map(|(name, value)| {
-                value
-                    .to_str()
-                    .ok()
-                    .map(|v| (name.as_str().to_ascii_lowercase(), v.to_owned()))
-            })
-            .collect(),
+        headers: crate::web::header_pairs(
+            request
+                .headers()
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.as_bytes())),
+        ),
         body,
     }
 }

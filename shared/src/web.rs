@@ -12,6 +12,23 @@ pub struct WebRequest {
     pub body: Vec<u8>,
 }
 
+/// Header pairs as [`WebRequest::headers`] keeps them: names lowercased, values that are not
+/// visible ASCII (what `http::HeaderValue::to_str` refuses) left out. Both front ends (the
+/// Lambda adapter and `calsync serve`) feed their header maps through it.
+pub fn header_pairs<'a>(
+    headers: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+) -> Vec<(String, String)> {
+    headers
+        .into_iter()
+        .filter(|(_, value)| value.iter().all(|&b| b == b'\t' || (32..127).contains(&b)))
+        .filter_map(|(name, value)| {
+            std::str::from_utf8(value)
+                .ok()
+                .map(|v| (name.to_ascii_lowercase(), v.to_owned()))
+        })
+        .collect()
+}
+
 impl WebRequest {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
@@ -157,6 +174,23 @@ pub fn escape_html(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn header_pairs_lowercase_names_and_drop_unreadable_values() {
+        let pairs = header_pairs([
+            ("Content-Type", b"application/json".as_slice()),
+            ("X-Odd", b"caf\xc3\xa9".as_slice()),
+            ("X-Tab", b"a\tb".as_slice()),
+        ]);
+        assert_eq!(
+            pairs,
+            vec![
+                ("content-type".to_owned(), "application/json".to_owned()),
+                ("x-tab".to_owned(), "a\tb".to_owned()),
+            ]
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -5,7 +5,7 @@
 use anyhow::{Context, Result};
 use calsync::queue::{JobReason, SyncJob};
 use calsync::runner::RunReport;
-use calsync_sandbox::vtiger::{StoredEvent, UserSpec};
+use calsync_sandbox::vtiger::{SeedEvent, StoredEvent, UserSpec};
 use serde_json::Value;
 
 use crate::testbed::{BedOptions, TestBed, USER_OID};
@@ -64,6 +64,26 @@ impl SyncBed {
         calsync::jobs::run_job(&self.bed.app, &job)
             .await
             .map_err(|e| anyhow::anyhow!("sync failed: {e}"))
+    }
+
+    /// A CRM event of maria's, made as in the CRM's web UI (`date` `yyyy-mm-dd`, times
+    /// `hh:mm:ss` in the server's zone); returns its webservice id.
+    pub fn seed_crm(&self, subject: &str, date: &str, start: &str, end: &str) -> String {
+        let fields = [
+            ("subject", subject),
+            ("date_start", date),
+            ("time_start", start),
+            ("due_date", date),
+            ("time_end", end),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        self.bed.sandbox.crm().seed_event(SeedEvent {
+            owner: MARIA,
+            fields,
+            ..SeedEvent::default()
+        })
     }
 
     /// maria's Outlook events (single events, exceptions and occurrences as `GET` shows

@@ -9,8 +9,7 @@ use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
 use calsync::runner::RunOutcome;
-use calsync_sandbox::vtiger::SeedEvent;
-use calsync_tests::syncbed::{SyncBed, MARIA};
+use calsync_tests::syncbed::SyncBed;
 use calsync_tests::testbed::{aws_config, BedOptions, USER_OID};
 use serde_json::json;
 
@@ -46,24 +45,6 @@ impl Intercept for CallLog {
         self.calls.lock().unwrap().push(target);
         Ok(())
     }
-}
-
-fn seed_crm(bed: &SyncBed, subject: &str, date: &str) {
-    let fields = [
-        ("subject", subject),
-        ("date_start", date),
-        ("time_start", "09:00:00"),
-        ("due_date", date),
-        ("time_end", "10:00:00"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
-    bed.bed.sandbox.crm().seed_event(SeedEvent {
-        owner: MARIA,
-        fields,
-        ..SeedEvent::default()
-    });
 }
 
 fn seed_outlook(bed: &SyncBed, subject: &str, day: &str) {
@@ -106,8 +87,8 @@ async fn a_run_with_nothing_to_do_costs_one_call_per_side_and_two_dynamodb_calls
     )
     .await
     .unwrap();
-    seed_crm(&bed, "Demo for ACME", "2026-12-03");
-    seed_crm(&bed, "Quarterly review", "2026-12-07");
+    bed.seed_crm("Demo for ACME", "2026-12-03", "09:00:00", "10:00:00");
+    bed.seed_crm("Quarterly review", "2026-12-07", "09:00:00", "10:00:00");
     seed_outlook(&bed, "Dentist", "2026-12-04");
     seed_outlook(&bed, "Team lunch", "2026-12-08");
 

@@ -3,28 +3,9 @@
 //! them, and checks both calendars and the user's status.
 
 use calsync::runner::RunOutcome;
-use calsync_sandbox::vtiger::SeedEvent;
-use calsync_tests::syncbed::{SyncBed, MARIA};
+use calsync_tests::syncbed::SyncBed;
 use calsync_tests::testbed::USER_OID;
 use serde_json::json;
-
-fn seed_crm(bed: &SyncBed, subject: &str, date: &str, start: &str, end: &str) -> String {
-    let fields = [
-        ("subject", subject),
-        ("date_start", date),
-        ("time_start", start),
-        ("due_date", date),
-        ("time_end", end),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
-    bed.bed.sandbox.crm().seed_event(SeedEvent {
-        owner: MARIA,
-        fields,
-        ..SeedEvent::default()
-    })
-}
 
 fn outlook_event(subject: &str, start: &str, end: &str) -> serde_json::Value {
     json!({
@@ -37,7 +18,7 @@ fn outlook_event(subject: &str, start: &str, end: &str) -> serde_json::Value {
 #[tokio::test]
 async fn creates_flow_both_ways_and_a_second_run_is_quiet() {
     let bed = SyncBed::start().await.unwrap();
-    seed_crm(&bed, "Demo for ACME", "2026-12-03", "09:00:00", "10:00:00");
+    bed.seed_crm("Demo for ACME", "2026-12-03", "09:00:00", "10:00:00");
     bed.bed
         .sandbox
         .graph()
@@ -87,7 +68,7 @@ async fn creates_flow_both_ways_and_a_second_run_is_quiet() {
 /// Two linked events, "Demo for ACME" (made in the CRM) and "Dentist" (made in Outlook).
 async fn linked_pair() -> SyncBed {
     let bed = SyncBed::start().await.unwrap();
-    seed_crm(&bed, "Demo for ACME", "2026-12-03", "09:00:00", "10:00:00");
+    bed.seed_crm("Demo for ACME", "2026-12-03", "09:00:00", "10:00:00");
     bed.bed
         .sandbox
         .graph()
@@ -296,20 +277,8 @@ async fn an_all_day_event_stays_whole_days_on_both_sides() {
 async fn a_madrid_meeting_keeps_its_wall_clock_time_across_the_october_change() {
     let bed = SyncBed::start_in_zone("Europe/Madrid").await.unwrap();
     // The window reaches 30 days back; move the meetings next year's October.
-    seed_crm(
-        &bed,
-        "Before the change",
-        "2027-10-29",
-        "10:00:00",
-        "11:00:00",
-    );
-    seed_crm(
-        &bed,
-        "After the change",
-        "2027-11-02",
-        "10:00:00",
-        "11:00:00",
-    );
+    bed.seed_crm("Before the change", "2027-10-29", "10:00:00", "11:00:00");
+    bed.seed_crm("After the change", "2027-11-02", "10:00:00", "11:00:00");
     bed.bed
         .sandbox
         .graph()
@@ -441,7 +410,7 @@ async fn a_first_sync_over_the_same_events_on_both_sides_links_them() {
         ("Board meeting", "2026-12-10"),
         ("Call with Pedro", "2026-12-11"),
     ] {
-        seed_crm(&bed, subject, day, "09:00:00", "10:00:00");
+        bed.seed_crm(subject, day, "09:00:00", "10:00:00");
         bed.bed
             .sandbox
             .graph()
@@ -506,8 +475,7 @@ async fn a_lost_delta_token_means_a_full_resync_without_duplicates() {
 async fn a_run_that_would_delete_fifty_events_deletes_nothing_until_confirmed() {
     let bed = SyncBed::start().await.unwrap();
     for n in 0..60 {
-        seed_crm(
-            &bed,
+        bed.seed_crm(
             &format!("Visit {n:02}"),
             "2026-12-14",
             "08:00:00",
@@ -610,13 +578,7 @@ async fn cli(bed: &SyncBed, args: &[&str]) -> (bool, String) {
 async fn resync_dry_run_prints_the_plan_and_changes_nothing() {
     let bed = linked_pair().await;
     let tenant = bed.bed.tenant.to_string();
-    seed_crm(
-        &bed,
-        "Quarterly review",
-        "2026-12-16",
-        "12:00:00",
-        "13:00:00",
-    );
+    bed.seed_crm("Quarterly review", "2026-12-16", "12:00:00", "13:00:00");
     let (ok, out) = cli(
         &bed,
         &[
@@ -670,8 +632,7 @@ async fn faults_in_mid_run_end_in_the_same_calendars_without_duplicates() {
     let graph = bed.bed.sandbox.graph();
     let crm = bed.bed.sandbox.crm();
     for n in 0..3 {
-        seed_crm(
-            &bed,
+        bed.seed_crm(
             &format!("CRM call {n}"),
             "2026-12-17",
             &format!("{:02}:00:00", n + 8),
@@ -737,13 +698,7 @@ async fn faults_in_mid_run_end_in_the_same_calendars_without_duplicates() {
 async fn a_run_out_of_time_leaves_the_rest_to_a_follow_up_job() {
     let bed = SyncBed::start().await.unwrap();
     for n in 0..5 {
-        seed_crm(
-            &bed,
-            &format!("Visit {n}"),
-            "2026-12-21",
-            "09:00:00",
-            "09:30:00",
-        );
+        bed.seed_crm(&format!("Visit {n}"), "2026-12-21", "09:00:00", "09:30:00");
     }
     // The invocation is already at its end: the run reads and plans, but starts no write.
     let job = bed.job(false, false);

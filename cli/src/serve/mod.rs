@@ -365,16 +365,12 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         method: parts.method.as_str().to_owned(),
         path,
         query: parts.uri.query().unwrap_or("").to_owned(),
-        headers: parts
-            .headers
-            .iter()
-            .filter_map(|(name, value)| {
-                value
-                    .to_str()
-                    .ok()
-                    .map(|v| (name.as_str().to_ascii_lowercase(), v.to_owned()))
-            })
-            .collect(),
+        headers: calsync::web::header_pairs(
+            parts
+                .headers
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.as_bytes())),
+        ),
         body: body.to_vec(),
     };
     let response = if webhook {
