@@ -9,10 +9,10 @@ mod serve;
 mod tenant_cmd;
 
 use anyhow::{bail, Context, Result};
-use calsync::ids::{CrmUserName, TenantId};
-use calsync::links::LinkClaims;
-use calsync::users::{get_user, list_users, UserRecord};
+use calsync::services::users::UserRecord;
+use calsync::signed_url::SignedUrl;
 use calsync::{App, Config};
+use calsync_core::ids::{CrmUserName, TenantId};
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -140,7 +140,7 @@ enum UserCommand {
 
 #[tokio::main]
 async fn main() {
-    calsync::telemetry::init(false);
+    calsync::telemetry::init();
     if let Err(error) = run(Cli::parse()).await {
         eprintln!("error: {error:#}");
         std::process::exit(1);
@@ -201,7 +201,7 @@ async fn run(cli: Cli) -> Result<()> {
             dry_run,
             now,
         } => {
-            let options = calsync::runner::RunOptions {
+            let options = calsync::services::sync_run::RunOptions {
                 full,
                 confirm_deletions,
                 dry_run,
@@ -217,7 +217,7 @@ async fn run(cli: Cli) -> Result<()> {
             let tenant = TenantId::parse(&tenant)?;
             let user = CrmUserName::parse(&user)?;
             let context = app.tenants.context(&tenant).await?;
-            calsync::auth::disconnect_user(&app, &context, &user).await?;
+            calsync::entry::auth::disconnect_user(&app, &context, &user).await?;
             println!("user {user} of tenant {tenant} disconnected");
             Ok(())
         }
@@ -235,12 +235,12 @@ async fn link(
 ) -> Result<()> {
     let tenant = TenantId::parse(tenant)?;
     let ttl = duration::parse(ttl)?;
-    if ttl > calsync::links::MAX_LINK_LIFETIME_SECS {
+    if ttl > calsync::signed_url::MAX_URL_LIFETIME_SECS {
         bail!("links can live at most 31 days");
     }
     let context = app.tenants.context(&tenant).await?;
     if let Some(url) = &return_to {
-        let origin = calsync::tenant::origin_of(url)?;
+        let origin = calsync::services::tenants::origin_of(url)?;
         if origin != context.settings.crm_origin {
             bail!(
                 "--return-to must be on the tenant's CRM ({})",
@@ -252,7 +252,7 @@ async fn link(
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs() as i64;
-    let claims = LinkClaims {
+    let claims = SignedUrl {
         tenant,
         user: if admin_consent {
             None
@@ -301,14 +301,14 @@ async fn status(app: &App, tenant: &str, user: Option<&str>, json: bool) -> Resu
     let users = match user {
         Some(name) => {
             let name = CrmUserName::parse(name)?;
-            match get_user(app.store.as_ref(), &tenant, &name).await? {
+            match app.users.get(&tenant, &name).await? {
                 Some(u) => vec![u.record],
                 None => bail!("user {name} of tenant {tenant} has never connected"),
             }
         }
-        None => list_users(app.store.as_ref(), &tenant).await?,
+        None => app.users.list(&tenant).await?,
     };
-    let warnings = settings.warnings(calsync::store::now_epoch());
+    let warnings = settings.warnings(calsync::adapters::store::now_epoch());
     if json {
         let out = serde_json::json!({
             "tenant": tenant,

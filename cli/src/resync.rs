@@ -1,14 +1,14 @@
 //! `calsync resync`: sync users now, queue their jobs, or show what a sync would do.
 
 use anyhow::{bail, Context, Result};
+use calsync::adapters::queue::{JobReason, SyncJob};
 use calsync::config::Backend;
-use calsync::event::{CalendarEvent, EventTime};
-use calsync::ids::{CrmUserName, TenantId};
-use calsync::queue::{JobReason, SyncJob};
-use calsync::runner::{sync_user, RunOptions};
-use calsync::sync::{Action, Plan};
-use calsync::users::{list_users, UserStatus};
+use calsync::services::sync_run::RunOptions;
+use calsync::services::users::UserStatus;
 use calsync::App;
+use calsync_core::event::{CalendarEvent, EventTime};
+use calsync_core::ids::{CrmUserName, TenantId};
+use calsync_core::sync::{Action, Plan};
 
 pub async fn run(
     app: &App,
@@ -21,7 +21,9 @@ pub async fn run(
     let context = app.tenants.context(&tenant).await?;
     let users: Vec<CrmUserName> = match user {
         Some(name) => vec![CrmUserName::parse(name)?],
-        None => list_users(app.store.as_ref(), &tenant)
+        None => app
+            .users
+            .list(&tenant)
             .await?
             .into_iter()
             .filter(|u| u.status == UserStatus::Connected)
@@ -50,7 +52,7 @@ pub async fn run(
     }
     let mut failed = 0;
     for user in &users {
-        match sync_user(app, &context, user, options).await {
+        match app.runner.sync_user(&context, user, options).await {
             Ok(report) => {
                 println!("{user}: {:?}", report.outcome);
                 if let Some(plan) = &report.plan {
@@ -70,7 +72,7 @@ pub async fn run(
             }
             Err(e) => {
                 failed += 1;
-                println!("{user}: failed: {e}");
+                println!("{user}: failed: {}", calsync::errors::chain(&e));
             }
         }
     }

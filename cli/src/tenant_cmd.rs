@@ -3,10 +3,11 @@
 
 use anyhow::{bail, Context, Result};
 use calsync::crypto::{random_key_hex, random_token};
-use calsync::ids::TenantId;
-use calsync::secret::Secret;
-use calsync::tenant::{ConflictPolicy, TenantSecret, TenantSettings};
+use calsync::services::tenants::{TenantSecret, TenantSettings};
 use calsync::App;
+use calsync_core::ids::TenantId;
+use calsync_core::secret::Secret;
+use calsync_core::sync::ConflictPolicy;
 use clap::Subcommand;
 use std::io::Read;
 use std::path::PathBuf;
@@ -100,7 +101,7 @@ pub async fn run(app: &App, command: TenantCommand) -> Result<()> {
         } => {
             let tenant = TenantId::parse(&tenant)?;
             let values = read_secret_values(&secrets_file)?;
-            let now = calsync::store::now_epoch();
+            let now = calsync::adapters::store::now_epoch();
             let mut settings = TenantSettings::new(
                 tenant.clone(),
                 name.unwrap_or_else(|| tenant.to_string()),
@@ -164,8 +165,11 @@ pub async fn run(app: &App, command: TenantCommand) -> Result<()> {
             out["client_id"] = context.secret.client_id.clone().into();
             out["crm_url"] = context.secret.crm_url.clone().into();
             out["crm_user"] = context.secret.crm_user.clone().into();
-            out["warnings"] =
-                serde_json::to_value(context.settings.warnings(calsync::store::now_epoch()))?;
+            out["warnings"] = serde_json::to_value(
+                context
+                    .settings
+                    .warnings(calsync::adapters::store::now_epoch()),
+            )?;
             if reveal_link_key {
                 out["link_key"] = context.secret.link_key.expose().into();
             }

@@ -1,4 +1,4 @@
-//! Engine CPU of an initial sync of N Outlook events (DESIGN §6: under 100 µs per event), with
+//! Engine CPU of an initial sync of N Outlook events (docs/design.md §6: under 100 µs per event), with
 //! the network taken out: Graph delta pages are parsed from their JSON text, assembled into a
 //! round and mapped to the engine's items; the plan is made; and `sync::execute` carries it
 //! out against a target that does the per-event encoding the live one does (vtiger fields for
@@ -14,18 +14,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use async_trait::async_trait;
-use calsync::crm::vtiger::mapping::{fields_for_write, Zones};
-use calsync::crm::CrmEventId;
-use calsync::event::{CalendarEvent, EventField};
-use calsync::graph::delta::RoundAssembly;
-use calsync::graph::types::DeltaPage;
-use calsync::runner::item_from;
-use calsync::store::record_to_item;
-use calsync::sync::{
+use calsync::adapters::crm::vtiger::mapping::{fields_for_write, Zones};
+use calsync::adapters::crm::CrmEventId;
+use calsync::adapters::graph::delta::RoundAssembly;
+use calsync::adapters::graph::types::DeltaPage;
+use calsync::adapters::store::record_to_item;
+use calsync::services::sync_run::item_from;
+use calsync_core::event::{CalendarEvent, EventField};
+use calsync_core::sync::ConflictPolicy;
+use calsync_core::sync::{
     execute, plan, Conflict, CrmChanges, FieldSet, Link, LinkKey, Occurrence, OutlookChanges,
     Policy, SyncTarget, WriteFailure,
 };
-use calsync::tenant::ConflictPolicy;
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
@@ -187,10 +187,10 @@ fn main() -> Result<(), AnyError> {
         for event in &round.changes {
             changes.upserts.push(item_from(event)?);
         }
-        let mut policy = Policy::new(ConflictPolicy::Latest, "oid");
+        let crm_fields = FieldSet::of(calsync::adapters::crm::vtiger::mapping::CARRIED_FIELDS);
+        let mut policy = Policy::new(ConflictPolicy::Latest, "oid", crm_fields);
         policy.first_sync = true;
         let plan = plan(&[], &changes, &CrmChanges::default(), &policy);
-        let crm_fields = FieldSet::of(calsync::crm::vtiger::mapping::CARRIED_FIELDS);
         let done = runtime
             .block_on(execute(&plan, &target, crm_fields, policy.outlook_fields))
             .map_err(|e| e.to_string())?;

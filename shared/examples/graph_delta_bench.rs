@@ -19,11 +19,11 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use calsync::graph::types::{DeltaPage, GraphEvent};
-use calsync::graph::{DeltaStart, GraphClient, GraphSettings, Mailbox, RoundAssembly, TimeWindow};
-use calsync::secret::Secret;
-use calsync::tenant::TenantSecret;
-use calsync::token::TokenService;
+use calsync::adapters::graph::types::{DeltaPage, GraphEvent};
+use calsync::adapters::graph::{DeltaStart, GraphClient, GraphSettings, Mailbox, RoundAssembly};
+use calsync::adapters::identity::{AppRegistration, Identity};
+use calsync_core::secret::Secret;
+use calsync_core::time::TimeWindow;
 use calsync_sandbox::Sandbox;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{json, Value};
@@ -236,21 +236,6 @@ fn report(title: &str, samples: &[Sample]) {
     );
 }
 
-fn tenant_secret() -> TenantSecret {
-    TenantSecret {
-        azure_tenant_id: TENANT.into(),
-        authority: None,
-        client_id: CLIENT_ID.into(),
-        client_secret: Secret::new(CLIENT_SECRET),
-        client_secret_expires: None,
-        crm_url: "https://crm.bench.test".into(),
-        crm_user: "admin".into(),
-        crm_access_key: Secret::new("k"),
-        link_key: Secret::new("l"),
-        token_key: calsync::crypto::random_key_hex(),
-    }
-}
-
 /// Raw pages of one round and the raw masters it needs, for the in-memory measurement.
 async fn fetch_raw(
     base: &str,
@@ -308,8 +293,16 @@ async fn fetch_raw(
 
 /// One run in a fresh process, so its peak RSS is the run's own.
 async fn measure(o: &Options, what: &str) -> Result<Sample, AnyError> {
-    let tokens = TokenService::new(Url::parse(&o.base)?, Duration::from_secs(10))?;
-    let token = tokens.app_token(&tenant_secret()).await?;
+    let tokens = Identity::new(Url::parse(&o.base)?, Duration::from_secs(10))?;
+    let client_secret = Secret::new(CLIENT_SECRET);
+    let token = tokens
+        .app_token(AppRegistration {
+            directory: TENANT,
+            authority: TENANT,
+            client_id: CLIENT_ID,
+            client_secret: &client_secret,
+        })
+        .await?;
     if what == "http" {
         let mut settings = GraphSettings::new(Url::parse(&o.base)?);
         settings.timeout = Duration::from_secs(120);

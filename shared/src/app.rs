@@ -1,28 +1,46 @@
-//! Everything a function needs, built once per container from the configuration: the storage,
-//! secret and queue adapters for the chosen backend, the tenants, the token service, the Graph
-//! client and the subscription seam.
+//! The composition root: everything an entry point needs, built once per container from the
+//! configuration — the storage, secret and queue adapters of the chosen backend, the Graph
+//! client and Microsoft sign-in, and the services on top of them.
 
 use std::sync::Arc;
 
+use crate::adapters::graph::{GraphClient, GraphError, GraphSettings};
+use crate::adapters::identity::{Identity, IdentityError};
+use crate::adapters::queue::{JobQueue, QueueError, ReceivedJob, SqsQueue, SyncJob};
+use crate::adapters::secret_store::{SecretStore, SecretsManagerStore};
+use crate::adapters::store::{DynamoStore, ItemStore};
 use crate::config::{Backend, Config};
-use crate::graph::{GraphClient, GraphSettings, GraphSubscriptions};
-use crate::queue::{JobQueue, MemoryQueue, QueueError, SqsQueue, SyncJob};
-use crate::secrets::{LocalSecretStore, SecretStore, SecretsManagerStore};
-use crate::store::{DynamoStore, ItemStore, SqliteStore};
-use crate::subscription::{NoSubscriptions, SubscriptionSeam};
-use crate::tenant::Tenants;
-use crate::token::TokenService;
+use crate::services::subscriptions::Subscriptions;
+use crate::services::sync_run::SyncRunner;
+use crate::services::tenants::Tenants;
+use crate::services::tokens::Tokens;
+use crate::services::users::Users;
 
 #[derive(Clone)]
 pub struct App {
     pub config: Config,
     pub store: Arc<dyn ItemStore>,
-    pub secrets: Arc<dyn SecretStore>,
+    pub secret_store: Arc<dyn SecretStore>,
     pub queue: Arc<dyn JobQueue>,
-    pub tenants: Tenants,
-    pub tokens: TokenService,
     pub graph: GraphClient,
-    pub subscriptions: Arc<dyn SubscriptionSeam>,
+    pub tenants: Tenants,
+    pub users: Users,
+    pub tokens: Tokens,
+    pub subscriptions: Subscriptions,
+    pub runner: SyncRunner,
+}
+
+/// Why the app could not be assembled.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("the Graph client could not be built")]
+    Graph(#[from] GraphError),
+    #[error("the Microsoft sign-in client could not be built")]
+    Identity(#[from] IdentityError),
+    #[error("the embedded store could not be opened")]
+    Embedded(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("CALSYNC_BACKEND=embedded needs a build with the `embedded` feature (the CLI has it)")]
+    EmbeddedNotBuilt,
 }
 
 /// The queue when none is configured: every send fails with a clear reason.
@@ -37,7 +55,7 @@ impl JobQueue for UnconfiguredQueue {
         &self,
         _max: usize,
         _wait: std::time::Duration,
-    ) -> Result<Vec<crate::queue::ReceivedJob>, QueueError> {
+    ) -> Result<Vec<ReceivedJob>, QueueError> {
         Err(QueueError::NotConfigured("set CALSYNC_QUEUE_URL"))
     }
     async fn ack(&self, _receipt: &str) -> Result<(), QueueError> {
@@ -46,65 +64,85 @@ impl JobQueue for UnconfiguredQueue {
 }
 
 impl App {
-    pub async fn from_config(config: Config) -> anyhow::Result<Self> {
-        let (store, secrets, queue): (Arc<dyn ItemStore>, Arc<dyn SecretStore>, Arc<dyn JobQueue>) =
-            match &config.backend {
-                Backend::Aws => {
-                    let sdk =
-                        aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-                    let store =
-                        DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), config.table.clone());
-                    let secrets =
-                        SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(&sdk));
-                    let queue: Arc<dyn JobQueue> = match &config.queue_url {
-                        Some(url) => {
-                            Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), url.clone()))
-                        }
-                        None => Arc::new(UnconfiguredQueue),
-                    };
-                    (Arc::new(store), Arc::new(secrets), queue)
-                }
-                Backend::Embedded { data_dir } => {
-                    let db = data_dir.join("calsync.sqlite");
-                    (
-                        Arc::new(SqliteStore::open(&db)?),
-                        Arc::new(LocalSecretStore::open(&db)?),
-                        Arc::new(MemoryQueue::default()),
-                    )
-                }
-            };
-        Self::with_parts(config, store, secrets, queue)
+    pub async fn from_config(config: Config) -> Result<Self, AppError> {
+        match &config.backend {
+            Backend::Aws => {
+                let sdk = crate::adapters::aws::sdk_config().await;
+                let store =
+                    DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), config.table.clone());
+                let secrets = SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(&sdk));
+                let queue: Arc<dyn JobQueue> = match &config.queue_url {
+                    Some(url) => {
+                        Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), url.clone()))
+                    }
+                    None => Arc::new(UnconfiguredQueue),
+                };
+                Self::with_parts(config, Arc::new(store), Arc::new(secrets), queue)
+            }
+            #[cfg(feature = "embedded")]
+            Backend::Embedded { data_dir } => {
+                use crate::adapters::queue::MemoryQueue;
+                use crate::adapters::secret_store::LocalSecretStore;
+                use crate::adapters::store::SqliteStore;
+                let db = data_dir.join("calsync.sqlite");
+                let store = SqliteStore::open(&db).map_err(|e| AppError::Embedded(Box::new(e)))?;
+                let secrets =
+                    LocalSecretStore::open(&db).map_err(|e| AppError::Embedded(Box::new(e)))?;
+                Self::with_parts(
+                    config,
+                    Arc::new(store),
+                    Arc::new(secrets),
+                    Arc::new(MemoryQueue::default()),
+                )
+            }
+            #[cfg(not(feature = "embedded"))]
+            Backend::Embedded { .. } => Err(AppError::EmbeddedNotBuilt),
+        }
     }
 
     /// Assembles an app from given adapters (tests, `calsync serve`).
     pub fn with_parts(
         config: Config,
         store: Arc<dyn ItemStore>,
-        secrets: Arc<dyn SecretStore>,
+        secret_store: Arc<dyn SecretStore>,
         queue: Arc<dyn JobQueue>,
-    ) -> anyhow::Result<Self> {
-        let tokens = TokenService::new(config.login_url.clone(), config.http_timeout)?;
-        let tenants = Tenants::new(store.clone(), secrets.clone(), config.secret_prefix.clone());
+    ) -> Result<Self, AppError> {
+        let identity = Identity::new(config.login_url.clone(), config.http_timeout)?;
         let graph = GraphClient::new(GraphSettings::from_config(&config))?;
+        let tenants = Tenants::new(
+            store.clone(),
+            secret_store.clone(),
+            config.secret_prefix.clone(),
+        );
+        let users = Users::new(store.clone());
+        let tokens = Tokens::new(identity, users.clone(), store.clone());
         // Push needs somewhere for Graph to push to; without it users sync on schedule only.
-        let subscriptions: Arc<dyn SubscriptionSeam> = match &config.webhook_url {
-            Some(url) => Arc::new(GraphSubscriptions::new(
-                graph.clone(),
-                store.clone(),
-                url.clone(),
-                config.subscription_lifetime,
-            )),
-            None => Arc::new(NoSubscriptions),
-        };
+        let subscriptions = Subscriptions::new(
+            graph.clone(),
+            store.clone(),
+            users.clone(),
+            tokens.clone(),
+            config.webhook_url.clone(),
+            config.subscription_lifetime,
+        );
+        let runner = SyncRunner::new(
+            store.clone(),
+            users.clone(),
+            tokens.clone(),
+            graph.clone(),
+            config.http_timeout,
+        );
         Ok(Self {
             config,
             store,
-            secrets,
+            secret_store,
             queue,
-            tenants,
-            tokens,
             graph,
+            tenants,
+            users,
+            tokens,
             subscriptions,
+            runner,
         })
     }
 }

@@ -1,35 +1,29 @@
 //! calsync: two-way sync between a CRM's calendars (vtiger / MyCRMweb) and Office 365.
 //!
-//! This crate holds everything the three Lambda functions and the CLI share. The functions stay
-//! thin: parse the event, call in here, shape the reply. See `DESIGN.md` for the contracts.
+//! The layers, bottom up (docs/architecture.md draws them):
+//!
+//! - `calsync_core` (its own crate): the event model, ids, time rules and the sync engine.
+//!   Pure: no I/O.
+//! - [`config`], [`crypto`], [`signed_url`], [`errors`], [`telemetry`]: small foundations.
+//! - [`adapters`]: the outside world — storage, secrets, queue, Graph, Microsoft sign-in,
+//!   the CRM — behind ports.
+//! - [`services`]: calsync's records and the work on them — tenants, users, tokens,
+//!   subscriptions, the sync run.
+//! - [`app`]: builds the adapters and services once per container.
+//! - [`entry`]: the entry points — the auth and webhook routes, the sync function's events.
+//!
+//! A layer uses only the layers below it (a test, `shared/tests/layers.rs`, checks it). The
+//! function binaries are thin: build the [`App`], hand it to an entry point.
 
+pub mod adapters;
 pub mod app;
-pub mod auth;
 pub mod config;
-pub mod crm;
 pub mod crypto;
-pub mod dispatch;
-pub mod event;
-pub mod graph;
-pub mod ids;
-pub mod jobs;
-#[cfg(feature = "lambda")]
-pub mod lambda_web;
-pub mod links;
-pub mod maintenance;
-pub mod queue;
-pub mod runner;
-pub mod secret;
-pub mod secrets;
-pub mod store;
-pub mod subscription;
-pub mod sync;
+pub mod entry;
+pub mod errors;
+pub mod services;
+pub mod signed_url;
 pub mod telemetry;
-pub mod tenant;
-pub mod token;
-pub mod users;
-pub mod web;
-pub mod webhook;
 
 pub use app::App;
 pub use config::Config;

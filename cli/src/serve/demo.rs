@@ -4,12 +4,12 @@
 //! Microsoft accounts with mailboxes, and a few events on both sides.
 
 use anyhow::{Context, Result};
+use calsync::adapters::store::now_epoch;
 use calsync::crypto::{random_key_hex, random_token};
-use calsync::ids::{CrmUserName, TenantId};
-use calsync::secret::Secret;
-use calsync::store::now_epoch;
-use calsync::tenant::{TenantSecret, TenantSettings};
+use calsync::services::tenants::{TenantSecret, TenantSettings};
 use calsync::{App, Config};
+use calsync_core::ids::{CrmUserName, TenantId};
+use calsync_core::secret::Secret;
 use calsync_sandbox::vtiger::{SeedEvent, UserSpec};
 use calsync_sandbox::Sandbox;
 use serde_json::json;

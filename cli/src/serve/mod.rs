@@ -15,24 +15,21 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use axum::Router;
+use calsync::adapters::queue::{JobQueue, MemoryQueue, ReceivedJob};
+use calsync::adapters::secret_store::LocalSecretStore;
+use calsync::adapters::store::{now_epoch, SqliteStore};
 use calsync::config::Backend;
-use calsync::ids::{CrmUserName, TenantId};
-use calsync::queue::{JobQueue, MemoryQueue, ReceivedJob};
-use calsync::secrets::LocalSecretStore;
-use calsync::store::{now_epoch, SqliteStore};
-use calsync::web::{WebRequest, WebResponse};
+use calsync::entry::{auth, html, webhook};
 use calsync::{App, Config};
+use calsync_core::ids::{CrmUserName, TenantId};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use url::Url;
 
-/// The auth routes take small forms at most (as the Lambda function does).
-const AUTH_BODY_LIMIT: usize = 16 * 1024;
 /// A job not finished within this time is handed out again, as SQS would after its visibility
 /// timeout; failed jobs come back after it too.
 const JOB_VISIBILITY: Duration = Duration::from_secs(60);
@@ -184,12 +181,12 @@ fn embedded_app(mut config: Config, data_dir: &Path, queue: MemoryQueue) -> Resu
         data_dir: data_dir.to_owned(),
     };
     let db = data_dir.join("calsync.sqlite");
-    App::with_parts(
+    Ok(App::with_parts(
         config,
         Arc::new(SqliteStore::open(&db)?),
         Arc::new(LocalSecretStore::open(&db)?),
         Arc::new(queue),
-    )
+    )?)
 }
 
 /// What to undo when serve stops: the sandbox, and the demo's throw-away data directory.
@@ -269,7 +266,7 @@ async fn serve(
     let ticker = tokio::spawn(ticker(shared.clone(), stopped.clone()));
     print_banner(&shared, local, &data_dir).await;
 
-    let router = Router::new().fallback(handle).with_state(shared.clone());
+    let router = routes(shared.clone());
     let served = axum::serve(listener, router)
         .with_graceful_shutdown(shutdown_signal())
         .await;
@@ -341,54 +338,23 @@ async fn print_banner(shared: &Shared, local: SocketAddr, data_dir: &str) {
     println!("Press Ctrl-C to stop.");
 }
 
-/// Every request: the status page, the webhook routes, or the auth routes (which also answer
-/// unknown paths with their 404 page).
-async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
-    let path = parts.uri.path().to_owned();
-    if path == "/" {
-        return match parts.method.as_str() {
-            "GET" | "HEAD" => to_response(ops::page(&shared).await),
-            _ => to_response(WebResponse::text(405, "method not allowed")),
-        };
-    }
-    let webhook = matches!(path.as_str(), "/notifications" | "/lifecycle");
-    let limit = if webhook {
-        calsync::webhook::MAX_BODY_BYTES
-    } else {
-        AUTH_BODY_LIMIT
-    };
-    let Ok(body) = axum::body::to_bytes(body, limit).await else {
-        return to_response(WebResponse::text(413, "request body too large"));
-    };
-    let request = WebRequest {
-        method: parts.method.as_str().to_owned(),
-        path,
-        query: parts.uri.query().unwrap_or("").to_owned(),
-        headers: calsync::web::header_pairs(
-            parts
-                .headers
-                .iter()
-                .map(|(name, value)| (name.as_str(), value.as_bytes())),
-        ),
-        body: body.to_vec(),
-    };
-    let response = if webhook {
-        calsync::webhook::handle(&shared.app, &request).await
-    } else {
-        calsync::auth::handle(&shared.app, &request).await
-    };
-    to_response(response)
-}
-
-fn to_response(response: WebResponse) -> Response {
-    let mut builder = Response::builder().status(response.status);
-    for (name, value) in &response.headers {
-        builder = builder.header(name.as_str(), value.as_str());
-    }
-    builder
-        .body(Body::from(response.body))
-        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+/// The auth and webhook routes, exactly as the functions serve them, with the status page on
+/// `/`; unknown paths get the auth function's 404 page.
+fn routes(shared: Arc<Shared>) -> Router {
+    let functions = auth::routes()
+        .merge(webhook::routes())
+        .fallback(auth::not_found)
+        .with_state(shared.app.clone());
+    Router::new()
+        .route(
+            "/",
+            get(|State(shared): State<Arc<Shared>>| async move { ops::page(&shared).await })
+                .fallback(|| async {
+                    html::text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+                }),
+        )
+        .with_state(shared)
+        .merge(functions)
 }
 
 /// Takes jobs from the in-process queue one at a time and runs them.
@@ -414,7 +380,7 @@ async fn worker(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
 
 async fn run_one(shared: &Shared, received: ReceivedJob) {
     let job = &received.job;
-    let outcome = calsync::jobs::run_job(&shared.app, job).await;
+    let outcome = calsync::entry::jobs::run_job(&shared.app, job).await;
     let reason = serde_json::to_value(job.reason)
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))
@@ -431,7 +397,7 @@ async fn run_one(shared: &Shared, received: ReceivedJob) {
             );
             None
         }
-        Err(error) => Some(error.to_string()),
+        Err(error) => Some(calsync::errors::chain(&error)),
     };
     // A failed job stays unacknowledged so it comes back after the visibility timeout, like
     // an SQS message, until it has had its attempts.
@@ -467,12 +433,14 @@ async fn ticker(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
             _ = stopped.wait_for(|stop| *stop) => break,
             _ = interval.tick() => {}
         }
-        match calsync::dispatch::dispatch(&shared.app, None).await {
+        match calsync::entry::dispatch::dispatch(&shared.app, None).await {
             Ok(report) if report.jobs_queued > 0 => {
                 tracing::info!(jobs = report.jobs_queued, "scheduler queued due users")
             }
             Ok(_) => tracing::debug!("scheduler: nobody due"),
-            Err(error) => tracing::error!(%error, "scheduler round failed"),
+            Err(error) => {
+                tracing::error!(error = %calsync::errors::chain(&error), "scheduler round failed")
+            }
         }
     }
 }

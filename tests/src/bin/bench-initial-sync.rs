@@ -1,5 +1,5 @@
 //! `bench-initial-sync [--events N]`: the initial sync of a mailbox of N Outlook events
-//! (default 10,000) into an empty CRM, through the real runner (`calsync::jobs::run_job`),
+//! (default 10,000) into an empty CRM, through the real runner (`calsync::entry::jobs::run_job`),
 //! with DynamoDB and Secrets Manager in moto and Microsoft identity, Graph and vtiger in the
 //! sandbox. Run in release (docs/BENCHMARKS.md).
 //!
@@ -17,11 +17,11 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
-use calsync::queue::{JobReason, SyncJob};
-use calsync::runner::RunOutcome;
+use calsync::adapters::queue::{JobReason, SyncJob};
+use calsync::services::sync_run::RunOutcome;
 use calsync_sandbox::Sandbox;
-use calsync_tests::syncbed::{point_at_sandbox_crm, seed_crm_users, MARIA};
-use calsync_tests::testbed::{seed_identity, BedOptions, CalsyncSide, CRM_USER, USER_OID};
+use calsync_testkit::syncbed::{point_at_sandbox_crm, seed_crm_users, MARIA};
+use calsync_testkit::testbed::{seed_identity, BedOptions, CalsyncSide, CRM_USER, USER_OID};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{json, Value};
 
@@ -241,7 +241,7 @@ async fn bench(events: usize) -> Result<()> {
     sandbox.ask("clear")?;
     let job = SyncJob {
         tenant: side.tenant.clone(),
-        user: calsync::ids::CrmUserName::parse(CRM_USER)?,
+        user: calsync_core::ids::CrmUserName::parse(CRM_USER)?,
         reason: JobReason::Manual,
         full: false,
         confirm_deletions: false,
@@ -252,7 +252,7 @@ async fn bench(events: usize) -> Result<()> {
     std::fs::write("/proc/self/clear_refs", "5").context("resetting VmHWM")?;
     let cpu_before = cpu_time();
     let wall = Instant::now();
-    let report = calsync::jobs::run_job(&side.app, &job)
+    let report = calsync::entry::jobs::run_job(&side.app, &job)
         .await
         .map_err(|e| anyhow!("sync failed: {e}"))?;
     let wall = wall.elapsed();
@@ -262,7 +262,7 @@ async fn bench(events: usize) -> Result<()> {
 
     // The echo run: what the first run's writes cost the next scheduled run.
     sandbox.ask("clear")?;
-    let echo = calsync::jobs::run_job(&side.app, &job)
+    let echo = calsync::entry::jobs::run_job(&side.app, &job)
         .await
         .map_err(|e| anyhow!("echo run failed: {e}"))?;
     let echo_counts = sandbox.ask("counts")?;

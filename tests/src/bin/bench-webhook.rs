@@ -1,16 +1,16 @@
 //! Benchmark: the webhook handler's own work for one request of 100 notifications for one
 //! user — parse, look up the subscription, check clientState, collapse, hand the job over —
-//! with the queue call excluded (an in-process queue) and the store in memory.
+//! with the queue call excluded (an in-process queue) and the store in memory. The handler is
+//! the route's own function (`entry::webhook::receive`), without the router around it.
 //! Run: `cargo run --release -p calsync-tests --bin bench-webhook`
 
+use calsync::adapters::queue::{JobQueue, MemoryQueue};
+use calsync::adapters::secret_store::LocalSecretStore;
+use calsync::adapters::store::SqliteStore;
 use calsync::crypto::sha256_hex;
-use calsync::ids::{CrmUserName, TenantId};
-use calsync::queue::{JobQueue, MemoryQueue};
-use calsync::secrets::LocalSecretStore;
-use calsync::store::SqliteStore;
-use calsync::subscription::SubscriptionRecord;
-use calsync::web::WebRequest;
+use calsync::services::subscriptions::SubscriptionRecord;
 use calsync::{App, Config};
+use calsync_core::ids::{CrmUserName, TenantId};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -58,37 +58,29 @@ async fn main() -> anyhow::Result<()> {
         Arc::new(LocalSecretStore::in_memory()?),
         queue.clone(),
     )?;
-    SubscriptionRecord {
+    let record = SubscriptionRecord {
         id: "0fd6d6a0-6b4f-4b2e-9d0c-1a2b3c4d5e6f".into(),
         tenant: TenantId::parse("acme")?,
         user: CrmUserName::parse("maria")?,
         client_state_hash: sha256_hex("the-client-state"),
         expires_at: i64::MAX / 2,
         created_at: 0,
-    }
-    .save(store.as_ref())
-    .await?;
-    let body = body();
-    let request = WebRequest {
-        method: "POST".into(),
-        path: "/notifications".into(),
-        query: String::new(),
-        headers: vec![("content-type".into(), "application/json".into())],
-        body: body.clone(),
     };
+    calsync_testkit::testbed::put_subscription(&app, &record).await?;
+    let body = body();
 
     let mut parse = Vec::with_capacity(RUNS);
     let mut whole = Vec::with_capacity(RUNS);
     for _ in 0..RUNS {
         let started = Instant::now();
-        let parsed = calsync::webhook::parse_collection(&body)?;
+        let parsed = calsync::adapters::graph::notifications::parse_collection(&body)?;
         parse.push(started.elapsed());
         assert_eq!(parsed.len(), 100);
 
         let started = Instant::now();
-        let response = calsync::webhook::handle(&app, &request).await;
+        let response = calsync::entry::webhook::receive(&app, "", &body).await;
         whole.push(started.elapsed());
-        assert_eq!(response.status, 202);
+        assert_eq!(response.status(), 202);
         // Keep the queue empty between runs (not timed).
         for job in queue.receive(10, Duration::ZERO).await? {
             queue.ack(&job.receipt).await?;

@@ -1,0 +1,138 @@
+//! The field-level three-way merge of one event pair.
+
+use jiff::Timestamp;
+
+use super::journal::{ConflictKind, Reason};
+use super::model::{differing, FieldSet, Side};
+use super::policy::{Policy, ORGANIZER_OWNED};
+use crate::event::{CalendarEvent, EventField};
+use crate::sync::ConflictPolicy;
+
+/// A field both sides want different values for, and how it was settled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FieldConflict {
+    pub field: EventField,
+    pub kind: ConflictKind,
+    pub winner: Side,
+    pub reason: Reason,
+}
+
+/// The outcome of merging one pair.
+#[derive(Debug, Clone)]
+pub(crate) struct Merged {
+    /// The content both sides should have (ids and times are the caller's business).
+    pub event: CalendarEvent,
+    pub conflicts: Vec<FieldConflict>,
+    /// Fields to write to each side: where the side's current value differs from `event`.
+    pub crm_writes: FieldSet,
+    pub outlook_writes: FieldSet,
+}
+
+/// Merges the current CRM and Outlook versions against `base` (the last-synced content).
+///
+/// A side changed a field when it carries the field and its value differs from the base; an
+/// unchanged side is passed as the base itself. With no base (a first-sync match) every field
+/// a side carries counts as changed by it, so real disagreements become journalled conflicts.
+pub(crate) fn merge(
+    base: Option<&CalendarEvent>,
+    crm: &CalendarEvent,
+    outlook: &CalendarEvent,
+    policy: &Policy,
+) -> Merged {
+    let (crm_changed, outlook_changed) = match base {
+        Some(base) => (
+            differing(crm, base, policy.crm_fields),
+            differing(outlook, base, policy.outlook_fields),
+        ),
+        None => (policy.crm_fields, policy.outlook_fields),
+    };
+    // On a meeting the user only attends, the organizer's values stand.
+    let organizer_owned = if outlook.is_organizer == Some(false) {
+        FieldSet::of(ORGANIZER_OWNED).intersection(policy.outlook_fields)
+    } else {
+        FieldSet::EMPTY
+    };
+    let both_kind = if base.is_some() {
+        ConflictKind::SameField
+    } else {
+        ConflictKind::FirstSyncMatch
+    };
+
+    let mut event = base.unwrap_or(crm).clone();
+    let mut conflicts = Vec::new();
+    for field in crm_changed.union(outlook_changed).iter() {
+        match (crm_changed.contains(field), outlook_changed.contains(field)) {
+            (false, true) => event.copy_field(outlook, field),
+            (true, false) => {
+                if organizer_owned.contains(field) && !crm.same_field(outlook, field) {
+                    event.copy_field(outlook, field);
+                    conflicts.push(FieldConflict {
+                        field,
+                        kind: ConflictKind::OrganizerOwned,
+                        winner: Side::Outlook,
+                        reason: Reason::NotOrganizer,
+                    });
+                } else {
+                    event.copy_field(crm, field);
+                }
+            }
+            _ => {
+                if crm.same_field(outlook, field) {
+                    // Both made the same change (or a replayed write already landed).
+                    event.copy_field(crm, field);
+                    continue;
+                }
+                let (winner, reason) = if organizer_owned.contains(field) {
+                    (Side::Outlook, Reason::NotOrganizer)
+                } else {
+                    decide(policy.conflict, crm.modified.crm, outlook.modified.outlook)
+                };
+                match winner {
+                    Side::Crm => event.copy_field(crm, field),
+                    Side::Outlook => event.copy_field(outlook, field),
+                }
+                conflicts.push(FieldConflict {
+                    field,
+                    kind: both_kind,
+                    winner,
+                    reason,
+                });
+            }
+        }
+    }
+    event.modified.crm = crm.modified.crm;
+    event.modified.outlook = outlook.modified.outlook;
+    let crm_writes = differing(&event, crm, policy.writable(Side::Crm));
+    let outlook_writes = differing(&event, outlook, policy.writable(Side::Outlook));
+    Merged {
+        event,
+        conflicts,
+        crm_writes,
+        outlook_writes,
+    }
+}
+
+/// Who wins a real same-field conflict under the tenant's policy.
+pub(crate) fn decide(
+    policy: ConflictPolicy,
+    crm_at: Option<Timestamp>,
+    outlook_at: Option<Timestamp>,
+) -> (Side, Reason) {
+    match policy {
+        ConflictPolicy::CrmWins => (Side::Crm, Reason::Policy { policy }),
+        ConflictPolicy::OutlookWins => (Side::Outlook, Reason::Policy { policy }),
+        ConflictPolicy::Latest => {
+            let winner = match (crm_at, outlook_at) {
+                (Some(crm), Some(outlook)) if outlook > crm => Side::Outlook,
+                _ => Side::Crm,
+            };
+            (
+                winner,
+                Reason::Latest {
+                    crm: crm_at,
+                    outlook: outlook_at,
+                },
+            )
+        }
+    }
+}

@@ -1,0 +1,1131 @@
+//! `plan`: from the links, both sides' changes and the tenant's policy to the steps that bring
+//! the two calendars together. Pure and O(n): hash maps over the inputs, one pass per list.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::journal::{field_value, Conflict, ConflictKind, Reason};
+use super::matching::MatchKey;
+use super::merge::{merge, Merged};
+use super::model::{
+    differing, CrmChanges, FieldSet, Link, LinkKey, LinkState, Occurrence, Origin, OutlookChanges,
+    OutlookItem, Side,
+};
+use super::policy::{outlook_transaction_id, Policy};
+use crate::crm::{CrmEventId, GoneReason};
+use crate::event::{CalendarEvent, EventField};
+use crate::sync::ConflictPolicy;
+
+/// One thing the runner does. See the runner contract in the module docs for the order and
+/// the conditions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    /// Put a journal entry (idempotent: its id is deterministic). Comes before the write that
+    /// overwrites or discards the losing value.
+    RecordConflict(Conflict),
+    /// Store the link *before* the writes that follow: the intent of a create, so a crash
+    /// after the create is recognised by the next run instead of creating again.
+    Remember(Link),
+    /// Create the CRM record (owner = the synced user, no notifications, no invitees).
+    CreateInCrm {
+        event: CalendarEvent,
+    },
+    /// Create the Outlook event with this transactionId, stamped with `crm_id`, without
+    /// attendees.
+    CreateInOutlook {
+        crm_id: CrmEventId,
+        transaction_id: String,
+        event: CalendarEvent,
+    },
+    /// Partial write of `fields` (vtiger `revise`), values taken from `event`.
+    UpdateCrm {
+        crm_id: CrmEventId,
+        fields: Vec<EventField>,
+        event: CalendarEvent,
+    },
+    /// PATCH of `fields` on this exact event; for an occurrence that is the occurrence's own
+    /// id (it becomes an exception), never the series master.
+    UpdateOutlook {
+        outlook_id: String,
+        fields: Vec<EventField>,
+        event: CalendarEvent,
+        occurrence: Option<Occurrence>,
+    },
+    DeleteInCrm {
+        crm_id: CrmEventId,
+    },
+    /// Only ever planned for events the user organises (or whose organizer is unknown).
+    DeleteInOutlook {
+        outlook_id: String,
+    },
+    /// Store the link as it stands after the writes before it in the step (a first-sync match
+    /// or adoption when there are none). Ids returned by creates of the step are filled in
+    /// with [`Link::fill_created`].
+    Link(Link),
+    /// Forget the link.
+    Unlink,
+}
+
+impl Action {
+    fn is_deletion(&self) -> bool {
+        matches!(
+            self,
+            Action::DeleteInCrm { .. } | Action::DeleteInOutlook { .. }
+        )
+    }
+}
+
+/// The actions about one link, executed in order; nothing about another link depends on them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    pub key: LinkKey,
+    /// The stored version the step was planned from (`None`: no record). If the stored link
+    /// is no longer at this version, the step was already applied or is stale: skip it.
+    pub expect: Option<u64>,
+    pub actions: Vec<Action>,
+}
+
+impl Step {
+    /// The link record the step ends with (`None` when it forgets the link or stores nothing).
+    pub fn final_link(&self) -> Option<&Link> {
+        self.actions.iter().rev().find_map(|action| match action {
+            Action::Link(link) => Some(link),
+            _ => None,
+        })
+    }
+
+    pub fn conflicts(&self) -> impl Iterator<Item = &Conflict> {
+        self.actions.iter().filter_map(|action| match action {
+            Action::RecordConflict(conflict) => Some(conflict),
+            _ => None,
+        })
+    }
+}
+
+/// The mass-deletion guard tripped: these deletions were held back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuardTrip {
+    pub crm_deletions: usize,
+    pub outlook_deletions: usize,
+    /// Links before the run (the base of the percentage).
+    pub linked: usize,
+    pub max_events: usize,
+    pub max_percent: u32,
+}
+
+/// What a plan does, for status and logs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanCounts {
+    pub create_crm: usize,
+    pub create_outlook: usize,
+    pub update_crm: usize,
+    pub update_outlook: usize,
+    pub delete_crm: usize,
+    pub delete_outlook: usize,
+    /// Links stored without a write (first-sync matches, adoptions, snapshot refreshes).
+    pub links_stored: usize,
+    pub unlinked: usize,
+    pub conflicts: usize,
+    /// Steps held back by the deletion guard.
+    pub held: usize,
+}
+
+/// The result of [`plan`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub steps: Vec<Step>,
+    /// Set when the deletion guard tripped: no deletion is in `steps`, the links they concern
+    /// are untouched, and the cursors must not advance (the same deletions come back next run
+    /// until an operator confirms them or they turn out to be a glitch).
+    pub guard: Option<GuardTrip>,
+    pub counts: PlanCounts,
+    /// Input items without an id, ignored (and reported).
+    pub skipped: Vec<String>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    /// Whether the cursors read for this run may be committed once every step succeeded.
+    pub fn may_commit_cursors(&self) -> bool {
+        self.guard.is_none()
+    }
+
+    pub fn conflicts(&self) -> impl Iterator<Item = &Conflict> {
+        self.steps.iter().flat_map(Step::conflicts)
+    }
+}
+
+/// How strong the evidence must be in one pass of adopting interrupted CRM creates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Adoption {
+    Exact,
+    SameKey,
+    Closest,
+}
+
+/// What a side said about a linked event in this run.
+#[derive(Debug)]
+enum Seen<'a, T> {
+    Nothing,
+    Upsert(&'a T),
+    Deleted,
+    LeftOwner,
+}
+
+// Derives would demand `T: Copy`; only the reference is copied.
+impl<T> Clone for Seen<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for Seen<'_, T> {}
+
+/// Plans one run. `snapshot` is every stored link of the user; the change sets are what each
+/// side reported since the committed cursors (deletions confirmed, see [`OutlookChanges`]).
+pub fn plan(
+    snapshot: &[Link],
+    outlook: &OutlookChanges,
+    crm: &CrmChanges,
+    policy: &Policy,
+) -> Plan {
+    let mut planner = Planner::new(snapshot, policy);
+    planner.observe_outlook(outlook);
+    planner.observe_crm(crm);
+    planner.adopt_outlook_creates();
+    planner.adopt_crm_creates(crm.created_by_sync.as_deref());
+    if policy.first_sync {
+        planner.match_first_sync();
+    }
+    for index in 0..snapshot.len() {
+        planner.plan_link(index);
+    }
+    planner.plan_pairs();
+    planner.plan_creates();
+    planner.finish()
+}
+
+struct Planner<'a> {
+    snapshot: &'a [Link],
+    policy: &'a Policy,
+    by_crm: HashMap<&'a str, usize>,
+    outlook_seen: Vec<Seen<'a, OutlookItem>>,
+    crm_seen: Vec<Seen<'a, CalendarEvent>>,
+    /// Outlook items with no link yet, in arrival order (`None` once consumed).
+    new_outlook: Vec<Option<&'a OutlookItem>>,
+    new_crm: Vec<Option<&'a CalendarEvent>>,
+    /// Events found on both sides without a link: (CRM, Outlook, origin).
+    pairs: Vec<(&'a CalendarEvent, &'a OutlookItem, Origin)>,
+    steps: Vec<Step>,
+    skipped: Vec<String>,
+}
+
+impl<'a> Planner<'a> {
+    fn new(snapshot: &'a [Link], policy: &'a Policy) -> Self {
+        let mut by_crm = HashMap::with_capacity(snapshot.len());
+        for (index, link) in snapshot.iter().enumerate() {
+            if let Some(id) = &link.crm_id {
+                by_crm.insert(id.as_str(), index);
+            }
+        }
+        Self {
+            snapshot,
+            policy,
+            by_crm,
+            outlook_seen: vec![Seen::Nothing; snapshot.len()],
+            crm_seen: vec![Seen::Nothing; snapshot.len()],
+            new_outlook: Vec::new(),
+            new_crm: Vec::new(),
+            pairs: Vec::new(),
+            steps: Vec::new(),
+            skipped: Vec::new(),
+        }
+    }
+
+    fn observe_outlook(&mut self, changes: &'a OutlookChanges) {
+        let mut by_outlook = HashMap::with_capacity(self.snapshot.len());
+        for (index, link) in self.snapshot.iter().enumerate() {
+            if let Some(id) = &link.outlook_id {
+                by_outlook.insert(id.as_str(), index);
+            }
+        }
+        let deleted: HashSet<&str> = changes.deleted.iter().map(String::as_str).collect();
+        let deleted_series: HashSet<&str> =
+            changes.deleted_series.iter().map(String::as_str).collect();
+        for id in &deleted {
+            if let Some(&index) = by_outlook.get(id) {
+                self.outlook_seen[index] = Seen::Deleted;
+            }
+        }
+        if !deleted_series.is_empty() {
+            for (index, link) in self.snapshot.iter().enumerate() {
+                if in_series(link.occurrence.as_ref(), &deleted_series) {
+                    self.outlook_seen[index] = Seen::Deleted;
+                }
+            }
+        }
+        // Pages may repeat an item: the last version of an id wins.
+        let mut new_at: HashMap<&str, usize> = HashMap::new();
+        for item in &changes.upserts {
+            let Some(id) = item.id() else {
+                self.skipped
+                    .push(format!("Outlook item without id: {:?}", item.event.subject));
+                continue;
+            };
+            if deleted.contains(id) || in_series(item.occurrence.as_ref(), &deleted_series) {
+                continue;
+            }
+            if let Some(&index) = by_outlook.get(id) {
+                if !matches!(self.outlook_seen[index], Seen::Deleted) {
+                    self.outlook_seen[index] = Seen::Upsert(item);
+                }
+            } else if let Some(&at) = new_at.get(id) {
+                self.new_outlook[at] = Some(item);
+            } else {
+                new_at.insert(id, self.new_outlook.len());
+                self.new_outlook.push(Some(item));
+            }
+        }
+    }
+
+    fn observe_crm(&mut self, changes: &'a CrmChanges) {
+        let mut gone: HashMap<&str, GoneReason> = HashMap::with_capacity(changes.gone.len());
+        for entry in &changes.gone {
+            gone.insert(entry.id.as_str(), entry.reason);
+            if let Some(&index) = self.by_crm.get(entry.id.as_str()) {
+                self.crm_seen[index] = match entry.reason {
+                    GoneReason::Deleted => Seen::Deleted,
+                    GoneReason::LeftOwner => Seen::LeftOwner,
+                };
+            }
+        }
+        let mut new_at: HashMap<&str, usize> = HashMap::new();
+        for event in &changes.upserts {
+            let Some(id) = event.ids.crm.as_deref() else {
+                self.skipped
+                    .push(format!("CRM event without id: {:?}", event.subject));
+                continue;
+            };
+            if gone.contains_key(id) {
+                continue;
+            }
+            if let Some(&index) = self.by_crm.get(id) {
+                self.crm_seen[index] = Seen::Upsert(event);
+            } else if let Some(&at) = new_at.get(id) {
+                self.new_crm[at] = Some(event);
+            } else {
+                new_at.insert(id, self.new_crm.len());
+                self.new_crm.push(Some(event));
+            }
+        }
+    }
+
+    /// New Outlook items that calsync itself created: found by transactionId or CRM stamp.
+    /// An interrupted create is adopted; a second copy of a linked event is removed.
+    fn adopt_outlook_creates(&mut self) {
+        let tagged =
+            |item: &&OutlookItem| item.transaction_id.is_some() || item.crm_stamp.is_some();
+        if !self.new_outlook.iter().flatten().any(tagged) {
+            return;
+        }
+        let by_tx: HashMap<&str, usize> = self
+            .snapshot
+            .iter()
+            .enumerate()
+            .filter_map(|(index, link)| Some((link.outlook_tx.as_deref()?, index)))
+            .collect();
+        let mut new_crm_at: HashMap<&str, usize> = HashMap::new();
+        for (at, event) in self.new_crm.iter().enumerate() {
+            if let Some(id) = event.and_then(|event| event.ids.crm.as_deref()) {
+                new_crm_at.insert(id, at);
+            }
+        }
+        for slot in 0..self.new_outlook.len() {
+            let Some(item) = self.new_outlook[slot].filter(tagged) else {
+                continue;
+            };
+            let Some(id) = item.id() else { continue };
+            let target = item
+                .transaction_id
+                .as_deref()
+                .and_then(|tx| by_tx.get(tx))
+                .or_else(|| {
+                    let stamp = item.crm_stamp.as_ref()?;
+                    self.by_crm.get(stamp.as_str())
+                })
+                .copied();
+            match target {
+                Some(index) => {
+                    let link = &self.snapshot[index];
+                    if link.outlook_id.is_none() && self.outlook_seen[index].is_nothing() {
+                        self.outlook_seen[index] = Seen::Upsert(item);
+                        self.new_outlook[slot] = None;
+                    } else if link.outlook_id.as_deref() != Some(id)
+                        && item.event.is_organizer != Some(false)
+                    {
+                        // A second Outlook copy of a CRM record that already has one: calsync
+                        // made it, so removing it loses nothing and notifies no one.
+                        self.steps.push(Step {
+                            key: LinkKey::for_outlook(id),
+                            expect: None,
+                            actions: vec![Action::DeleteInOutlook {
+                                outlook_id: id.to_owned(),
+                            }],
+                        });
+                        self.new_outlook[slot] = None;
+                    }
+                }
+                None => {
+                    // Links were lost (not expected, but cheap to survive): pair by the stamp.
+                    let stamp = item.crm_stamp.as_ref().map(CrmEventId::as_str);
+                    if let Some(&crm_at) = stamp.and_then(|stamp| new_crm_at.get(stamp)) {
+                        if let Some(event) = self.new_crm[crm_at].take() {
+                            self.pairs.push((event, item, Origin::Crm));
+                            self.new_outlook[slot] = None;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// New CRM records that are the result of an interrupted create, matched to the intent by
+    /// the Outlook id the CRM stamped, else identical content, else subject and times. When
+    /// the CRM says which records calsync created, only those are candidates, and one that a
+    /// user already edited goes to the intent it resembles most.
+    fn adopt_crm_creates(&mut self, created_by_sync: Option<&[CrmEventId]>) {
+        let pending: Vec<usize> = self
+            .snapshot
+            .iter()
+            .enumerate()
+            .filter(|(_, link)| link.state == LinkState::CreatingInCrm && link.crm_id.is_none())
+            .map(|(index, _)| index)
+            .collect();
+        if pending.is_empty() || self.new_crm.is_empty() {
+            return;
+        }
+        let ours: Option<HashSet<&str>> =
+            created_by_sync.map(|ids| ids.iter().map(CrmEventId::as_str).collect());
+        let candidate = |event: &CalendarEvent| match (&ours, event.ids.crm.as_deref()) {
+            (None, _) => true,
+            (Some(ours), Some(id)) => ours.contains(id),
+            (Some(_), None) => false,
+        };
+        let mut by_outlook: HashMap<&str, usize> = HashMap::new();
+        let mut by_key: HashMap<MatchKey, Vec<usize>> = HashMap::new();
+        for &index in &pending {
+            let link = &self.snapshot[index];
+            if let Some(id) = &link.outlook_id {
+                by_outlook.insert(id.as_str(), index);
+            }
+            by_key
+                .entry(MatchKey::of(&link.base))
+                .or_default()
+                .push(index);
+        }
+        let crm_fields = self.policy.crm_fields;
+        // Strongest evidence first, so a look-alike never takes a create's place.
+        for pass in [Adoption::Exact, Adoption::SameKey, Adoption::Closest] {
+            if pass == Adoption::Closest && ours.is_none() {
+                break;
+            }
+            for slot in 0..self.new_crm.len() {
+                let Some(event) = self.new_crm[slot].filter(|event| candidate(event)) else {
+                    continue;
+                };
+                let free = |index: &usize| self.crm_seen[*index].is_nothing();
+                let stamped = event
+                    .ids
+                    .outlook
+                    .as_deref()
+                    .and_then(|id| by_outlook.get(id))
+                    .copied()
+                    .filter(free);
+                let found = stamped.or_else(|| match pass {
+                    Adoption::Exact | Adoption::SameKey => by_key
+                        .get(&MatchKey::of(event))?
+                        .iter()
+                        .copied()
+                        .find(|index| {
+                            free(index)
+                                && (pass == Adoption::SameKey
+                                    || differing(event, &self.snapshot[*index].base, crm_fields)
+                                        .is_empty())
+                        }),
+                    Adoption::Closest => pending.iter().copied().filter(free).min_by_key(|index| {
+                        differing(event, &self.snapshot[*index].base, crm_fields)
+                            .iter()
+                            .count()
+                    }),
+                });
+                if let Some(index) = found {
+                    self.crm_seen[index] = Seen::Upsert(event);
+                    self.new_crm[slot] = None;
+                }
+            }
+        }
+    }
+
+    /// First sync: an event already on both sides (same subject and times) is linked.
+    fn match_first_sync(&mut self) {
+        let mut by_key: HashMap<MatchKey, VecDeque<usize>> = HashMap::new();
+        for (slot, event) in self.new_crm.iter().enumerate() {
+            if let Some(event) = event {
+                by_key
+                    .entry(MatchKey::of(event))
+                    .or_default()
+                    .push_back(slot);
+            }
+        }
+        if by_key.is_empty() {
+            return;
+        }
+        for slot in 0..self.new_outlook.len() {
+            let Some(item) = self.new_outlook[slot] else {
+                continue;
+            };
+            let Some(queue) = by_key.get_mut(&MatchKey::of(&item.event)) else {
+                continue;
+            };
+            if let Some(event) = queue.pop_front().and_then(|at| self.new_crm[at].take()) {
+                self.pairs.push((event, item, Origin::Matched));
+                self.new_outlook[slot] = None;
+            }
+        }
+    }
+
+    fn plan_link(&mut self, index: usize) {
+        let link = &self.snapshot[index];
+        let outlook = self.outlook_seen[index];
+        let crm = self.crm_seen[index];
+        match link.state {
+            LinkState::Linked if outlook.is_nothing() && crm.is_nothing() => {}
+            LinkState::Detached => match (outlook, crm) {
+                (Seen::Deleted, _) => self.unlink(link),
+                // The record came back to this owner: link it again.
+                (_, Seen::Upsert(_)) => self.plan_linked(link, outlook, crm),
+                _ => {}
+            },
+            LinkState::CreatingInCrm if !matches!(crm, Seen::Upsert(_)) => {
+                self.resume_crm_create(link, outlook)
+            }
+            LinkState::CreatingInOutlook if !matches!(outlook, Seen::Upsert(_)) => {
+                self.resume_outlook_create(link, crm)
+            }
+            _ => self.plan_linked(link, outlook, crm),
+        }
+    }
+
+    /// An intent to create in the CRM with no record found: the create never happened.
+    fn resume_crm_create(&mut self, link: &Link, outlook: Seen<'a, OutlookItem>) {
+        match outlook {
+            Seen::Deleted | Seen::LeftOwner => self.unlink(link),
+            Seen::Nothing => self.create_in_crm(link, link.base.clone(), None),
+            Seen::Upsert(item) => {
+                self.create_in_crm(link, item.event.clone(), item.occurrence.clone())
+            }
+        }
+    }
+
+    /// An intent to create in Outlook with no event found: create again with the same key.
+    fn resume_outlook_create(&mut self, link: &Link, crm: Seen<'a, CalendarEvent>) {
+        let content = match crm {
+            Seen::Deleted | Seen::LeftOwner => return self.unlink(link),
+            Seen::Nothing => link.base.clone(),
+            Seen::Upsert(event) => event.clone(),
+        };
+        let Some(crm_id) = link.crm_id.clone() else {
+            return self.unlink(link);
+        };
+        let transaction_id = match &link.outlook_tx {
+            Some(tx) => tx.clone(),
+            None => outlook_transaction_id(
+                &self.policy.mailbox,
+                &crm_id,
+                link.outlook_creates.saturating_sub(1),
+            ),
+        };
+        let mut intent = next_version(link);
+        intent.base = content;
+        intent.base.ids.outlook = None;
+        intent.outlook_tx = Some(transaction_id.clone());
+        self.push_outlook_create(link, intent, crm_id, transaction_id, Vec::new());
+    }
+
+    /// A link whose two copies exist (or are being adopted): deletions, departures, merge.
+    fn plan_linked(
+        &mut self,
+        link: &Link,
+        outlook: Seen<'a, OutlookItem>,
+        crm: Seen<'a, CalendarEvent>,
+    ) {
+        let base = &link.base;
+        let outlook_event = match outlook {
+            Seen::Upsert(item) => &item.event,
+            _ => base,
+        };
+        let crm_event = match crm {
+            Seen::Upsert(event) => event,
+            _ => base,
+        };
+        let outlook_changed = match outlook {
+            Seen::Upsert(item) => differing(&item.event, base, self.policy.outlook_fields),
+            _ => FieldSet::EMPTY,
+        };
+        let crm_changed = match crm {
+            Seen::Upsert(event) => differing(event, base, self.policy.crm_fields),
+            _ => FieldSet::EMPTY,
+        };
+        // The common case, echoes included: neither side changed anything this link tracks.
+        if link.state == LinkState::Linked
+            && outlook_changed.is_empty()
+            && crm_changed.is_empty()
+            && matches!(outlook, Seen::Nothing | Seen::Upsert(_))
+            && matches!(crm, Seen::Nothing | Seen::Upsert(_))
+            && occurrence_unchanged(link, outlook)
+        {
+            return;
+        }
+        let crm_id = link
+            .crm_id
+            .clone()
+            .or_else(|| crm_event.ids.crm.as_deref().map(CrmEventId::new));
+        let outlook_id = link
+            .outlook_id
+            .clone()
+            .or_else(|| outlook_event.ids.outlook.clone());
+        let not_organizer = outlook_event.is_organizer == Some(false);
+
+        match (outlook, crm) {
+            (Seen::Deleted, Seen::Deleted | Seen::LeftOwner) => self.unlink(link),
+            (Seen::Deleted, _) => {
+                let Some(crm_id) = crm_id else {
+                    return self.unlink(link);
+                };
+                if crm_changed.is_empty() {
+                    return self.delete(link, Action::DeleteInCrm { crm_id });
+                }
+                let (deletion_wins, reason) = if link.occurrence.is_some() {
+                    (true, Reason::Occurrence)
+                } else if not_organizer {
+                    (true, Reason::NotOrganizer)
+                } else {
+                    match self.policy.conflict {
+                        ConflictPolicy::OutlookWins => (true, policy_reason(self.policy)),
+                        ConflictPolicy::CrmWins => (false, policy_reason(self.policy)),
+                        ConflictPolicy::Latest => (false, Reason::EditKept),
+                    }
+                };
+                let conflict = Conflict::new(
+                    &link.key,
+                    Some(&crm_id),
+                    outlook_id.as_deref(),
+                    &crm_event.subject,
+                    ConflictKind::EditVsDelete,
+                    None,
+                    Some(fields_value(crm_event, crm_changed)),
+                    None,
+                    if deletion_wins {
+                        Side::Outlook
+                    } else {
+                        Side::Crm
+                    },
+                    reason,
+                );
+                if deletion_wins {
+                    self.steps.push(Step {
+                        key: link.key.clone(),
+                        expect: Some(link.version),
+                        actions: vec![
+                            Action::RecordConflict(conflict),
+                            Action::DeleteInCrm { crm_id },
+                            Action::Unlink,
+                        ],
+                    });
+                } else {
+                    // The CRM's edit survives: its event comes back in Outlook, as calsync's.
+                    let generation = link.outlook_creates;
+                    let transaction_id =
+                        outlook_transaction_id(&self.policy.mailbox, &crm_id, generation);
+                    let mut intent = next_version(link);
+                    intent.base = apply_fields(base, crm_event, crm_changed);
+                    intent.base.ids.outlook = None;
+                    intent.outlook_id = None;
+                    intent.state = LinkState::CreatingInOutlook;
+                    intent.origin = Origin::Crm;
+                    intent.occurrence = None;
+                    intent.outlook_tx = Some(transaction_id.clone());
+                    intent.outlook_creates = generation + 1;
+                    intent.crm_id = Some(crm_id.clone());
+                    self.push_outlook_create(
+                        link,
+                        intent,
+                        crm_id,
+                        transaction_id,
+                        vec![Action::RecordConflict(conflict)],
+                    );
+                }
+            }
+            (_, Seen::LeftOwner) => {
+                // Reassigned in the CRM: never deleted there. Its Outlook copy goes only if
+                // calsync made it and nobody touched it; otherwise it stays, detached.
+                match outlook_id {
+                    Some(outlook_id)
+                        if link.origin == Origin::Crm
+                            && !not_organizer
+                            && outlook_changed.is_empty() =>
+                    {
+                        self.delete(link, Action::DeleteInOutlook { outlook_id })
+                    }
+                    _ => self.detach(link, outlook_event),
+                }
+            }
+            (_, Seen::Deleted) => {
+                let Some(outlook_id) = outlook_id else {
+                    return self.unlink(link);
+                };
+                if not_organizer {
+                    // Deleting an attendee's copy would decline the meeting: keep it, detached.
+                    return self.detach(link, outlook_event);
+                }
+                if outlook_changed.is_empty() {
+                    return self.delete(link, Action::DeleteInOutlook { outlook_id });
+                }
+                let (deletion_wins, reason) = match self.policy.conflict {
+                    ConflictPolicy::CrmWins => (true, policy_reason(self.policy)),
+                    ConflictPolicy::OutlookWins => (false, policy_reason(self.policy)),
+                    ConflictPolicy::Latest => (false, Reason::EditKept),
+                };
+                let conflict = Conflict::new(
+                    &link.key,
+                    crm_id.as_ref(),
+                    Some(&outlook_id),
+                    &outlook_event.subject,
+                    ConflictKind::EditVsDelete,
+                    None,
+                    None,
+                    Some(fields_value(outlook_event, outlook_changed)),
+                    if deletion_wins {
+                        Side::Crm
+                    } else {
+                        Side::Outlook
+                    },
+                    reason,
+                );
+                if deletion_wins {
+                    self.steps.push(Step {
+                        key: link.key.clone(),
+                        expect: Some(link.version),
+                        actions: vec![
+                            Action::RecordConflict(conflict),
+                            Action::DeleteInOutlook { outlook_id },
+                            Action::Unlink,
+                        ],
+                    });
+                } else {
+                    // Outlook's edit survives: the event comes back in the CRM.
+                    let mut intent = next_version(link);
+                    intent.base = apply_fields(base, outlook_event, outlook_changed);
+                    intent.base.ids.crm = None;
+                    intent.crm_id = None;
+                    intent.state = LinkState::CreatingInCrm;
+                    intent.origin = Origin::Outlook;
+                    intent.outlook_id = Some(outlook_id);
+                    self.push_crm_create(link, intent, vec![Action::RecordConflict(conflict)]);
+                }
+            }
+            _ => self.merge_linked(link, outlook, crm, crm_id, outlook_id),
+        }
+    }
+
+    fn merge_linked(
+        &mut self,
+        link: &Link,
+        outlook: Seen<'a, OutlookItem>,
+        crm: Seen<'a, CalendarEvent>,
+        crm_id: Option<CrmEventId>,
+        outlook_id: Option<String>,
+    ) {
+        let base = &link.base;
+        let (outlook_event, occurrence) = match outlook {
+            Seen::Upsert(item) => (
+                &item.event,
+                item.occurrence.clone().or_else(|| link.occurrence.clone()),
+            ),
+            _ => (base, link.occurrence.clone()),
+        };
+        let crm_event = match crm {
+            Seen::Upsert(event) => event,
+            _ => base,
+        };
+        let merged = merge(Some(base), crm_event, outlook_event, self.policy);
+        let meta_changed = link.state != LinkState::Linked
+            || link.crm_id != crm_id
+            || link.outlook_id != outlook_id
+            || link.occurrence != occurrence;
+        if merged.conflicts.is_empty()
+            && merged.crm_writes.is_empty()
+            && merged.outlook_writes.is_empty()
+            && !meta_changed
+            && merged.event.same_content(base)
+        {
+            // Nothing new on either side, or the echo of our own writes.
+            return;
+        }
+        let mut next = next_version(link);
+        next.state = LinkState::Linked;
+        next.crm_id = crm_id;
+        next.outlook_id = outlook_id;
+        next.occurrence = occurrence;
+        let actions = self.merge_actions(&link.key, next, merged, crm_event, outlook_event);
+        self.steps.push(Step {
+            key: link.key.clone(),
+            expect: Some(link.version),
+            actions,
+        });
+    }
+
+    /// Journal entries, writes, then the link: the order the runner executes them in.
+    fn merge_actions(
+        &self,
+        key: &LinkKey,
+        mut next: Link,
+        merged: Merged,
+        crm_event: &CalendarEvent,
+        outlook_event: &CalendarEvent,
+    ) -> Vec<Action> {
+        let mut actions = Vec::new();
+        for conflict in &merged.conflicts {
+            actions.push(Action::RecordConflict(Conflict::new(
+                key,
+                next.crm_id.as_ref(),
+                next.outlook_id.as_deref(),
+                &merged.event.subject,
+                conflict.kind,
+                Some(conflict.field),
+                Some(field_value(crm_event, conflict.field)),
+                Some(field_value(outlook_event, conflict.field)),
+                conflict.winner,
+                conflict.reason.clone(),
+            )));
+        }
+        let mut event = merged.event;
+        event.ids.crm = next.crm_id.as_ref().map(|id| id.as_str().to_owned());
+        event.ids.outlook.clone_from(&next.outlook_id);
+        if event.ids.ical_uid.is_none() {
+            event.ids.ical_uid.clone_from(&outlook_event.ids.ical_uid);
+        }
+        if let (Some(crm_id), false) = (&next.crm_id, merged.crm_writes.is_empty()) {
+            actions.push(Action::UpdateCrm {
+                crm_id: crm_id.clone(),
+                fields: merged.crm_writes.to_vec(),
+                event: event.clone(),
+            });
+        }
+        if let (Some(outlook_id), false) = (&next.outlook_id, merged.outlook_writes.is_empty()) {
+            actions.push(Action::UpdateOutlook {
+                outlook_id: outlook_id.clone(),
+                fields: merged.outlook_writes.to_vec(),
+                event: event.clone(),
+                occurrence: next.occurrence.clone(),
+            });
+        }
+        next.base = event;
+        actions.push(Action::Link(next));
+        actions
+    }
+
+    /// Pairs found without a link (first-sync matches, stamps): link them, reconciling fields.
+    fn plan_pairs(&mut self) {
+        for (crm_event, item, origin) in std::mem::take(&mut self.pairs) {
+            let (Some(crm_id), Some(outlook_id)) = (crm_event.ids.crm.as_deref(), item.id()) else {
+                continue;
+            };
+            let crm_id = CrmEventId::new(crm_id);
+            let key = LinkKey::for_crm(&crm_id);
+            let merged = merge(None, crm_event, &item.event, self.policy);
+            let link = Link {
+                key: key.clone(),
+                version: 1,
+                state: LinkState::Linked,
+                origin,
+                crm_id: Some(crm_id),
+                outlook_id: Some(outlook_id.to_owned()),
+                outlook_tx: item.transaction_id.clone(),
+                outlook_creates: 0,
+                occurrence: item.occurrence.clone(),
+                base: merged.event.clone(),
+            };
+            let actions = self.merge_actions(&key, link, merged, crm_event, &item.event);
+            self.steps.push(Step {
+                key,
+                expect: None,
+                actions,
+            });
+        }
+    }
+
+    /// Whatever is still new on one side gets created on the other.
+    fn plan_creates(&mut self) {
+        for item in std::mem::take(&mut self.new_outlook).into_iter().flatten() {
+            let Some(outlook_id) = item.id() else {
+                continue;
+            };
+            let intent = Link {
+                key: LinkKey::for_outlook(outlook_id),
+                version: 1,
+                state: LinkState::CreatingInCrm,
+                origin: Origin::Outlook,
+                crm_id: None,
+                outlook_id: Some(outlook_id.to_owned()),
+                outlook_tx: item.transaction_id.clone(),
+                outlook_creates: 0,
+                occurrence: item.occurrence.clone(),
+                base: item.event.clone(),
+            };
+            let create = Action::CreateInCrm {
+                event: intent.base.clone(),
+            };
+            self.push_create(None, Vec::new(), intent, create);
+        }
+        for event in std::mem::take(&mut self.new_crm).into_iter().flatten() {
+            let Some(crm_id) = event.ids.crm.as_deref().map(CrmEventId::new) else {
+                continue;
+            };
+            let transaction_id = outlook_transaction_id(&self.policy.mailbox, &crm_id, 0);
+            let mut base = event.clone();
+            base.ids.outlook = None;
+            let intent = Link {
+                key: LinkKey::for_crm(&crm_id),
+                version: 1,
+                state: LinkState::CreatingInOutlook,
+                origin: Origin::Crm,
+                crm_id: Some(crm_id.clone()),
+                outlook_id: None,
+                outlook_tx: Some(transaction_id.clone()),
+                outlook_creates: 1,
+                occurrence: None,
+                base,
+            };
+            let create = Action::CreateInOutlook {
+                crm_id,
+                transaction_id,
+                event: intent.base.clone(),
+            };
+            self.push_create(None, Vec::new(), intent, create);
+        }
+    }
+
+    fn create_in_crm(&mut self, link: &Link, base: CalendarEvent, occurrence: Option<Occurrence>) {
+        let mut intent = next_version(link);
+        intent.base = base;
+        intent.base.ids.crm = None;
+        if occurrence.is_some() {
+            intent.occurrence = occurrence;
+        }
+        self.push_crm_create(link, intent, Vec::new());
+    }
+
+    fn push_crm_create(&mut self, link: &Link, intent: Link, before: Vec<Action>) {
+        let create = Action::CreateInCrm {
+            event: intent.base.clone(),
+        };
+        self.push_create(Some(link.version), before, intent, create);
+    }
+
+    fn push_outlook_create(
+        &mut self,
+        link: &Link,
+        intent: Link,
+        crm_id: CrmEventId,
+        transaction_id: String,
+        before: Vec<Action>,
+    ) {
+        let create = Action::CreateInOutlook {
+            crm_id,
+            transaction_id,
+            event: intent.base.clone(),
+        };
+        self.push_create(Some(link.version), before, intent, create);
+    }
+
+    /// `before` (journal entries), the stored intent, the create, the finished link.
+    fn push_create(
+        &mut self,
+        expect: Option<u64>,
+        mut actions: Vec<Action>,
+        intent: Link,
+        create: Action,
+    ) {
+        let key = intent.key.clone();
+        let mut done = intent.clone();
+        done.version = intent.version + 1;
+        done.state = LinkState::Linked;
+        actions.push(Action::Remember(intent));
+        actions.push(create);
+        actions.push(Action::Link(done));
+        self.steps.push(Step {
+            key,
+            expect,
+            actions,
+        });
+    }
+
+    fn delete(&mut self, link: &Link, deletion: Action) {
+        self.steps.push(Step {
+            key: link.key.clone(),
+            expect: Some(link.version),
+            actions: vec![deletion, Action::Unlink],
+        });
+    }
+
+    fn unlink(&mut self, link: &Link) {
+        self.steps.push(Step {
+            key: link.key.clone(),
+            expect: Some(link.version),
+            actions: vec![Action::Unlink],
+        });
+    }
+
+    fn detach(&mut self, link: &Link, outlook_event: &CalendarEvent) {
+        if link.state == LinkState::Detached {
+            return;
+        }
+        let mut next = next_version(link);
+        next.state = LinkState::Detached;
+        // Remember who organises it, so a later look at the link explains the choice.
+        next.base.copy_field(outlook_event, EventField::Organizer);
+        self.steps.push(Step {
+            key: link.key.clone(),
+            expect: Some(link.version),
+            actions: vec![Action::Link(next)],
+        });
+    }
+
+    fn finish(mut self) -> Plan {
+        let linked = self.snapshot.len();
+        let (mut crm_deletions, mut outlook_deletions) = (0, 0);
+        for action in self.steps.iter().flat_map(|step| &step.actions) {
+            match action {
+                Action::DeleteInCrm { .. } => crm_deletions += 1,
+                Action::DeleteInOutlook { .. } => outlook_deletions += 1,
+                _ => {}
+            }
+        }
+        let mut guard = None;
+        let mut held = 0;
+        if self
+            .policy
+            .guard
+            .trips(crm_deletions + outlook_deletions, linked)
+        {
+            let before = self.steps.len();
+            self.steps
+                .retain(|step| !step.actions.iter().any(Action::is_deletion));
+            held = before - self.steps.len();
+            guard = Some(GuardTrip {
+                crm_deletions,
+                outlook_deletions,
+                linked,
+                max_events: self.policy.guard.max_events,
+                max_percent: self.policy.guard.max_percent,
+            });
+        }
+        let mut counts = count(&self.steps);
+        counts.held = held;
+        Plan {
+            steps: self.steps,
+            guard,
+            counts,
+            skipped: self.skipped,
+        }
+    }
+}
+
+impl<T> Seen<'_, T> {
+    fn is_nothing(&self) -> bool {
+        matches!(self, Seen::Nothing)
+    }
+}
+
+fn count(steps: &[Step]) -> PlanCounts {
+    let mut counts = PlanCounts::default();
+    for step in steps {
+        let mut wrote = false;
+        for action in &step.actions {
+            match action {
+                Action::RecordConflict(_) => counts.conflicts += 1,
+                Action::Remember(_) => {}
+                Action::CreateInCrm { .. } => counts.create_crm += 1,
+                Action::CreateInOutlook { .. } => counts.create_outlook += 1,
+                Action::UpdateCrm { .. } => counts.update_crm += 1,
+                Action::UpdateOutlook { .. } => counts.update_outlook += 1,
+                Action::DeleteInCrm { .. } => counts.delete_crm += 1,
+                Action::DeleteInOutlook { .. } => counts.delete_outlook += 1,
+                Action::Link(_) => {
+                    if !wrote {
+                        counts.links_stored += 1;
+                    }
+                }
+                Action::Unlink => counts.unlinked += 1,
+            }
+            wrote |= !matches!(
+                action,
+                Action::RecordConflict(_) | Action::Remember(_) | Action::Link(_) | Action::Unlink
+            );
+        }
+    }
+    counts
+}
+
+fn occurrence_unchanged(link: &Link, outlook: Seen<'_, OutlookItem>) -> bool {
+    match outlook {
+        Seen::Upsert(item) => item.occurrence.is_none() || item.occurrence == link.occurrence,
+        _ => true,
+    }
+}
+
+fn in_series(occurrence: Option<&Occurrence>, deleted: &HashSet<&str>) -> bool {
+    occurrence.is_some_and(|occurrence| deleted.contains(occurrence.series_master_id.as_str()))
+}
+
+fn next_version(link: &Link) -> Link {
+    let mut next = link.clone();
+    next.version = link.version + 1;
+    next
+}
+
+/// `base` with `fields` taken from `from`.
+fn apply_fields(base: &CalendarEvent, from: &CalendarEvent, fields: FieldSet) -> CalendarEvent {
+    let mut out = base.clone();
+    for field in fields.iter() {
+        out.copy_field(from, field);
+    }
+    out.modified = from.modified.clone();
+    out
+}
+
+/// The changed fields of an event as one JSON object, for an edit-vs-delete entry.
+fn fields_value(event: &CalendarEvent, fields: FieldSet) -> Value {
+    let mut map = Map::new();
+    for field in fields.iter() {
+        let name = serde_json::to_value(field)
+            .ok()
+            .and_then(|name| name.as_str().map(str::to_owned))
+            .unwrap_or_else(|| format!("{field:?}"));
+        map.insert(name, field_value(event, field));
+    }
+    Value::Object(map)
+}
+
+fn policy_reason(policy: &Policy) -> Reason {
+    Reason::Policy {
+        policy: policy.conflict,
+    }
+}

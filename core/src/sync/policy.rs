@@ -1,0 +1,137 @@
+//! The tenant's rules for one run: conflict policy, deletion guard, which fields each side
+//! carries, and the scope of the deterministic create keys.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::model::FieldSet;
+use crate::crm::CrmEventId;
+use crate::event::EventField;
+
+/// What Graph events carry in calsync's mapping. `Status` is left out on purpose: Outlook can
+/// show "cancelled" but cannot store "held", and a cancellation can only be sent as e-mail to
+/// attendees; treating it as a synced field would make the two sides undo each other.
+/// `ActivityType` is a CRM notion. `Organizer` is read, never written.
+pub const OUTLOOK_FIELDS: &[EventField] = &[
+    EventField::Subject,
+    EventField::Location,
+    EventField::Description,
+    EventField::Time,
+    EventField::ShowAs,
+    EventField::Sensitivity,
+    EventField::Reminder,
+    EventField::Categories,
+    EventField::Organizer,
+];
+
+/// Read-only everywhere: Graph sets the organizer itself, and the CRM has no such field.
+pub const NEVER_WRITTEN: &[EventField] = &[EventField::Organizer];
+
+/// On a meeting the user only attends, these belong to the organizer: an attendee's copy
+/// cannot meaningfully be changed, so a CRM edit of them is reverted (with a journal entry).
+pub const ORGANIZER_OWNED: &[EventField] = &[
+    EventField::Subject,
+    EventField::Location,
+    EventField::Description,
+    EventField::Time,
+    EventField::Status,
+];
+
+/// How a real same-field conflict is settled: the tenant's setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConflictPolicy {
+    /// The CRM's value wins.
+    CrmWins,
+    /// Outlook's value wins.
+    OutlookWins,
+    /// The later modification wins; a tie or a missing time goes to the CRM.
+    #[default]
+    Latest,
+}
+
+/// The mass-deletion guard (vdirsyncer's empty-side guard, generalised): a run that would
+/// delete more than `max_events` events *and* more than `max_percent` % of the linked events
+/// deletes nothing and says so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeletionGuard {
+    pub max_events: usize,
+    pub max_percent: u32,
+    /// An operator confirmed the deletions of this run (`calsync resync --confirm-deletions`).
+    pub confirmed: bool,
+}
+
+impl Default for DeletionGuard {
+    fn default() -> Self {
+        Self {
+            max_events: 20,
+            max_percent: 10,
+            confirmed: false,
+        }
+    }
+}
+
+impl DeletionGuard {
+    /// Whether `deletions` out of `linked` events is too many.
+    pub fn trips(&self, deletions: usize, linked: usize) -> bool {
+        !self.confirmed
+            && deletions > self.max_events
+            && deletions as u128 * 100 > u128::from(self.max_percent) * linked as u128
+    }
+}
+
+/// Everything `plan` needs to know about the tenant and the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    pub conflict: ConflictPolicy,
+    pub guard: DeletionGuard,
+    /// The first run for this user (no links yet): events found on both sides with the same
+    /// subject and times are linked instead of copied.
+    pub first_sync: bool,
+    /// Fields the CRM carries (`CrmPort::carried_fields`).
+    pub crm_fields: FieldSet,
+    /// Fields Outlook carries ([`OUTLOOK_FIELDS`] unless the Graph mapping says otherwise).
+    pub outlook_fields: FieldSet,
+    /// Scopes the Outlook create keys: the mailbox (Entra object id) being synced.
+    pub mailbox: String,
+}
+
+impl Policy {
+    /// The CRM's fields, the default Outlook fields, the default guard, not a first sync.
+    pub fn new(conflict: ConflictPolicy, mailbox: impl Into<String>, crm_fields: FieldSet) -> Self {
+        Self {
+            conflict,
+            guard: DeletionGuard::default(),
+            first_sync: false,
+            crm_fields,
+            outlook_fields: FieldSet::of(OUTLOOK_FIELDS),
+            mailbox: mailbox.into(),
+        }
+    }
+
+    pub fn fields(&self, side: super::Side) -> FieldSet {
+        match side {
+            super::Side::Crm => self.crm_fields,
+            super::Side::Outlook => self.outlook_fields,
+        }
+    }
+
+    /// The fields calsync may write on a side.
+    pub fn writable(&self, side: super::Side) -> FieldSet {
+        self.fields(side).without(FieldSet::of(NEVER_WRITTEN))
+    }
+}
+
+/// The transactionId of the `generation`-th Outlook create for a CRM record in a mailbox.
+/// The same inputs always give the same id, so a create retried after a timeout or a crash is
+/// answered with the event made the first time. Generation 0 (a first create) keeps the
+/// shape it always had, so events created before generations existed are still recognised.
+pub fn outlook_transaction_id(mailbox: &str, crm_id: &CrmEventId, generation: u32) -> String {
+    let input = if generation == 0 {
+        format!("calsync\0create\0{mailbox}\0{crm_id}")
+    } else {
+        format!("calsync\0create\0{mailbox}\0{crm_id}\0{generation}")
+    };
+    let digest = Sha256::digest(input);
+    format!("calsync-{}", &hex::encode(digest)[..40])
+}

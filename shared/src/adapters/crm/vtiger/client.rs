@@ -1,0 +1,359 @@
+//! The HTTP side of `webservice.php`: one endpoint, GET or POST by operation, form-encoded
+//! bodies, the challenge/login dance and session reuse.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use md5::{Digest, Md5};
+use rand::Rng;
+use reqwest::Method;
+use serde_json::Value;
+use url::Url;
+
+use super::session::{self, Session, SessionId, SessionSlot};
+use super::wire::{self, Challenge, LoginResult};
+use crate::adapters::crm::error::{CrmError, CrmErrorCode};
+
+/// A CRM user's access key (My Preferences → Access Key): `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccessKey(String);
+
+impl AccessKey {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for AccessKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AccessKey(***)")
+    }
+}
+
+/// `login`'s accessKey: lowercase hex md5 of the challenge token followed by the user's key.
+pub fn login_digest(token: &str, access_key: &AccessKey) -> String {
+    let mut hasher = Md5::new();
+    hasher.update(token.as_bytes());
+    hasher.update(access_key.expose().as_bytes());
+    hex::encode(hasher.finalize())
+}
+
+/// How many times one call may log in again after a session error before giving up. Another
+/// process logging in as the same user can end our session; a bounded retry absorbs that.
+const SESSION_ATTEMPTS: usize = 3;
+
+/// The webservice endpoint for a CRM URL: accepts the CRM root or `.../webservice.php`.
+pub fn endpoint(url: &str) -> Result<Url, CrmError> {
+    let mut parsed = Url::parse(url.trim())
+        .map_err(|err| CrmError::Config(format!("CRM URL {url:?}: {err}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(CrmError::Config(format!("CRM URL {url:?} is not http(s)")));
+    }
+    parsed.set_query(None);
+    parsed.set_fragment(None);
+    if parsed.path().ends_with("/webservice.php") {
+        return Ok(parsed);
+    }
+    if !parsed.path().ends_with('/') {
+        let path = format!("{}/", parsed.path());
+        parsed.set_path(&path);
+    }
+    parsed
+        .join("webservice.php")
+        .map_err(|err| CrmError::Config(format!("CRM URL {url:?}: {err}")))
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+pub struct VtigerClient {
+    http: reqwest::Client,
+    endpoint: Url,
+    user_name: String,
+    access_key: AccessKey,
+    timeout: Duration,
+    slot: SessionSlot,
+}
+
+impl fmt::Debug for VtigerClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VtigerClient")
+            .field("endpoint", &self.endpoint.as_str())
+            .field("user_name", &self.user_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl VtigerClient {
+    pub fn new(
+        url: &str,
+        user_name: &str,
+        access_key: AccessKey,
+        timeout: Duration,
+    ) -> Result<Self, CrmError> {
+        let endpoint = endpoint(url)?;
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("calsync/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|err| CrmError::Config(format!("HTTP client: {err}")))?;
+        let slot = session::slot(endpoint.as_str(), user_name);
+        Ok(Self {
+            http,
+            endpoint,
+            user_name: user_name.to_owned(),
+            access_key,
+            timeout,
+            slot,
+        })
+    }
+
+    /// A GET-type operation (its parameters go in the query string).
+    pub async fn get(&self, operation: &str, params: &[(&str, &str)]) -> Result<Value, CrmError> {
+        self.call(Method::GET, operation, params).await
+    }
+
+    /// A POST-type operation (its parameters go in the form body).
+    pub async fn post(&self, operation: &str, params: &[(&str, &str)]) -> Result<Value, CrmError> {
+        self.call(Method::POST, operation, params).await
+    }
+
+    /// The current session, logging in if there is none.
+    pub async fn session(&self) -> Result<Arc<Session>, CrmError> {
+        self.session_replacing(None).await
+    }
+
+    /// The server's clock now, as far as the last login measured it.
+    pub async fn server_now(&self) -> Result<i64, CrmError> {
+        let session = self.session().await?;
+        Ok(unix_now() + session.clock_offset_secs)
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        operation: &str,
+        params: &[(&str, &str)],
+    ) -> Result<Value, CrmError> {
+        let mut stale: Option<Arc<Session>> = None;
+        let mut last_error = None;
+        for _ in 0..SESSION_ATTEMPTS {
+            let session = self.session_replacing(stale.as_ref()).await?;
+            let mut all = Vec::with_capacity(params.len() + 1);
+            all.push(("sessionName", session.id.expose()));
+            all.extend_from_slice(params);
+            match self.send(method.clone(), operation, &all).await {
+                Err(CrmError::Api { code, message, .. }) if code.is_session_error() => {
+                    tracing::info!(operation, code = %code, "CRM session no longer valid, logging in again");
+                    last_error = Some(CrmError::Api {
+                        operation: operation.to_owned(),
+                        code,
+                        message,
+                    });
+                    stale = Some(session);
+                }
+                other => return other,
+            }
+        }
+        Err(last_error.unwrap_or_else(|| CrmError::Api {
+            operation: operation.to_owned(),
+            code: CrmErrorCode::InvalidSessionId,
+            message: "session kept failing".to_owned(),
+        }))
+    }
+
+    /// The cached session, or a new one if there is none or the cached one is `stale`.
+    async fn session_replacing(
+        &self,
+        stale: Option<&Arc<Session>>,
+    ) -> Result<Arc<Session>, CrmError> {
+        let mut current = self.slot.lock().await;
+        if let Some(session) = current.as_ref() {
+            let is_stale = stale.is_some_and(|old| Arc::ptr_eq(old, session));
+            if !is_stale {
+                // Either fine, or another caller already replaced the stale one.
+                return Ok(session.clone());
+            }
+        }
+        *current = None;
+        let session = Arc::new(self.login().await?);
+        *current = Some(session.clone());
+        Ok(session)
+    }
+
+    async fn login(&self) -> Result<Session, CrmError> {
+        // A challenge from another process can replace ours between the two calls: retry.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let before = unix_now();
+            let challenge: Challenge = wire::decode(
+                "getchallenge",
+                self.send(
+                    Method::GET,
+                    "getchallenge",
+                    &[("username", self.user_name.as_str())],
+                )
+                .await?,
+            )?;
+            let after = unix_now();
+            let digest = login_digest(&challenge.token, &self.access_key);
+            let reply = self
+                .send(
+                    Method::POST,
+                    "login",
+                    &[
+                        ("username", self.user_name.as_str()),
+                        ("accessKey", digest.as_str()),
+                    ],
+                )
+                .await;
+            match reply {
+                Ok(value) => {
+                    let login: LoginResult = wire::decode("login", value)?;
+                    tracing::debug!(
+                        user = %self.user_name,
+                        vtiger_version = %login.vtiger_version,
+                        "logged in to the CRM"
+                    );
+                    return Ok(Session {
+                        id: SessionId::new(login.session_name),
+                        user_id: login.user_id,
+                        vtiger_version: login.vtiger_version,
+                        clock_offset_secs: challenge.server_time - (before + after) / 2,
+                    });
+                }
+                // Another process asked for a challenge between our two calls: ours expired
+                // (INVALID_AUTH_TOKEN) or was replaced, and then the digest no longer matches
+                // (INVALID_USER_CREDENTIALS). Try again after a short random pause.
+                Err(CrmError::Api { code, message, .. })
+                    if matches!(
+                        code,
+                        CrmErrorCode::InvalidAuthToken | CrmErrorCode::InvalidUserCredentials
+                    ) && attempt < SESSION_ATTEMPTS =>
+                {
+                    tracing::info!(user = %self.user_name, %code, %message, "CRM login refused, retrying with a new challenge");
+                    let pause = rand::thread_rng().gen_range(20..200);
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
+                }
+                Err(CrmError::Api { code, message, .. }) => {
+                    return Err(CrmError::Login {
+                        user_name: self.user_name.clone(),
+                        code,
+                        message,
+                    })
+                }
+                Err(other) => return Err(other),
+            }
+        }
+    }
+
+    /// One request, no session handling.
+    async fn send(
+        &self,
+        method: Method,
+        operation: &str,
+        params: &[(&str, &str)],
+    ) -> Result<Value, CrmError> {
+        let mut fields = Vec::with_capacity(params.len() + 1);
+        fields.push(("operation", operation));
+        fields.extend_from_slice(params);
+        let request = self.http.request(method.clone(), self.endpoint.clone());
+        // vtiger reads a GET operation's parameters from the query string only and a POST
+        // operation's from the form body only.
+        let request = if method == Method::GET {
+            request.query(&fields)
+        } else {
+            request.form(&fields)
+        };
+        let started = std::time::Instant::now();
+        let response = request
+            .send()
+            .await
+            .map_err(|err| self.transport(operation, err))?;
+        let status = response.status().as_u16();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|err| self.transport(operation, err))?;
+        tracing::debug!(
+            operation,
+            status,
+            bytes = body.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "CRM call"
+        );
+        wire::parse_reply(operation, status, &body)
+    }
+
+    fn transport(&self, operation: &str, err: reqwest::Error) -> CrmError {
+        if err.is_timeout() {
+            CrmError::Timeout {
+                operation: operation.to_owned(),
+                after: self.timeout,
+            }
+        } else {
+            // `without_url`: the URL of a GET carries the session id.
+            CrmError::Transport {
+                operation: operation.to_owned(),
+                reason: err.without_url().to_string(),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digest_is_lowercase_md5_of_token_then_key() {
+        // md5("abc") is a well-known value.
+        assert_eq!(
+            login_digest("a", &AccessKey::new("bc")),
+            "900150983cd24fb0d6963f7d28e17f72"
+        );
+    }
+
+    #[test]
+    fn endpoint_accepts_root_or_script() {
+        assert_eq!(
+            endpoint("https://crm.example.com").unwrap().as_str(),
+            "https://crm.example.com/webservice.php"
+        );
+        assert_eq!(
+            endpoint("https://crm.example.com/vtiger/")
+                .unwrap()
+                .as_str(),
+            "https://crm.example.com/vtiger/webservice.php"
+        );
+        assert_eq!(
+            endpoint("https://crm.example.com/vtiger").unwrap().as_str(),
+            "https://crm.example.com/vtiger/webservice.php"
+        );
+        assert_eq!(
+            endpoint("http://127.0.0.1:9/webservice.php?x=1")
+                .unwrap()
+                .as_str(),
+            "http://127.0.0.1:9/webservice.php"
+        );
+        assert!(endpoint("ftp://x").is_err());
+        assert!(endpoint("not a url").is_err());
+    }
+
+    #[test]
+    fn access_key_is_redacted() {
+        assert_eq!(format!("{:?}", AccessKey::new("s3cr3t")), "AccessKey(***)");
+    }
+}

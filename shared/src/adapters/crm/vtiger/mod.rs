@@ -1,0 +1,355 @@
+//! The vtiger (MyCRMweb) adapter over the classic `webservice.php` API.
+//!
+//! See `crm-api.md` in the kit for the quirks absorbed here; the module docs of `mapping`,
+//! `session` and `feed` say which lives where.
+
+pub mod client;
+mod feed;
+pub mod mapping;
+pub mod session;
+pub mod vtql;
+pub mod wire;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use jiff::tz::TimeZone;
+use serde_json::Value;
+
+use self::client::VtigerClient;
+use self::mapping::Zones;
+use self::wire::Record;
+use crate::adapters::crm::{
+    ChangeSet, ChangesRequest, CrmError, CrmErrorCode, CrmEventId, CrmPort, CrmTimeModel, CrmUser,
+    CrmUserId, DeleteOutcome, EventPatch, EventSchema, NewEvent,
+};
+use calsync_core::event::{CalendarEvent, EventField};
+
+pub use self::client::AccessKey;
+pub use self::feed::cursor_sees_deletions;
+
+/// Where changes are read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FeedPreference {
+    /// `sync` (syncType=application), falling back to `query` when it fails.
+    #[default]
+    Auto,
+    /// Only `query` (for installs whose `sync` is known broken or ignores `syncType`).
+    QueryOnly,
+}
+
+/// How to reach one tenant's CRM.
+#[derive(Debug, Clone)]
+pub struct VtigerConfig {
+    /// The CRM root URL or its `webservice.php` URL.
+    pub url: String,
+    /// The integration (admin) user's login name.
+    pub user_name: String,
+    pub access_key: AccessKey,
+    /// The CRM server's zone (IANA name): every date/time field is wall-clock time in it.
+    pub server_zone: String,
+    /// Limit for each HTTP call.
+    pub timeout: Duration,
+    /// How far back each incremental read starts before the cursor: vtiger's cursor has
+    /// one-second resolution, so a change late in the cursor's own second would be lost.
+    pub overlap: Duration,
+    pub feed: FeedPreference,
+    /// Pages (of about 100 changes) read per `changes` call before answering `more`.
+    pub max_pages: usize,
+    /// After `sync` failed, how long to use `query` before trying `sync` again.
+    pub sync_retry_after: Duration,
+}
+
+impl VtigerConfig {
+    pub fn new(
+        url: impl Into<String>,
+        user_name: impl Into<String>,
+        access_key: AccessKey,
+    ) -> Self {
+        Self {
+            url: url.into(),
+            user_name: user_name.into(),
+            access_key,
+            server_zone: "UTC".to_owned(),
+            timeout: Duration::from_secs(20),
+            overlap: Duration::from_secs(2),
+            feed: FeedPreference::Auto,
+            max_pages: 20,
+            sync_retry_after: Duration::from_secs(6 * 3600),
+        }
+    }
+}
+
+/// The vtiger adapter. Cheap to keep for a container's life; sessions are shared process-wide.
+#[derive(Debug)]
+pub struct VtigerCrm {
+    client: VtigerClient,
+    server_zone: TimeZone,
+    server_zone_name: String,
+    overlap_secs: i64,
+    feed: FeedPreference,
+    max_pages: usize,
+    sync_retry_secs: i64,
+}
+
+impl VtigerCrm {
+    pub fn new(config: VtigerConfig) -> Result<Self, CrmError> {
+        let server_zone = TimeZone::get(&config.server_zone).map_err(|err| {
+            CrmError::Config(format!("server zone {:?}: {err}", config.server_zone))
+        })?;
+        if config.user_name.trim().is_empty() {
+            return Err(CrmError::Config("empty CRM user name".to_owned()));
+        }
+        let client = VtigerClient::new(
+            &config.url,
+            &config.user_name,
+            config.access_key,
+            config.timeout,
+        )?;
+        Ok(Self {
+            client,
+            server_zone,
+            server_zone_name: config.server_zone,
+            overlap_secs: config.overlap.as_secs().max(1) as i64,
+            feed: config.feed,
+            max_pages: config.max_pages.max(1),
+            sync_retry_secs: config.sync_retry_after.as_secs() as i64,
+        })
+    }
+
+    /// The zones for mapping one owner's events.
+    fn zones(&self, owner: &CrmUser) -> Zones {
+        let all_day = owner
+            .time_zone
+            .as_deref()
+            .and_then(|name| TimeZone::get(name).ok())
+            .unwrap_or_else(|| self.server_zone.clone());
+        Zones::new(self.server_zone.clone(), all_day)
+    }
+
+    fn to_event(
+        &self,
+        operation: &str,
+        record: &Record,
+        zones: &Zones,
+    ) -> Result<CalendarEvent, CrmError> {
+        mapping::event_from_record(record, zones).map_err(|err| CrmError::InvalidData {
+            operation: operation.to_owned(),
+            reason: format!("record {}: {err}", record.id()),
+        })
+    }
+
+    /// `retrieve`, with ACCESS_DENIED (deleted or never existed) as `None`.
+    async fn retrieve(&self, id: &CrmEventId) -> Result<Option<Record>, CrmError> {
+        match self.client.get("retrieve", &[("id", id.as_str())]).await {
+            Ok(value) => Ok(Some(wire::decode("retrieve", value)?)),
+            Err(err) if is_gone(&err) => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
+    async fn query(&self, vtql: &str) -> Result<Vec<Record>, CrmError> {
+        let value = self.client.get("query", &[("query", vtql)]).await?;
+        wire::records("query", value)
+    }
+
+    /// Form fields shared by create and revise: the element plus the raw `inviteesid`.
+    async fn write(
+        &self,
+        operation: &str,
+        element: serde_json::Map<String, Value>,
+        extra: &[(&str, &str)],
+        invitees: &[CrmUserId],
+    ) -> Result<Record, CrmError> {
+        let element = Value::Object(element).to_string();
+        // vtiger rebuilds the invitee list from this raw request parameter on every save, and
+        // wipes it when absent; it takes bare user numbers.
+        let invitees = invitee_numbers(invitees);
+        let mut params: Vec<(&str, &str)> = extra.to_vec();
+        params.push(("element", element.as_str()));
+        params.push(("inviteesid", invitees.as_str()));
+        let value = self.client.post(operation, &params).await?;
+        wire::decode(operation, value)
+    }
+
+    fn element(
+        &self,
+        event: &CalendarEvent,
+        fields: &[EventField],
+        zones: &Zones,
+    ) -> Result<serde_json::Map<String, Value>, CrmError> {
+        let pairs = mapping::fields_for_write(event, fields, zones).map_err(|err| {
+            CrmError::InvalidData {
+                operation: "write".to_owned(),
+                reason: err.to_string(),
+            }
+        })?;
+        let mut element: serde_json::Map<String, Value> = pairs
+            .into_iter()
+            .map(|(key, value)| (key.to_owned(), Value::String(value)))
+            .collect();
+        // A write without it deletes the reminder; see mapping::reminder_seconds_for_crm.
+        element.insert(
+            "reminder_time".to_owned(),
+            Value::String(mapping::reminder_seconds_for_crm(event.reminder_minutes)),
+        );
+        Ok(element)
+    }
+}
+
+/// vtiger says ACCESS_DENIED for a deleted or never-existing record.
+fn is_gone(err: &CrmError) -> bool {
+    matches!(
+        err,
+        CrmError::Api {
+            code: CrmErrorCode::AccessDenied,
+            ..
+        }
+    )
+}
+
+/// `19x5;19x7` → `5;7`.
+fn invitee_numbers(invitees: &[CrmUserId]) -> String {
+    invitees
+        .iter()
+        .map(|id| id.as_str().rsplit('x').next().unwrap_or_default())
+        .filter(|number| !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()))
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
+#[async_trait]
+impl CrmPort for VtigerCrm {
+    fn carried_fields(&self) -> &'static [EventField] {
+        mapping::CARRIED_FIELDS
+    }
+
+    fn time_model(&self) -> CrmTimeModel {
+        CrmTimeModel {
+            server_zone: self.server_zone_name.clone(),
+            native_all_day: false,
+        }
+    }
+
+    async fn resolve_user(&self, user_name: &str) -> Result<CrmUser, CrmError> {
+        let rows = self.query(&vtql::user_by_name(user_name)).await?;
+        // MySQL compares case-insensitively: prefer the exact spelling.
+        let row = rows
+            .iter()
+            .find(|row| row.text("user_name") == user_name)
+            .or_else(|| rows.first())
+            .ok_or_else(|| CrmError::UnknownUser(user_name.to_owned()))?;
+        let id = row.id();
+        if id.is_empty() {
+            return Err(CrmError::InvalidData {
+                operation: "query".to_owned(),
+                reason: "user row without id".to_owned(),
+            });
+        }
+        let zone = row.text("time_zone");
+        Ok(CrmUser {
+            id: CrmUserId::new(id),
+            user_name: row.text("user_name"),
+            time_zone: Some(zone).filter(|zone| !zone.trim().is_empty()),
+            active: !row.text("status").eq_ignore_ascii_case("inactive"),
+        })
+    }
+
+    async fn changes(&self, request: ChangesRequest<'_>) -> Result<ChangeSet, CrmError> {
+        feed::changes(self, request).await
+    }
+
+    async fn get(
+        &self,
+        owner: &CrmUser,
+        id: &CrmEventId,
+    ) -> Result<Option<CalendarEvent>, CrmError> {
+        let zones = self.zones(owner);
+        match self.retrieve(id).await? {
+            Some(record) => Ok(Some(self.to_event("retrieve", &record, &zones)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn create(&self, owner: &CrmUser, new: &NewEvent) -> Result<CalendarEvent, CrmError> {
+        let zones = self.zones(owner);
+        let mut element = self.element(&new.event, mapping::CARRIED_FIELDS, &zones)?;
+        element.insert(
+            "assigned_user_id".to_owned(),
+            Value::String(owner.id.as_str().to_owned()),
+        );
+        // "1" can make the CRM e-mail people; a sync must never do that.
+        element.insert("sendnotification".to_owned(), Value::String("0".to_owned()));
+        let record = self
+            .write(
+                "create",
+                element,
+                &[("elementType", "Events")],
+                &new.invitees,
+            )
+            .await?;
+        self.to_event("create", &record, &zones)
+    }
+
+    async fn update(
+        &self,
+        owner: &CrmUser,
+        id: &CrmEventId,
+        patch: &EventPatch,
+    ) -> Result<Option<CalendarEvent>, CrmError> {
+        let zones = self.zones(owner);
+        let mut element = self.element(&patch.event, &patch.fields, &zones)?;
+        element.insert("id".to_owned(), Value::String(id.as_str().to_owned()));
+        // `revise` is the partial update; `update` would need every mandatory field.
+        match self.write("revise", element, &[], &patch.invitees).await {
+            Ok(record) => Ok(Some(self.to_event("revise", &record, &zones)?)),
+            Err(err) if is_gone(&err) => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
+    async fn delete(&self, id: &CrmEventId) -> Result<DeleteOutcome, CrmError> {
+        match self.client.post("delete", &[("id", id.as_str())]).await {
+            Ok(_) => Ok(DeleteOutcome::Deleted),
+            Err(err) if is_gone(&err) => Ok(DeleteOutcome::AlreadyGone),
+            Err(err) => Err(err),
+        }
+    }
+
+    async fn describe(&self) -> Result<EventSchema, CrmError> {
+        let value = self
+            .client
+            .get("describe", &[("elementType", "Events")])
+            .await?;
+        wire::schema("describe", value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invitee_numbers_strip_prefixes() {
+        let ids = [
+            CrmUserId::new("19x5"),
+            CrmUserId::new("7"),
+            CrmUserId::new("bad"),
+        ];
+        assert_eq!(invitee_numbers(&ids), "5;7");
+        assert_eq!(invitee_numbers(&[]), "");
+    }
+
+    #[test]
+    fn config_debug_hides_the_key() {
+        let config = VtigerConfig::new("https://crm", "admin", AccessKey::new("topsecret"));
+        assert!(!format!("{config:?}").contains("topsecret"));
+    }
+
+    #[test]
+    fn bad_zone_is_a_config_error() {
+        let mut config = VtigerConfig::new("https://crm", "admin", AccessKey::new("k"));
+        config.server_zone = "Mars/Olympus".into();
+        assert!(matches!(VtigerCrm::new(config), Err(CrmError::Config(_))));
+    }
+}

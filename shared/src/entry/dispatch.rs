@@ -1,0 +1,127 @@
+//! The scheduler's round (docs/design.md §2, `{"action":"dispatch"}`): find the connected users who are
+//! due a sync, and queue one job each. Push notifications bring changes within a minute; this
+//! round is the safety net that catches whatever push missed, and the place where tenants'
+//! expiring secrets get noticed.
+
+use crate::adapters::queue::{JobReason, QueueError, SyncJob};
+use crate::adapters::store::now_epoch;
+use crate::app::App;
+use crate::services::subscriptions::Upkeep;
+use crate::services::tenants::TenantError;
+use crate::services::users::{UserRecord, UserStatus};
+use calsync_core::ids::TenantId;
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DispatchReport {
+    pub tenants: usize,
+    pub users_due: usize,
+    pub jobs_queued: usize,
+    /// Tenants that could not be read, with the reason: the round goes on without them.
+    pub failed_tenants: Vec<(TenantId, String)>,
+    /// What subscription upkeep did, one entry per user it touched.
+    pub upkeep: Vec<(String, Upkeep)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    #[error("the tenants could not be listed")]
+    Tenants(#[source] TenantError),
+    #[error("the jobs could not be queued")]
+    Queue(#[source] QueueError),
+}
+
+/// A connected user whose last run is older than the tenant's interval (or who never ran).
+pub fn is_due(user: &UserRecord, interval_minutes: u32, now: i64) -> bool {
+    if user.status != UserStatus::Connected {
+        return false;
+    }
+    let last = user.last_sync.as_ref().and_then(|s| s.last_run_at);
+    // A little slack, so a user synced just before the previous round is not skipped for a
+    // whole extra interval.
+    last.is_none_or(|at| now - at >= i64::from(interval_minutes) * 60 - 30)
+}
+
+/// Runs one round, for every tenant or only `only`.
+pub async fn dispatch(app: &App, only: Option<&TenantId>) -> Result<DispatchReport, DispatchError> {
+    let now = now_epoch();
+    let tenants = match only {
+        Some(tenant) => match app.tenants.settings(tenant).await {
+            Ok(Some(settings)) => vec![settings],
+            Ok(None) => Vec::new(),
+            Err(e) => return Err(DispatchError::Tenants(e)),
+        },
+        None => app.tenants.list().await.map_err(DispatchError::Tenants)?,
+    };
+    let mut report = DispatchReport {
+        tenants: tenants.len(),
+        ..DispatchReport::default()
+    };
+    let mut jobs = Vec::new();
+    for settings in &tenants {
+        for warning in settings.warnings(now) {
+            tracing::warn!(tenant = %settings.tenant, %warning, "tenant needs attention");
+        }
+        let users = match app.users.list(&settings.tenant).await {
+            Ok(users) => users,
+            Err(e) => {
+                tracing::error!(tenant = %settings.tenant, error = %e, "users not listed");
+                report
+                    .failed_tenants
+                    .push((settings.tenant.clone(), e.to_string()));
+                continue;
+            }
+        };
+        maintain_subscriptions(app, &settings.tenant, &users, now, &mut report).await;
+        for user in users
+            .iter()
+            .filter(|u| is_due(u, settings.sync_interval_minutes, now))
+        {
+            jobs.push(SyncJob {
+                tenant: settings.tenant.clone(),
+                user: user.user.clone(),
+                reason: JobReason::Schedule,
+                full: false,
+                confirm_deletions: false,
+            });
+        }
+    }
+    report.users_due = jobs.len();
+    if !jobs.is_empty() {
+        app.queue.send(&jobs).await.map_err(DispatchError::Queue)?;
+    }
+    report.jobs_queued = jobs.len();
+    tracing::info!(
+        tenants = report.tenants,
+        users_due = report.users_due,
+        failed_tenants = report.failed_tenants.len(),
+        "dispatch round done"
+    );
+    Ok(report)
+}
+
+async fn maintain_subscriptions(
+    app: &App,
+    tenant: &TenantId,
+    users: &[UserRecord],
+    now: i64,
+    report: &mut DispatchReport,
+) {
+    let pending: Vec<&UserRecord> = users
+        .iter()
+        .filter(|u| app.subscriptions.needs_upkeep(u, now))
+        .collect();
+    if pending.is_empty() {
+        return;
+    }
+    let context = match app.tenants.context(tenant).await {
+        Ok(context) => context,
+        Err(e) => {
+            tracing::error!(%tenant, error = %crate::errors::chain(&e), "tenant not loaded for subscription upkeep");
+            return;
+        }
+    };
+    for user in pending {
+        let done = app.subscriptions.maintain_user(&context, user, now).await;
+        report.upkeep.push((user.user.to_string(), done));
+    }
+}

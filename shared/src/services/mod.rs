@@ -1,0 +1,13 @@
+//! Services: calsync's own records and the work on them, built on the adapters and the core.
+//!
+//! - [`tenants`]: each CRM customer's settings (table) and credentials (secret store).
+//! - [`users`]: each CRM user's connection, tokens, subscription, status and sync progress.
+//! - [`tokens`]: Graph access tokens for a user, refreshed under a lease.
+//! - [`subscriptions`]: each user's Graph subscription and the records the webhook checks.
+//! - [`sync_run`]: one sync run for one user: read both sides, plan, execute, record.
+
+pub mod subscriptions;
+pub mod sync_run;
+pub mod tenants;
+pub mod tokens;
+pub mod users;

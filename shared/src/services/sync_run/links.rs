@@ -1,0 +1,163 @@
+//! The links of one user (each event pair with its last-synced content, the base of the merge)
+//! and the conflict journal, in a partition of the user's own. The cursors live on the user's
+//! item instead ([`calsync_core::sync::SyncProgress`]), so a run with nothing to do reads one
+//! item.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::adapters::store::{Item, ItemStore, Precondition, StoreError};
+use calsync_core::ids::{CrmUserName, TenantId};
+use calsync_core::sync::{Conflict, Link, LinkKey};
+
+/// The partition of one user's links and journal.
+pub fn sync_pk(tenant: &TenantId, user: &CrmUserName) -> String {
+    format!("SYNC#{tenant}#{user}")
+}
+
+const LINK_PREFIX: &str = "LINK#";
+const JOURNAL_PREFIX: &str = "JOURNAL#";
+/// Journal entries are kept half a year.
+const JOURNAL_TTL_SECS: i64 = 183 * 24 * 3600;
+
+/// A journal entry as stored: the conflict and when it was settled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JournalEntry {
+    pub at: i64,
+    #[serde(flatten)]
+    pub conflict: Conflict,
+}
+
+/// Links and journal of one user.
+#[derive(Clone)]
+pub struct LinkStore<'a> {
+    store: &'a dyn ItemStore,
+    pk: String,
+}
+
+impl<'a> LinkStore<'a> {
+    pub fn new(store: &'a dyn ItemStore, tenant: &TenantId, user: &CrmUserName) -> Self {
+        Self {
+            store,
+            pk: sync_pk(tenant, user),
+        }
+    }
+
+    /// Every stored link, each with the version it is stored at.
+    pub async fn links(&self) -> Result<Vec<Link>, StoreError> {
+        self.store
+            .query(&self.pk, LINK_PREFIX)
+            .await?
+            .iter()
+            .map(link_from_item)
+            .collect()
+    }
+
+    /// Stores `link` if the stored version is `link.version - 1` (no record for 0); `false`
+    /// when that did not hold.
+    pub async fn put_link(&self, link: &Link) -> Result<bool, StoreError> {
+        let previous = link
+            .version
+            .checked_sub(1)
+            .ok_or_else(|| StoreError::Invalid("a link is stored from version 1".into()))?;
+        let item = self.link_item(link)?;
+        match self.store.put(&item, Precondition::Version(previous)).await {
+            Ok(_) => Ok(true),
+            // A retry of a put whose answer was lost finds its own write.
+            Err(StoreError::ConditionFailed) => Ok(self
+                .store
+                .get(&self.pk, &item.sk)
+                .await?
+                .is_some_and(|stored| stored.version == link.version && stored.data == item.data)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Forgets a link if it is still at `expect` (or whatever is stored, for `None`).
+    pub async fn delete_link(&self, key: &LinkKey, expect: Option<u64>) -> Result<(), StoreError> {
+        let precondition = match expect {
+            Some(version) => Precondition::Version(version),
+            None => Precondition::None,
+        };
+        match self
+            .store
+            .delete(&self.pk, &link_sk(key), precondition)
+            .await
+        {
+            Ok(_) | Err(StoreError::ConditionFailed) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Puts a journal entry by its id: recording the same conflict twice keeps one entry.
+    pub async fn record(&self, conflict: &Conflict, at: i64) -> Result<(), StoreError> {
+        let entry = JournalEntry {
+            at,
+            conflict: conflict.clone(),
+        };
+        let mut item = crate::adapters::store::record_to_item(
+            &self.pk,
+            format!("{JOURNAL_PREFIX}{}", conflict.id),
+            &entry,
+        )?;
+        item.expires_at = Some(at + JOURNAL_TTL_SECS);
+        self.store.put(&item, Precondition::None).await?;
+        Ok(())
+    }
+
+    /// The journal, newest first.
+    pub async fn journal(&self) -> Result<Vec<JournalEntry>, StoreError> {
+        let mut entries: Vec<JournalEntry> = self
+            .store
+            .query(&self.pk, JOURNAL_PREFIX)
+            .await?
+            .iter()
+            .map(crate::adapters::store::item_to_record)
+            .collect::<Result<_, _>>()?;
+        entries.sort_by(|a, b| {
+            b.at.cmp(&a.at)
+                .then_with(|| a.conflict.id.cmp(&b.conflict.id))
+        });
+        Ok(entries)
+    }
+
+    /// Forgets every link (not the journal): when the user's mailbox changed, the links point
+    /// at another account's events.
+    pub async fn forget_links(&self) -> Result<usize, StoreError> {
+        let items = self.store.query(&self.pk, LINK_PREFIX).await?;
+        for item in &items {
+            self.store
+                .delete(&self.pk, &item.sk, Precondition::None)
+                .await?;
+        }
+        Ok(items.len())
+    }
+
+    fn link_item(&self, link: &Link) -> Result<Item, StoreError> {
+        let mut item = crate::adapters::store::record_to_item(&self.pk, link_sk(&link.key), link)?;
+        // The key is the sort key and the version is the store's own.
+        item.data.remove("key");
+        item.data.remove("version");
+        Ok(item)
+    }
+}
+
+fn link_sk(key: &LinkKey) -> String {
+    format!("{LINK_PREFIX}{key}")
+}
+
+fn link_from_item(item: &Item) -> Result<Link, StoreError> {
+    let key = item
+        .sk
+        .strip_prefix(LINK_PREFIX)
+        .ok_or_else(|| StoreError::Backend(format!("{} is not a link", item.sk)))?;
+    let mut data = item.data.clone();
+    data.insert("key".into(), Value::String(key.to_owned()));
+    data.insert("version".into(), Value::from(item.version));
+    serde_json::from_value(Value::Object(data)).map_err(|e| {
+        StoreError::Backend(format!(
+            "stored link {}/{} is unreadable: {e}",
+            item.pk, item.sk
+        ))
+    })
+}

@@ -1,0 +1,595 @@
+//! One sync run for one user, end to end: read both sides from the committed cursors, plan,
+//! execute, commit the cursors, record the outcome in the user's status. The engine's rules
+//! are in [`calsync_core::sync`]; this module does the I/O around them, in the order its
+//! runner contract gives.
+//!
+//! Cost of a run with nothing to do — what every scheduled run pays for every user
+//! (docs/design.md §6): one read of the user's item (token, cursors), one Graph delta page, one
+//! CRM feed request, one write of the user's item. The links are read only when a side reports
+//! something, when the CRM is reconciled, or on a full listing.
+
+mod links;
+mod outlook;
+mod target;
+
+pub use links::{sync_pk, JournalEntry, LinkStore};
+pub use outlook::{item_from, OutlookRead};
+pub use target::LiveTarget;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+
+use crate::adapters::crm::vtiger::{AccessKey, VtigerConfig, VtigerCrm};
+use crate::adapters::crm::{ChangeCursor, ChangesRequest, CrmError, CrmEventId, CrmPort, CrmUser};
+use crate::adapters::graph::{GraphClient, GraphError, MailboxClient};
+use crate::adapters::store::{now_epoch, ItemStore, StoreError};
+use crate::services::tenants::{TenantContext, TenantSettings};
+use crate::services::tokens::{TokenError, Tokens};
+use crate::services::users::{
+    ProblemCode, RunCounts, RunRecord, UserStatus, UserWriteError, Users,
+};
+use calsync_core::ids::CrmUserName;
+use calsync_core::sync::{
+    execute, plan, CrmChanges, Execution, FieldSet, Link, Plan, PlanCounts, Policy, Stopped,
+    SyncProgress,
+};
+use calsync_core::time::TimeWindow;
+
+/// A delta link keeps the window it was started with; once the wanted window has moved on by
+/// this much, the next round lists the new window in full.
+const REBASELINE_AFTER: SignedDuration = SignedDuration::from_hours(7 * 24);
+/// How often the CRM is listed in full to find deletions by absence when its change feed
+/// cannot report them (stock vtiger 8 without a working `sync`), and at the latest.
+const RECONCILE_WHEN_BLIND_SECS: i64 = 30 * 60;
+const RECONCILE_ANYWAY_SECS: i64 = 24 * 3600;
+/// How often linked Outlook series are listed: delta does not report a cancelled occurrence.
+const SERIES_CHECK_SECS: i64 = 30 * 60;
+/// Pages of the CRM feed read in one run; the rest waits for the next run.
+const MAX_CRM_READS: usize = 50;
+
+/// What a run is asked to do beyond the usual.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunOptions {
+    /// Forget the cursors: list both sides in full and reconcile with the links.
+    pub full: bool,
+    /// Let deletions through that the mass-deletion guard would hold back.
+    pub confirm_deletions: bool,
+    /// Read and plan, write nothing, commit nothing.
+    pub dry_run: bool,
+    /// Start no write after this: a Lambda invocation ends at its timeout, and a large first
+    /// sync continues in a follow-up job instead of being cut off.
+    pub deadline: Option<std::time::Instant>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunOutcome {
+    /// Nothing changed on either side.
+    Quiet,
+    /// Every planned write happened and the cursors moved on.
+    Synced,
+    /// Some events failed; the cursors stay, so the next run tries them again.
+    Partial,
+    /// The mass-deletion guard held the run's deletions back.
+    GuardTripped,
+    /// Microsoft refused the user's refresh token; the user must connect again.
+    ReconnectRequired,
+    /// The user is not connected (any more).
+    NotConnected,
+    /// Planned only (`dry_run`).
+    DryRun,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub outcome: RunOutcome,
+    pub counts: RunCounts,
+    /// The plan, for a dry run.
+    pub plan: Option<Plan>,
+    /// Input items that could not be read, with why.
+    pub skipped: Vec<String>,
+    /// Steps that failed, with why.
+    pub failures: Vec<String>,
+    /// Whether Outlook was listed in full (first run, lost delta token, moved window).
+    pub outlook_full: bool,
+    /// Steps left for a follow-up run because this one ran out of time.
+    pub postponed: usize,
+    pub graph_pages: u32,
+}
+
+impl RunReport {
+    fn new(outcome: RunOutcome) -> Self {
+        Self {
+            outcome,
+            counts: RunCounts::default(),
+            plan: None,
+            skipped: Vec::new(),
+            failures: Vec::new(),
+            outlook_full: false,
+            postponed: 0,
+            graph_pages: 0,
+        }
+    }
+}
+
+/// Why a run could not finish; the job fails and the queue delivers it again.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("storage failed")]
+    Store(#[from] StoreError),
+    #[error("the run's outcome could not be recorded")]
+    Record(#[from] UserWriteError),
+    #[error("Microsoft sign-in failed")]
+    Token(#[source] TokenError),
+    #[error("Outlook could not be read")]
+    Outlook(#[source] GraphError),
+    #[error("the CRM could not be read")]
+    Crm(#[source] CrmError),
+    #[error("the run stopped")]
+    Stopped(#[source] Stopped),
+}
+
+impl RunError {
+    /// The status problem this error leaves on the user, with what to do about it.
+    fn problem(&self) -> (ProblemCode, String) {
+        let why = crate::errors::chain(self);
+        match self {
+            RunError::Crm(CrmError::UnknownUser(name)) => (
+                ProblemCode::CrmUserMissing,
+                format!("The CRM has no active user named {name:?}. Check the user name in the CRM's link, or disconnect this user."),
+            ),
+            RunError::Crm(_) => (
+                ProblemCode::CrmUnreachable,
+                format!("{why}. calsync keeps trying; if this lasts, check the CRM address, the integration user and its access key."),
+            ),
+            RunError::Outlook(_) => (
+                ProblemCode::OutlookUnreachable,
+                format!("{why}. calsync keeps trying."),
+            ),
+            _ => (
+                ProblemCode::SyncFailed,
+                format!("The last sync stopped: {why}. calsync tries again on its own."),
+            ),
+        }
+    }
+
+    fn record(&self) -> RunRecord<'static> {
+        let (code, detail) = self.problem();
+        RunRecord::Failed { code, detail }
+    }
+}
+
+/// The window to sync now, by the tenant's settings.
+pub fn window_at(settings: &TenantSettings, now: Timestamp) -> TimeWindow {
+    let day = SignedDuration::from_hours(24);
+    let start = now
+        .checked_sub(day * i32::try_from(settings.window_past_days).unwrap_or(i32::MAX))
+        .unwrap_or(Timestamp::MIN);
+    let end = now
+        .checked_add(day * i32::try_from(settings.window_future_days).unwrap_or(i32::MAX))
+        .unwrap_or(Timestamp::MAX);
+    TimeWindow::new(start, end)
+}
+
+/// Runs syncs: everything a run needs besides the tenant, the user and the CRM.
+#[derive(Clone)]
+pub struct SyncRunner {
+    store: Arc<dyn ItemStore>,
+    users: Users,
+    tokens: Tokens,
+    graph: GraphClient,
+    /// Upper bound of every CRM call.
+    http_timeout: Duration,
+}
+
+impl SyncRunner {
+    pub fn new(
+        store: Arc<dyn ItemStore>,
+        users: Users,
+        tokens: Tokens,
+        graph: GraphClient,
+        http_timeout: Duration,
+    ) -> Self {
+        Self {
+            store,
+            users,
+            tokens,
+            graph,
+            http_timeout,
+        }
+    }
+
+    /// The tenant's CRM adapter. Cheap: sessions are shared process-wide.
+    pub fn crm_for(&self, tenant: &TenantContext) -> Result<VtigerCrm, CrmError> {
+        let mut config = VtigerConfig::new(
+            tenant.secret.crm_url.clone(),
+            tenant.secret.crm_user.clone(),
+            AccessKey::new(tenant.secret.crm_access_key.expose()),
+        );
+        config.server_zone = tenant.settings.crm_time_zone.clone();
+        config.timeout = self.http_timeout;
+        VtigerCrm::new(config)
+    }
+
+    /// The links and journal of one user.
+    pub fn links<'a>(&'a self, tenant: &TenantContext, user: &CrmUserName) -> LinkStore<'a> {
+        LinkStore::new(self.store.as_ref(), &tenant.id, user)
+    }
+
+    /// Syncs one user once. Records the outcome in the user's status either way.
+    pub async fn sync_user(
+        &self,
+        tenant: &TenantContext,
+        user: &CrmUserName,
+        options: RunOptions,
+    ) -> Result<RunReport, RunError> {
+        let crm = self.crm_for(tenant).map_err(RunError::Crm)?;
+        self.sync_user_with(tenant, user, &crm, options).await
+    }
+
+    /// [`Self::sync_user`] with a given CRM adapter.
+    pub async fn sync_user_with(
+        &self,
+        tenant: &TenantContext,
+        user: &CrmUserName,
+        crm: &dyn CrmPort,
+        options: RunOptions,
+    ) -> Result<RunReport, RunError> {
+        let Some(read) = self.users.get(&tenant.id, user).await? else {
+            return Ok(RunReport::new(RunOutcome::NotConnected));
+        };
+        match read.record.status {
+            UserStatus::Connected => {}
+            UserStatus::ReconnectRequired => {
+                return Ok(RunReport::new(RunOutcome::ReconnectRequired))
+            }
+            UserStatus::Disconnected => return Ok(RunReport::new(RunOutcome::NotConnected)),
+        }
+        let token = match self.tokens.for_mailbox(tenant, &read.record).await {
+            Ok(token) => token,
+            // Recorded on the user by the token service; retrying cannot help, so no retry
+            // storm.
+            Err(e) if e.is_reconnect_required() => {
+                return Ok(RunReport::new(RunOutcome::ReconnectRequired))
+            }
+            Err(TokenError::NotConnected) => return Ok(RunReport::new(RunOutcome::NotConnected)),
+            Err(e) => {
+                let error = RunError::Token(e);
+                if let Err(e) = self
+                    .users
+                    .record_run(&read, &error.record(), now_epoch())
+                    .await
+                {
+                    tracing::error!(tenant = %tenant.id, user = %user, error = %e, "sync status not recorded");
+                }
+                return Err(error);
+            }
+        };
+        let oid = read.record.ms_user_id.clone();
+        let mailbox = self
+            .graph
+            .mailbox(tenant.settings.mode.mailbox(oid.clone()), token);
+        let links = self.links(tenant, user);
+        let mut progress = match &read.record.progress {
+            Some(progress) if progress.mailbox == oid => progress.clone(),
+            Some(_) => {
+                // Another Microsoft account: its links point at someone else's events.
+                let forgotten = links.forget_links().await?;
+                tracing::info!(tenant = %tenant.id, user = %user, forgotten, "mailbox changed, starting over");
+                SyncProgress::starting(oid.clone())
+            }
+            None => SyncProgress::starting(oid.clone()),
+        };
+
+        let now = now_epoch();
+        let run = Run {
+            tenant,
+            user,
+            crm,
+            options,
+            now,
+        };
+        let outcome = run.sync(&mailbox, &links, &mut progress).await;
+        if !options.dry_run {
+            let record = match &outcome {
+                Ok(done) => RunRecord::Finished {
+                    counts: done.report.counts,
+                    linked: done.linked,
+                    guard: done.guard.clone(),
+                    failures: &done.report.failures,
+                    committed: done.commit.then_some(&progress),
+                    owner: progress.crm_owner.as_ref(),
+                    mailbox: &progress.mailbox,
+                },
+                Err(e) => e.record(),
+            };
+            if let Err(e) = self.users.record_run(&read, &record, now).await {
+                tracing::error!(tenant = %tenant.id, user = %user, error = %e, "sync status not recorded");
+                // Without the status the cursors are not committed either: the run failed.
+                return Err(RunError::Record(e));
+            }
+        }
+        outcome.map(|done| done.report)
+    }
+}
+
+struct Run<'a> {
+    tenant: &'a TenantContext,
+    user: &'a CrmUserName,
+    crm: &'a dyn CrmPort,
+    options: RunOptions,
+    now: i64,
+}
+
+/// A finished run: its report, and whether the cursors in the state may be committed.
+struct Done {
+    report: RunReport,
+    commit: bool,
+    linked: Option<u64>,
+    guard: Option<String>,
+}
+
+impl Run<'_> {
+    async fn sync(
+        &self,
+        mailbox: &MailboxClient,
+        links: &LinkStore<'_>,
+        state: &mut SyncProgress,
+    ) -> Result<Done, RunError> {
+        let settings = &self.tenant.settings;
+        let now_ts = Timestamp::from_second(self.now).unwrap_or(Timestamp::UNIX_EPOCH);
+        let window = window_at(settings, now_ts);
+        let stored_window = TimeWindow::new(
+            Timestamp::from_second(state.window_start).unwrap_or(window.start),
+            Timestamp::from_second(state.window_end).unwrap_or(window.end),
+        );
+        let slid = window.start.duration_since(stored_window.start) >= REBASELINE_AFTER;
+        let outlook = outlook::read(
+            mailbox,
+            state.outlook_delta.as_deref(),
+            stored_window,
+            window,
+            self.options.full || slid,
+        )
+        .await
+        .map_err(RunError::Outlook)?;
+
+        let owner = match &state.crm_owner {
+            Some(owner) => owner.clone(),
+            None => {
+                let owner = self
+                    .crm
+                    .resolve_user(self.user.as_str())
+                    .await
+                    .map_err(RunError::Crm)?;
+                state.crm_owner = Some(owner.clone());
+                owner
+            }
+        };
+        let cursor = if self.options.full {
+            None
+        } else {
+            state.crm_cursor.clone()
+        };
+        let reconcile = cursor.is_some() && self.reconcile_due(state);
+        let check_series = self.options.full
+            || state
+                .series_checked_at
+                .is_none_or(|at| self.now - at >= SERIES_CHECK_SECS);
+        // The links are read up front only when something needs them anyway.
+        let mut snapshot: Option<Vec<Link>> =
+            if !outlook.is_quiet() || cursor.is_none() || reconcile || check_series {
+                Some(links.links().await?)
+            } else {
+                None
+            };
+        let full_crm_listing = cursor.is_none();
+        let (crm_changes, crm_cursor) = self
+            .read_crm(&owner, cursor, reconcile, &window, snapshot.as_deref())
+            .await?;
+
+        let quiet =
+            outlook.is_quiet() && crm_changes.upserts.is_empty() && crm_changes.gone.is_empty();
+        let mut report = RunReport::new(RunOutcome::Quiet);
+        report.outlook_full = outlook.full;
+        report.graph_pages = outlook.round.pages;
+        let delta_link = outlook.round.delta_link.clone();
+        let outlook_window = outlook.window;
+        let advance = |state: &mut SyncProgress| {
+            state.outlook_delta = Some(delta_link.clone());
+            state.window_start = outlook_window.start.as_second();
+            state.window_end = outlook_window.end.as_second();
+            state.crm_cursor = Some(crm_cursor.clone());
+            // A first load or a full resync lists the window: that is a reconciliation too.
+            if reconcile || full_crm_listing {
+                state.reconciled_at = Some(self.now);
+            }
+            if check_series {
+                state.series_checked_at = Some(self.now);
+            }
+        };
+        if quiet && snapshot.is_none() && !self.options.dry_run {
+            advance(state);
+            return Ok(Done {
+                report,
+                commit: true,
+                linked: None,
+                guard: None,
+            });
+        }
+        let snapshot = match snapshot.take() {
+            Some(snapshot) => snapshot,
+            None => links.links().await?,
+        };
+        let (outlook_changes, skipped) = outlook
+            .into_changes(mailbox, &snapshot, check_series)
+            .await
+            .map_err(RunError::Outlook)?;
+        report.skipped = skipped;
+
+        let mut policy = Policy::new(
+            settings.conflict_policy,
+            mailbox.mailbox().oid(),
+            FieldSet::of(self.crm.carried_fields()),
+        );
+        policy.first_sync = !state.first_sync_done;
+        policy.guard.confirmed = self.options.confirm_deletions;
+        let plan = plan(&snapshot, &outlook_changes, &crm_changes, &policy);
+        report.skipped.extend(plan.skipped.iter().cloned());
+        if self.options.dry_run {
+            report.outcome = RunOutcome::DryRun;
+            report.plan = Some(plan);
+            return Ok(Done {
+                report,
+                commit: false,
+                linked: None,
+                guard: None,
+            });
+        }
+
+        let mut target = LiveTarget::new(
+            links.clone(),
+            &snapshot,
+            mailbox,
+            self.crm,
+            &owner,
+            self.now,
+        );
+        target.deadline = self.options.deadline;
+        let execution = execute(&plan, &target, policy.crm_fields, policy.outlook_fields)
+            .await
+            .map_err(RunError::Stopped)?;
+        let linked = target.versions.lock().map(|v| v.len() as u64).ok();
+        report.counts = counts(&plan.counts, &execution);
+        report.postponed = execution.postponed;
+        report.failures = execution
+            .failed
+            .iter()
+            .map(|(key, why)| format!("{key}: {why}"))
+            .chain(
+                execution
+                    .gone
+                    .iter()
+                    .map(|(side, id)| format!("{side:?} {id} disappeared while syncing")),
+            )
+            .collect();
+        let guard = plan.guard.as_ref().map(|trip| {
+            format!(
+                "This sync would have deleted {} events ({} in the CRM, {} in Outlook) of {} linked, more than the safety limit ({} events and {} %). Nothing was deleted. If these deletions are intended, confirm them with `calsync resync --tenant {} --user {} --confirm-deletions`.",
+                trip.crm_deletions + trip.outlook_deletions,
+                trip.crm_deletions,
+                trip.outlook_deletions,
+                trip.linked,
+                trip.max_events,
+                trip.max_percent,
+                self.tenant.id,
+                self.user,
+            )
+        });
+        let commit = execution.all_done() && plan.may_commit_cursors();
+        report.outcome = if guard.is_some() {
+            RunOutcome::GuardTripped
+        } else if commit && plan.is_empty() {
+            // Only echoes of our own writes, or nothing calsync carries, changed.
+            RunOutcome::Quiet
+        } else if commit {
+            RunOutcome::Synced
+        } else {
+            RunOutcome::Partial
+        };
+        if commit {
+            advance(state);
+            state.first_sync_done = true;
+        }
+        Ok(Done {
+            report,
+            commit,
+            linked,
+            guard,
+        })
+    }
+
+    fn reconcile_due(&self, state: &SyncProgress) -> bool {
+        if self.options.full {
+            return true;
+        }
+        let since = state.reconciled_at.map(|at| self.now - at);
+        match since {
+            None => true,
+            Some(elapsed) => {
+                (elapsed >= RECONCILE_WHEN_BLIND_SECS && !feed_sees_deletions(state))
+                    || elapsed >= RECONCILE_ANYWAY_SECS
+            }
+        }
+    }
+
+    /// Reads the CRM feed to its end (or [`MAX_CRM_READS`] pages). Without `snapshot`, any
+    /// deletion the feed shows is reported and the planner ignores the ones it has no link for.
+    async fn read_crm(
+        &self,
+        owner: &CrmUser,
+        cursor: Option<ChangeCursor>,
+        reconcile: bool,
+        window: &TimeWindow,
+        snapshot: Option<&[Link]>,
+    ) -> Result<(CrmChanges, ChangeCursor), RunError> {
+        let known: Vec<CrmEventId> = snapshot
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|link| link.crm_id.clone())
+            .collect();
+        let mut changes = CrmChanges::default();
+        let mut cursor = cursor;
+        for n in 0..MAX_CRM_READS {
+            let page = self
+                .crm
+                .changes(ChangesRequest {
+                    owner,
+                    cursor: cursor.clone(),
+                    window: *window,
+                    known: &known,
+                    reconcile: reconcile && n == 0,
+                    report_any_gone: snapshot.is_none(),
+                })
+                .await
+                .map_err(RunError::Crm)?;
+            for (id, why) in &page.unreadable {
+                tracing::warn!(tenant = %self.tenant.id, user = %self.user, crm_id = %id, reason = %why, "CRM event skipped");
+            }
+            let more = page.more;
+            cursor = Some(page.cursor.clone());
+            changes.extend(page.upserts, page.gone);
+            if !more {
+                break;
+            }
+        }
+        let cursor = cursor.ok_or_else(|| {
+            RunError::Crm(CrmError::Config("the CRM feed returned no cursor".into()))
+        })?;
+        Ok((changes, cursor))
+    }
+}
+
+fn feed_sees_deletions(state: &SyncProgress) -> bool {
+    state
+        .crm_cursor
+        .as_ref()
+        .is_some_and(crate::adapters::crm::vtiger::cursor_sees_deletions)
+}
+
+/// What a run did, by side and kind, as executed; conflicts as planned (their entries are
+/// written before the writes they explain).
+fn counts(planned: &PlanCounts, execution: &Execution) -> RunCounts {
+    RunCounts {
+        crm_created: execution.crm.created as u64,
+        crm_updated: execution.crm.updated as u64,
+        crm_deleted: execution.crm.deleted as u64,
+        outlook_created: execution.outlook.created as u64,
+        outlook_updated: execution.outlook.updated as u64,
+        outlook_deleted: execution.outlook.deleted as u64,
+        conflicts: planned.conflicts as u64,
+        failed: (execution.failed.len() + execution.gone.len() + execution.stale) as u64,
+    }
+}

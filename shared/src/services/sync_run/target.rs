@@ -1,0 +1,225 @@
+//! The live [`SyncTarget`]: Graph for Outlook, the CRM port for the CRM, the item store for
+//! links and the journal. Each method is one attempt; errors are sorted into what the
+//! executor may retry, what ends a step and what stops the run.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::links::LinkStore;
+use crate::adapters::crm::{CrmError, CrmEventId, CrmPort, CrmUser, EventPatch, NewEvent};
+use crate::adapters::graph::mapping::draft_from_event;
+use crate::adapters::graph::{to_calendar_event, GraphError, GraphEvent, MailboxClient};
+use crate::adapters::store::StoreError;
+use calsync_core::event::{CalendarEvent, EventField};
+use calsync_core::sync::{Conflict, Link, LinkKey, Occurrence, SyncTarget, WriteFailure};
+
+pub struct LiveTarget<'a> {
+    pub links: LinkStore<'a>,
+    /// The stored version of every link, from the snapshot the plan was made from, kept up
+    /// to date by this run's own writes (runs of one user never overlap: one FIFO group).
+    pub versions: Mutex<HashMap<LinkKey, u64>>,
+    pub mailbox: &'a MailboxClient,
+    pub crm: &'a dyn CrmPort,
+    pub owner: &'a CrmUser,
+    pub now: i64,
+    /// Wait between attempts (zero in tests that count requests, not time).
+    pub backoff: Duration,
+    /// No step is started after this (the invocation's end, less a margin).
+    pub deadline: Option<std::time::Instant>,
+}
+
+impl<'a> LiveTarget<'a> {
+    pub fn new(
+        links: LinkStore<'a>,
+        snapshot: &[Link],
+        mailbox: &'a MailboxClient,
+        crm: &'a dyn CrmPort,
+        owner: &'a CrmUser,
+        now: i64,
+    ) -> Self {
+        Self {
+            links,
+            versions: Mutex::new(
+                snapshot
+                    .iter()
+                    .map(|link| (link.key.clone(), link.version))
+                    .collect(),
+            ),
+            mailbox,
+            crm,
+            owner,
+            now,
+            backoff: Duration::from_millis(300),
+            deadline: None,
+        }
+    }
+
+    fn set_version(&self, key: &LinkKey, version: Option<u64>) {
+        if let Ok(mut versions) = self.versions.lock() {
+            match version {
+                Some(v) => versions.insert(key.clone(), v),
+                None => versions.remove(key),
+            };
+        }
+    }
+}
+
+fn from_store(e: StoreError) -> WriteFailure {
+    match e {
+        StoreError::Invalid(why) => WriteFailure::Rejected(why),
+        other => WriteFailure::Transient(other.to_string()),
+    }
+}
+
+fn from_graph(e: GraphError) -> WriteFailure {
+    match e {
+        GraphError::Unauthorized { .. } => WriteFailure::Fatal(e.to_string()),
+        GraphError::Throttled { .. } | GraphError::Conflict { .. } => {
+            WriteFailure::Transient(e.to_string())
+        }
+        // Graph retried these itself; what is left may or may not have happened.
+        GraphError::Unavailable(_) => WriteFailure::Ambiguous(e.to_string()),
+        _ => WriteFailure::Rejected(e.to_string()),
+    }
+}
+
+fn from_crm(e: CrmError) -> WriteFailure {
+    match &e {
+        CrmError::Login { .. } | CrmError::Config(_) => WriteFailure::Fatal(e.to_string()),
+        // The request went out; whether it was carried out is unknown.
+        CrmError::Timeout { .. } | CrmError::Malformed { .. } => {
+            WriteFailure::Ambiguous(e.to_string())
+        }
+        CrmError::Http { status, .. } if *status >= 500 => WriteFailure::Ambiguous(e.to_string()),
+        _ if e.is_transient() => WriteFailure::Transient(e.to_string()),
+        _ => WriteFailure::Rejected(e.to_string()),
+    }
+}
+
+/// The event as Outlook stored it; if the answer cannot be mapped, what was asked for with
+/// the new id (the next round's echo corrects any difference).
+fn returned(asked: &CalendarEvent, stored: &GraphEvent) -> CalendarEvent {
+    to_calendar_event(stored).unwrap_or_else(|_| {
+        let mut event = asked.clone();
+        event.ids.outlook = Some(stored.id.clone());
+        event
+    })
+}
+
+#[async_trait]
+impl SyncTarget for LiveTarget<'_> {
+    async fn stored_version(&self, key: &LinkKey) -> Result<Option<u64>, WriteFailure> {
+        Ok(self
+            .versions
+            .lock()
+            .map_err(|_| WriteFailure::Fatal("link versions poisoned".into()))?
+            .get(key)
+            .copied())
+    }
+
+    async fn put_link(&self, link: &Link) -> Result<bool, WriteFailure> {
+        let stored = self.links.put_link(link).await.map_err(from_store)?;
+        if stored {
+            self.set_version(&link.key, Some(link.version));
+        }
+        Ok(stored)
+    }
+
+    async fn delete_link(&self, key: &LinkKey, expect: Option<u64>) -> Result<(), WriteFailure> {
+        self.links
+            .delete_link(key, expect)
+            .await
+            .map_err(from_store)?;
+        self.set_version(key, None);
+        Ok(())
+    }
+
+    async fn record_conflict(&self, conflict: &Conflict) -> Result<(), WriteFailure> {
+        self.links
+            .record(conflict, self.now)
+            .await
+            .map_err(from_store)
+    }
+
+    async fn create_in_crm(&self, event: &CalendarEvent) -> Result<CalendarEvent, WriteFailure> {
+        let new = NewEvent {
+            event: event.clone(),
+            invitees: Vec::new(),
+        };
+        self.crm.create(self.owner, &new).await.map_err(from_crm)
+    }
+
+    async fn create_in_outlook(
+        &self,
+        crm_id: &CrmEventId,
+        transaction_id: &str,
+        event: &CalendarEvent,
+    ) -> Result<CalendarEvent, WriteFailure> {
+        let draft = draft_from_event(event, &EventField::ALL);
+        let stored = self
+            .mailbox
+            .create_event(&draft, crm_id.as_str(), transaction_id)
+            .await
+            .map_err(from_graph)?;
+        Ok(returned(event, &stored))
+    }
+
+    async fn update_crm(
+        &self,
+        crm_id: &CrmEventId,
+        fields: &[EventField],
+        event: &CalendarEvent,
+    ) -> Result<Option<CalendarEvent>, WriteFailure> {
+        let patch = EventPatch {
+            event: event.clone(),
+            fields: fields.to_vec(),
+            invitees: Vec::new(),
+        };
+        self.crm
+            .update(self.owner, crm_id, &patch)
+            .await
+            .map_err(from_crm)
+    }
+
+    async fn update_outlook(
+        &self,
+        outlook_id: &str,
+        fields: &[EventField],
+        event: &CalendarEvent,
+        _occurrence: Option<&Occurrence>,
+    ) -> Result<Option<CalendarEvent>, WriteFailure> {
+        // An occurrence is patched by its own id, which turns it into an exception.
+        let draft = draft_from_event(event, fields);
+        match self.mailbox.update_event(outlook_id, &draft, None).await {
+            Ok(stored) => Ok(Some(returned(event, &stored))),
+            Err(GraphError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(from_graph(e)),
+        }
+    }
+
+    async fn delete_in_crm(&self, crm_id: &CrmEventId) -> Result<(), WriteFailure> {
+        self.crm.delete(crm_id).await.map(|_| ()).map_err(from_crm)
+    }
+
+    async fn delete_in_outlook(&self, outlook_id: &str) -> Result<(), WriteFailure> {
+        self.mailbox
+            .delete_event(outlook_id, None)
+            .await
+            .map(|_| ())
+            .map_err(from_graph)
+    }
+
+    fn out_of_time(&self) -> bool {
+        self.deadline
+            .is_some_and(|deadline| std::time::Instant::now() >= deadline)
+    }
+
+    async fn pause(&self, attempt: u32) {
+        if !self.backoff.is_zero() {
+            tokio::time::sleep(self.backoff * attempt).await;
+        }
+    }
+}

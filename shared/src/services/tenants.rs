@@ -1,0 +1,519 @@
+//! Tenants: one CRM customer each. Non-secret settings live in the table; credentials live in
+//! the secret store as one JSON document per tenant (`{prefix}{tenant}`), read once per
+//! container and cached briefly.
+
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use url::Url;
+
+use crate::adapters::secret_store::{SecretStore, SecretStoreError};
+use crate::adapters::store::{
+    item_to_record, record_to_item, ItemStore, Precondition, StoreError, WriteOp,
+};
+use crate::crypto::{CryptoError, SealingKey};
+use calsync_core::ids::TenantId;
+use calsync_core::secret::Secret;
+use calsync_core::sync::ConflictPolicy;
+
+/// How long a container trusts a cached tenant secret before reading it again (so a rotated
+/// client secret takes effect within minutes without a redeploy).
+const SECRET_CACHE_TTL: Duration = Duration::from_secs(300);
+const SETTINGS_CACHE_TTL: Duration = Duration::from_secs(60);
+
+/// The credentials of one tenant. Never logged: every secret field redacts in `Debug`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TenantSecret {
+    /// The customer's Microsoft Entra tenant (directory) id.
+    pub azure_tenant_id: String,
+    /// Where users sign in, when not the directory itself: `organizations` for a publisher-wide
+    /// multi-tenant app. The signed-in user's `tid` must still be `azure_tenant_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authority: Option<String>,
+    pub client_id: String,
+    pub client_secret: Secret,
+    /// `YYYY-MM-DD`, when the client secret stops working (shown as a warning ahead of time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret_expires: Option<String>,
+    pub crm_url: String,
+    pub crm_user: String,
+    pub crm_access_key: Secret,
+    /// Signs the links the CRM hands its users (HMAC-SHA256).
+    pub link_key: Secret,
+    /// Seals refresh tokens at rest (AES-256-GCM, hex).
+    pub token_key: Secret,
+}
+
+impl TenantSecret {
+    /// The identity-platform path segment users sign in through.
+    pub fn authority(&self) -> &str {
+        self.authority.as_deref().unwrap_or(&self.azure_tenant_id)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum AccessMode {
+    /// Each user signs in; their refresh token is kept sealed.
+    #[default]
+    Delegated,
+    /// A tenant admin consents once; calsync uses client-credentials tokens.
+    AppOnly,
+}
+
+impl AccessMode {
+    /// How a user's mailbox is addressed: `me` with their own token, `users/{oid}` app-only.
+    pub fn mailbox(self, oid: String) -> crate::adapters::graph::Mailbox {
+        match self {
+            AccessMode::Delegated => crate::adapters::graph::Mailbox::me(oid),
+            AccessMode::AppOnly => crate::adapters::graph::Mailbox::user(oid),
+        }
+    }
+}
+
+/// Non-secret tenant settings, stored on the tenant's item.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TenantSettings {
+    pub tenant: TenantId,
+    pub display_name: String,
+    /// Scheme, host and port of the CRM: the only place `return_to` may point to.
+    pub crm_origin: String,
+    #[serde(default)]
+    pub mode: AccessMode,
+    #[serde(default)]
+    pub conflict_policy: ConflictPolicy,
+    /// IANA zone of the CRM server's dates and times.
+    pub crm_time_zone: String,
+    pub window_past_days: u32,
+    pub window_future_days: u32,
+    /// Copied from the secret so status can warn without reading secrets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret_expires: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_consent_at: Option<i64>,
+    /// How often the scheduler syncs each user even without notifications (the safety net
+    /// under push).
+    #[serde(default = "default_sync_interval")]
+    pub sync_interval_minutes: u32,
+    pub created_at: i64,
+}
+
+fn default_sync_interval() -> u32 {
+    15
+}
+
+impl TenantSettings {
+    pub fn new(
+        tenant: TenantId,
+        display_name: String,
+        crm_url: &str,
+        now: i64,
+    ) -> Result<Self, TenantError> {
+        Ok(Self {
+            tenant,
+            display_name,
+            crm_origin: origin_of(crm_url)?,
+            mode: AccessMode::Delegated,
+            conflict_policy: ConflictPolicy::Latest,
+            crm_time_zone: "UTC".into(),
+            window_past_days: 30,
+            window_future_days: 365,
+            client_secret_expires: None,
+            admin_consent_at: None,
+            sync_interval_minutes: default_sync_interval(),
+            created_at: now,
+        })
+    }
+
+    /// Warnings an operator should act on (status, `tenant show`, the dispatcher's log).
+    pub fn warnings(&self, now: i64) -> Vec<String> {
+        let mut warnings = Vec::new();
+        let expiry = self
+            .client_secret_expires
+            .as_deref()
+            .and_then(|d| d.parse::<jiff::civil::Date>().ok());
+        let today = jiff::Timestamp::from_second(now)
+            .map(|t| t.to_zoned_datetime(jiff::tz::TimeZone::UTC).date())
+            .ok();
+        if let (Some(expires), Some(today)) = (expiry, today) {
+            let days_left = (expires - today).get_days();
+            if days_left < 0 {
+                warnings.push(format!(
+                    "the client secret expired on {expires}: users cannot sync; rotate it now (calsync tenant rotate-secret)"
+                ));
+            } else if days_left <= 30 {
+                warnings.push(format!(
+                    "the client secret expires on {expires}, in {days_left} days: rotate it before then (calsync tenant rotate-secret)"
+                ));
+            }
+        }
+        warnings
+    }
+}
+
+/// `https://crm.example.com:8443` from any URL on that site.
+pub fn origin_of(raw: &str) -> Result<String, TenantError> {
+    let url = Url::parse(raw).map_err(|e| TenantError::Invalid(format!("CRM URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(TenantError::Invalid(
+            "the CRM URL must be http(s)://host".into(),
+        ));
+    }
+    Ok(url.origin().ascii_serialization())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TenantError {
+    #[error("tenant {0} does not exist")]
+    NotFound(TenantId),
+    #[error("tenant {0} already exists")]
+    AlreadyExists(TenantId),
+    #[error("invalid tenant configuration: {0}")]
+    Invalid(String),
+    #[error("the secret of tenant {0} is unreadable")]
+    BadSecret(TenantId),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Secrets(#[from] SecretStoreError),
+    #[error("the token key of the tenant is unusable: {0}")]
+    Key(#[from] CryptoError),
+}
+
+/// A tenant loaded for work: settings, credentials and the key that seals its tokens.
+pub struct TenantContext {
+    pub id: TenantId,
+    pub settings: TenantSettings,
+    pub secret: TenantSecret,
+    pub sealing_key: SealingKey,
+}
+
+pub(crate) fn tenant_pk(tenant: &TenantId) -> String {
+    format!("TENANT#{tenant}")
+}
+
+const SETTINGS_SK: &str = "SETTINGS";
+const REGISTRY_PK: &str = "TENANTS";
+
+fn registry_sk(tenant: &TenantId) -> String {
+    format!("TENANT#{tenant}")
+}
+
+/// Tenant settings and secrets, with a short per-container cache of secrets.
+#[derive(Clone)]
+pub struct Tenants {
+    store: Arc<dyn ItemStore>,
+    secrets: Arc<dyn SecretStore>,
+    secret_prefix: String,
+    cache: Arc<Mutex<HashMap<TenantId, (Instant, TenantSecret)>>>,
+    /// Settings as the sync runs read them: a warm container syncing many users of a tenant
+    /// reads the settings item once a minute, not once per user.
+    settings_cache: Arc<Mutex<HashMap<TenantId, (Instant, TenantSettings)>>>,
+}
+
+impl Tenants {
+    pub fn new(
+        store: Arc<dyn ItemStore>,
+        secrets: Arc<dyn SecretStore>,
+        secret_prefix: String,
+    ) -> Self {
+        Self {
+            store,
+            secrets,
+            secret_prefix,
+            cache: Arc::default(),
+            settings_cache: Arc::default(),
+        }
+    }
+
+    pub fn secret_name(&self, tenant: &TenantId) -> String {
+        format!("{}{}", self.secret_prefix, tenant)
+    }
+
+    pub async fn add(
+        &self,
+        settings: &TenantSettings,
+        secret: &TenantSecret,
+    ) -> Result<(), TenantError> {
+        let tenant = &settings.tenant;
+        if self.settings(tenant).await?.is_some() {
+            return Err(TenantError::AlreadyExists(tenant.clone()));
+        }
+        self.put_secret(tenant, secret).await?;
+        let settings_item = record_to_item(tenant_pk(tenant), SETTINGS_SK, settings)?;
+        let registry_item = record_to_item(
+            REGISTRY_PK,
+            registry_sk(tenant),
+            &serde_json::json!({ "tenant": tenant }),
+        )?;
+        match self
+            .store
+            .transact(vec![
+                WriteOp::Put(settings_item, Precondition::Absent),
+                WriteOp::Put(registry_item, Precondition::None),
+            ])
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(StoreError::ConditionFailed) => Err(TenantError::AlreadyExists(tenant.clone())),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn settings(&self, tenant: &TenantId) -> Result<Option<TenantSettings>, TenantError> {
+        match self.store.get(&tenant_pk(tenant), SETTINGS_SK).await? {
+            Some(item) => Ok(Some(item_to_record(&item)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Replaces the settings with `update(settings)` under optimistic concurrency.
+    pub async fn update_settings(
+        &self,
+        tenant: &TenantId,
+        update: impl Fn(&mut TenantSettings),
+    ) -> Result<TenantSettings, TenantError> {
+        loop {
+            let item = self
+                .store
+                .get(&tenant_pk(tenant), SETTINGS_SK)
+                .await?
+                .ok_or_else(|| TenantError::NotFound(tenant.clone()))?;
+            let mut settings: TenantSettings = item_to_record(&item)?;
+            update(&mut settings);
+            let mut next = record_to_item(tenant_pk(tenant), SETTINGS_SK, &settings)?;
+            next.version = item.version;
+            match self
+                .store
+                .put(&next, Precondition::Version(item.version))
+                .await
+            {
+                Ok(_) => return Ok(settings),
+                Err(StoreError::ConditionFailed) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    pub async fn list(&self) -> Result<Vec<TenantSettings>, TenantError> {
+        let mut out = Vec::new();
+        for item in self.store.query(REGISTRY_PK, "TENANT#").await? {
+            let Some(id) = item.sk.strip_prefix("TENANT#") else {
+                continue;
+            };
+            let Ok(tenant) = TenantId::parse(id) else {
+                continue;
+            };
+            if let Some(settings) = self.settings(&tenant).await? {
+                out.push(settings);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes the tenant: its settings, every item of its partition (users, sealed tokens,
+    /// states…) and its secret.
+    pub async fn remove(&self, tenant: &TenantId) -> Result<bool, TenantError> {
+        let pk = tenant_pk(tenant);
+        let items = self.store.query(&pk, "").await?;
+        let existed = !items.is_empty();
+        for item in items {
+            self.store
+                .delete(&item.pk, &item.sk, Precondition::None)
+                .await?;
+        }
+        self.store
+            .delete(REGISTRY_PK, &registry_sk(tenant), Precondition::None)
+            .await?;
+        let secret_existed = self.secrets.delete(&self.secret_name(tenant)).await?;
+        self.forget_cached(tenant);
+        Ok(existed || secret_existed)
+    }
+
+    pub async fn put_secret(
+        &self,
+        tenant: &TenantId,
+        secret: &TenantSecret,
+    ) -> Result<(), TenantError> {
+        validate_secret(secret)?;
+        let json =
+            serde_json::to_string(secret).map_err(|e| TenantError::Invalid(e.to_string()))?;
+        self.secrets
+            .put(&self.secret_name(tenant), &Secret::new(json))
+            .await?;
+        self.forget_cached(tenant);
+        Ok(())
+    }
+
+    /// The tenant's secret, from the cache when it is fresh.
+    pub async fn secret(&self, tenant: &TenantId) -> Result<TenantSecret, TenantError> {
+        if let Ok(cache) = self.cache.lock() {
+            if let Some((at, secret)) = cache.get(tenant) {
+                if at.elapsed() < SECRET_CACHE_TTL {
+                    return Ok(secret.clone());
+                }
+            }
+        }
+        let raw = self
+            .secrets
+            .get(&self.secret_name(tenant))
+            .await?
+            .ok_or_else(|| TenantError::NotFound(tenant.clone()))?;
+        let secret: TenantSecret = serde_json::from_str(raw.expose())
+            .map_err(|_| TenantError::BadSecret(tenant.clone()))?;
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.insert(tenant.clone(), (Instant::now(), secret.clone()));
+        }
+        Ok(secret)
+    }
+
+    fn forget_cached(&self, tenant: &TenantId) {
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.remove(tenant);
+        }
+    }
+
+    /// Settings, secret and sealing key together; `NotFound` if either half is missing.
+    pub async fn context(&self, tenant: &TenantId) -> Result<TenantContext, TenantError> {
+        let settings = self
+            .settings(tenant)
+            .await?
+            .ok_or_else(|| TenantError::NotFound(tenant.clone()))?;
+        self.context_with(tenant, settings).await
+    }
+
+    /// [`Self::context`] with settings up to [`SETTINGS_CACHE_TTL`] old: for the sync runs,
+    /// where a setting changed a minute ago may apply from the next run.
+    pub async fn context_cached(&self, tenant: &TenantId) -> Result<TenantContext, TenantError> {
+        let cached = self.settings_cache.lock().ok().and_then(|cache| {
+            cache
+                .get(tenant)
+                .filter(|(at, _)| at.elapsed() < SETTINGS_CACHE_TTL)
+                .map(|(_, settings)| settings.clone())
+        });
+        let settings = match cached {
+            Some(settings) => settings,
+            None => {
+                let settings = self
+                    .settings(tenant)
+                    .await?
+                    .ok_or_else(|| TenantError::NotFound(tenant.clone()))?;
+                if let Ok(mut cache) = self.settings_cache.lock() {
+                    cache.insert(tenant.clone(), (Instant::now(), settings.clone()));
+                }
+                settings
+            }
+        };
+        self.context_with(tenant, settings).await
+    }
+
+    async fn context_with(
+        &self,
+        tenant: &TenantId,
+        settings: TenantSettings,
+    ) -> Result<TenantContext, TenantError> {
+        let secret = self.secret(tenant).await?;
+        let sealing_key = SealingKey::from_hex(&secret.token_key)?;
+        Ok(TenantContext {
+            id: tenant.clone(),
+            settings,
+            secret,
+            sealing_key,
+        })
+    }
+}
+
+fn validate_secret(secret: &TenantSecret) -> Result<(), TenantError> {
+    let missing = |what: &str| TenantError::Invalid(format!("{what} is missing"));
+    if secret.azure_tenant_id.trim().is_empty() {
+        return Err(missing("the Azure tenant id"));
+    }
+    if let Some(authority) = &secret.authority {
+        let ok = !authority.is_empty()
+            && authority
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+        if !ok {
+            return Err(TenantError::Invalid(
+                "the authority must be a tenant id, domain or 'organizations'".into(),
+            ));
+        }
+    }
+    if secret.client_id.trim().is_empty() {
+        return Err(missing("the client id"));
+    }
+    if secret.client_secret.is_empty() {
+        return Err(missing("the client secret"));
+    }
+    if secret.link_key.expose().len() < 32 {
+        return Err(TenantError::Invalid(
+            "the link key must be at least 32 characters".into(),
+        ));
+    }
+    SealingKey::from_hex(&secret.token_key)?;
+    origin_of(&secret.crm_url)?;
+    if let Some(date) = &secret.client_secret_expires {
+        if !is_iso_date(date) {
+            return Err(TenantError::Invalid(
+                "the client secret expiry must be a date like 2027-03-31".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn is_iso_date(value: &str) -> bool {
+    value.len() == 10 && value.parse::<jiff::civil::Date>().is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn date_of(epoch: i64) -> String {
+        jiff::Timestamp::from_second(epoch)
+            .unwrap()
+            .strftime("%Y-%m-%d")
+            .to_string()
+    }
+
+    #[test]
+    fn origins() {
+        assert_eq!(
+            origin_of("https://crm.acme.es/index.php?x=1").unwrap(),
+            "https://crm.acme.es"
+        );
+        assert_eq!(
+            origin_of("http://localhost:8080/").unwrap(),
+            "http://localhost:8080"
+        );
+        assert!(origin_of("javascript:alert(1)").is_err());
+    }
+
+    #[test]
+    fn secret_expiry_warnings_start_30_days_ahead() {
+        let mut settings = TenantSettings::new(
+            TenantId::parse("t").unwrap(),
+            "T".into(),
+            "https://crm.x",
+            0,
+        )
+        .unwrap();
+        let day = 86_400;
+        let now = 20_000 * day; // 2024-10-04
+        assert!(settings.warnings(now).is_empty());
+        settings.client_secret_expires = Some(date_of(now + 45 * day));
+        assert!(settings.warnings(now).is_empty());
+        settings.client_secret_expires = Some(date_of(now + 29 * day));
+        assert!(settings.warnings(now)[0].contains("rotate it before then"));
+        settings.client_secret_expires = Some(date_of(now - day));
+        assert!(settings.warnings(now)[0].contains("expired"));
+    }
+
+    #[test]
+    fn dates() {
+        assert!(is_iso_date("2027-03-31"));
+        assert!(!is_iso_date("31/03/2027"));
+    }
+}

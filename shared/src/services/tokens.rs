@@ -1,0 +1,248 @@
+//! Access tokens for Graph on behalf of a tenant's users: the stored access token while it
+//! lasts, else a refresh whose rotated refresh token is stored (sealed) every time; app-only
+//! tokens for tenants in app-only mode. Refreshes of one user are serialised in-process by a
+//! mutex and across processes by a lease, so racing callers end with the newest refresh token
+//! stored and a valid access token each. `invalid_grant` marks the user `reconnect_required`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::adapters::identity::{
+    AppRegistration, Identity, IdentityError, TokenSet, EXPIRY_MARGIN_SECS,
+};
+use crate::adapters::store::{now_epoch, ItemStore, Lease, LeaseError, StoreError};
+use crate::crypto::CryptoError;
+use crate::services::tenants::{tenant_pk, AccessMode, TenantContext};
+use crate::services::users::{UserRecord, UserStatus, UserWriteError, Users};
+use calsync_core::ids::{CrmUserName, TenantId};
+use calsync_core::secret::Secret;
+
+/// How long a refresh may hold the per-user lease, and how long others wait for it.
+const REFRESH_LEASE_TTL: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    /// The user was marked `reconnect_required` earlier (or just now).
+    #[error("Microsoft no longer accepts the user's sign-in; they must connect again")]
+    ReconnectRequired,
+    #[error("the user is not connected")]
+    NotConnected,
+    #[error("another token refresh for this user took too long")]
+    Busy,
+    #[error("the stored refresh token does not open with the tenant's key")]
+    Unsealable(#[source] CryptoError),
+    #[error("a token could not be sealed")]
+    Seal(#[source] CryptoError),
+    #[error("reading the user")]
+    Store(#[from] StoreError),
+    #[error("recording the tokens")]
+    Write(#[from] UserWriteError),
+}
+
+impl TokenError {
+    /// Retrying cannot help until the user signs in again.
+    pub fn is_reconnect_required(&self) -> bool {
+        matches!(
+            self,
+            TokenError::ReconnectRequired
+                | TokenError::Identity(IdentityError::ReconnectRequired { .. })
+        )
+    }
+}
+
+impl From<LeaseError> for TokenError {
+    fn from(e: LeaseError) -> Self {
+        match e {
+            LeaseError::Busy => TokenError::Busy,
+            LeaseError::Store(s) => TokenError::Store(s),
+        }
+    }
+}
+
+/// The tenant's application registration as the identity adapter takes it.
+pub fn app_registration(tenant: &TenantContext) -> AppRegistration<'_> {
+    AppRegistration {
+        directory: &tenant.secret.azure_tenant_id,
+        authority: tenant.secret.authority(),
+        client_id: &tenant.secret.client_id,
+        client_secret: &tenant.secret.client_secret,
+    }
+}
+
+#[derive(Clone)]
+pub struct Tokens {
+    identity: Identity,
+    users: Users,
+    store: Arc<dyn ItemStore>,
+    user_locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+}
+
+impl Tokens {
+    pub fn new(identity: Identity, users: Users, store: Arc<dyn ItemStore>) -> Self {
+        Self {
+            identity,
+            users,
+            store,
+            user_locks: Arc::default(),
+        }
+    }
+
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// The token that reads and writes the user's mailbox: their own (delegated) or the
+    /// tenant's app-only one.
+    pub async fn for_mailbox(
+        &self,
+        tenant: &TenantContext,
+        record: &UserRecord,
+    ) -> Result<Secret, TokenError> {
+        match tenant.settings.mode {
+            AccessMode::Delegated => self.access_token_for(tenant, record).await,
+            AccessMode::AppOnly => Ok(self.identity.app_token(app_registration(tenant)).await?),
+        }
+    }
+
+    /// A valid access token for a connected user, read from the store.
+    pub async fn user_access_token(
+        &self,
+        tenant: &TenantContext,
+        user: &CrmUserName,
+    ) -> Result<Secret, TokenError> {
+        let record = self
+            .users
+            .get(&tenant.id, user)
+            .await?
+            .ok_or(TokenError::NotConnected)?
+            .record;
+        self.access_token_for(tenant, &record).await
+    }
+
+    /// A valid access token for a caller that has just read the user's record: the stored
+    /// access token is taken from it without reading the item again.
+    pub async fn access_token_for(
+        &self,
+        tenant: &TenantContext,
+        record: &UserRecord,
+    ) -> Result<Secret, TokenError> {
+        let user = &record.user;
+        if let Some(token) = usable_access_token(tenant, record)? {
+            return Ok(token);
+        }
+        let lock = self.user_lock(&tenant.id, user);
+        let _in_process = lock.lock().await;
+        let lease = Lease::acquire(
+            self.store.as_ref(),
+            &tenant_pk(&tenant.id),
+            &format!("LEASE#token#{user}"),
+            REFRESH_LEASE_TTL,
+            REFRESH_LEASE_TTL,
+        )
+        .await?;
+        let outcome = self.refresh_under_lease(tenant, user).await;
+        lease.release().await;
+        outcome
+    }
+
+    fn user_lock(&self, tenant: &TenantId, user: &CrmUserName) -> Arc<tokio::sync::Mutex<()>> {
+        let key = format!("{tenant}\0{user}");
+        match self.user_locks.lock() {
+            Ok(mut locks) => locks.entry(key).or_default().clone(),
+            Err(_) => Arc::default(),
+        }
+    }
+
+    async fn refresh_under_lease(
+        &self,
+        tenant: &TenantContext,
+        user: &CrmUserName,
+    ) -> Result<Secret, TokenError> {
+        // Another process may have refreshed while we waited for the lease.
+        let record = self
+            .users
+            .get(&tenant.id, user)
+            .await?
+            .ok_or(TokenError::NotConnected)?
+            .record;
+        if let Some(token) = usable_access_token(tenant, &record)? {
+            return Ok(token);
+        }
+        let context = UserRecord::seal_context(&tenant.id, user);
+        let sealed = record
+            .refresh_token_sealed
+            .as_deref()
+            .ok_or(TokenError::NotConnected)?;
+        let refresh_token = tenant
+            .sealing_key
+            .open(sealed, &context)
+            .map_err(TokenError::Unsealable)?;
+        let now = now_epoch();
+        match self
+            .identity
+            .refresh(app_registration(tenant), &refresh_token)
+            .await
+        {
+            Ok(set) => {
+                let (refresh, access) = seal_set(tenant, &context, &set)?;
+                self.users
+                    .store_tokens(&tenant.id, user, refresh, access, set.expires_at, now)
+                    .await?;
+                Ok(set.access_token)
+            }
+            Err(e @ IdentityError::ReconnectRequired { .. }) => {
+                let detail = format!("Microsoft no longer accepts this connection ({e}).");
+                self.users
+                    .require_reconnect(&tenant.id, user, detail, now)
+                    .await?;
+                Err(e.into())
+            }
+            Err(other) => Err(other.into()),
+        }
+    }
+}
+
+/// The refresh token (if any) and the access token of a set, sealed for the user.
+pub fn seal_set(
+    tenant: &TenantContext,
+    context: &str,
+    set: &TokenSet,
+) -> Result<(Option<String>, String), TokenError> {
+    let seal = |value: &Secret| {
+        tenant
+            .sealing_key
+            .seal(value, context)
+            .map_err(TokenError::Seal)
+    };
+    let refresh = set.refresh_token.as_ref().map(seal).transpose()?;
+    Ok((refresh, seal(&set.access_token)?))
+}
+
+/// The record's access token if it is still good for a while; errors for users who are not
+/// connected.
+fn usable_access_token(
+    tenant: &TenantContext,
+    record: &UserRecord,
+) -> Result<Option<Secret>, TokenError> {
+    match record.status {
+        UserStatus::Connected => {}
+        UserStatus::ReconnectRequired => return Err(TokenError::ReconnectRequired),
+        UserStatus::Disconnected => return Err(TokenError::NotConnected),
+    }
+    let (Some(sealed), Some(expires_at)) =
+        (&record.access_token_sealed, record.access_token_expires_at)
+    else {
+        return Ok(None);
+    };
+    if expires_at - EXPIRY_MARGIN_SECS <= now_epoch() {
+        return Ok(None);
+    }
+    // A token that fails to open (key rotated) is simply refreshed.
+    Ok(tenant
+        .sealing_key
+        .open(sealed, &UserRecord::seal_context(&tenant.id, &record.user))
+        .ok())
+}

@@ -1,0 +1,732 @@
+//! The users of a tenant: each CRM user's connection to a Microsoft account, its status, the
+//! sealed tokens, the Graph subscription, what the last runs did and where the sync stands.
+//!
+//! [`Users`] is the one owner of these items: every write goes through an operation named for
+//! what happened (a user connected, tokens were refreshed, a run finished, a subscription was
+//! set, the user disconnected), and nothing else builds their keys. One item per user in the
+//! tenant's partition (`USER#{user}`), and an index item per Microsoft account
+//! (`MSUSER#{oid}`) that says which CRM user it feeds, so one Outlook calendar is never synced
+//! into two CRM users.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::adapters::store::{
+    item_to_record, record_to_item, Item, ItemStore, Precondition, StoreError, WriteOp,
+};
+use crate::services::tenants::tenant_pk;
+use calsync_core::crm::CrmUser;
+use calsync_core::ids::{CrmUserName, TenantId};
+use calsync_core::sync::SyncProgress;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UserStatus {
+    Connected,
+    Disconnected,
+    /// Microsoft refused the refresh token: the user must connect again.
+    ReconnectRequired,
+}
+
+impl UserStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Connected => "connected",
+            Self::Disconnected => "disconnected",
+            Self::ReconnectRequired => "reconnect_required",
+        }
+    }
+}
+
+/// What can be wrong with a user's sync, as status shows it. Stored as its snake_case name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProblemCode {
+    /// Microsoft no longer accepts the saved sign-in.
+    ReconnectRequired,
+    /// Push is not set up (no webhook URL); the user is synced on schedule.
+    NotificationsUnavailable,
+    /// Creating or renewing the Graph subscription failed; retried on the next round.
+    SubscriptionFailed,
+    /// The first sync could not be queued at connect time; the scheduler runs it.
+    InitialSyncNotQueued,
+    CrmUnreachable,
+    OutlookUnreachable,
+    /// A run stopped for another reason (storage, sign-in service).
+    SyncFailed,
+    /// The CRM has no active user by this name.
+    CrmUserMissing,
+    /// The mass-deletion guard held a run's deletions back.
+    DeletionGuard,
+    /// Some events failed in the last run.
+    SyncErrors,
+}
+
+impl ProblemCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ReconnectRequired => "reconnect_required",
+            Self::NotificationsUnavailable => "notifications_unavailable",
+            Self::SubscriptionFailed => "subscription_failed",
+            Self::InitialSyncNotQueued => "initial_sync_not_queued",
+            Self::CrmUnreachable => "crm_unreachable",
+            Self::OutlookUnreachable => "outlook_unreachable",
+            Self::SyncFailed => "sync_failed",
+            Self::CrmUserMissing => "crm_user_missing",
+            Self::DeletionGuard => "deletion_guard",
+            Self::SyncErrors => "sync_errors",
+        }
+    }
+
+    /// The problems a run that could read both sides clears, whatever else it found.
+    const CLEARED_BY_A_FINISHED_RUN: [ProblemCode; 4] = [
+        Self::CrmUnreachable,
+        Self::OutlookUnreachable,
+        Self::SyncFailed,
+        Self::CrmUserMissing,
+    ];
+}
+
+impl std::fmt::Display for ProblemCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Something wrong that the user or operator should see, with what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Problem {
+    pub code: ProblemCode,
+    /// What happened, in plain words (never a secret).
+    pub detail: String,
+    pub since: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserRecord {
+    pub tenant: TenantId,
+    pub user: CrmUserName,
+    pub status: UserStatus,
+    /// Microsoft identity: tenant id (`tid`), object id (`oid`), sign-in name.
+    pub ms_tenant_id: String,
+    pub ms_user_id: String,
+    #[serde(default)]
+    pub ms_username: String,
+    /// The refresh token, sealed with the tenant's token key (never stored in the clear).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token_sealed: Option<String>,
+    /// A current access token, sealed too, so any container can reuse it until it expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token_sealed: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token_expires_at: Option<i64>,
+    pub connected_at: i64,
+    pub updated_at: i64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<Problem>,
+    /// Set once the Graph subscription exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscription_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscription_expires_at: Option<i64>,
+    /// What the last sync runs did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync: Option<SyncSummary>,
+    /// Where the sync stands with this user (cursors). Stored under its first name.
+    #[serde(
+        default,
+        rename = "sync_state",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub progress: Option<SyncProgress>,
+}
+
+/// The outcome of recent syncs, as status shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncSummary {
+    /// Last successful run that brought Outlook changes into the CRM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_crm_at: Option<i64>,
+    /// Last successful run that brought CRM changes into Outlook.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_outlook_at: Option<i64>,
+    /// When the last run ended, successful or not: the scheduler's clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run_at: Option<i64>,
+    /// When the last run that finished everything ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_success_at: Option<i64>,
+    /// What the last run did.
+    #[serde(default)]
+    pub last_counts: RunCounts,
+    /// Since the first run.
+    #[serde(default)]
+    pub total_counts: RunCounts,
+    /// Events currently linked on both sides.
+    #[serde(default)]
+    pub linked_events: u64,
+}
+
+/// Writes done by sync runs, per side, and the conflicts they settled.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunCounts {
+    pub crm_created: u64,
+    pub crm_updated: u64,
+    pub crm_deleted: u64,
+    pub outlook_created: u64,
+    pub outlook_updated: u64,
+    pub outlook_deleted: u64,
+    pub conflicts: u64,
+    pub failed: u64,
+}
+
+impl RunCounts {
+    pub fn add(&mut self, other: &RunCounts) {
+        self.crm_created += other.crm_created;
+        self.crm_updated += other.crm_updated;
+        self.crm_deleted += other.crm_deleted;
+        self.outlook_created += other.outlook_created;
+        self.outlook_updated += other.outlook_updated;
+        self.outlook_deleted += other.outlook_deleted;
+        self.conflicts += other.conflicts;
+        self.failed += other.failed;
+    }
+
+    pub fn writes(&self) -> u64 {
+        self.crm_created
+            + self.crm_updated
+            + self.crm_deleted
+            + self.outlook_created
+            + self.outlook_updated
+            + self.outlook_deleted
+    }
+}
+
+impl UserRecord {
+    /// The associated data that binds a sealed token to this tenant and user.
+    pub fn seal_context(tenant: &TenantId, user: &CrmUserName) -> String {
+        format!("calsync-token\0{tenant}\0{user}")
+    }
+
+    pub fn problem(&self, code: ProblemCode) -> Option<&Problem> {
+        self.problems.iter().find(|p| p.code == code)
+    }
+
+    fn set_problem(&mut self, code: ProblemCode, detail: impl Into<String>, now: i64) {
+        let detail = detail.into();
+        match self.problems.iter_mut().find(|p| p.code == code) {
+            Some(p) => p.detail = detail,
+            None => self.problems.push(Problem {
+                code,
+                detail,
+                since: now,
+            }),
+        }
+    }
+
+    fn clear_problem(&mut self, code: ProblemCode) {
+        self.problems.retain(|p| p.code != code);
+    }
+
+    fn summary(&mut self) -> &mut SyncSummary {
+        self.last_sync.get_or_insert_with(Default::default)
+    }
+}
+
+/// A user record together with the version it was read at.
+#[derive(Debug, Clone)]
+pub struct VersionedUser {
+    pub record: UserRecord,
+    pub version: u64,
+}
+
+/// A successful sign-in, as the connect flow hands it over.
+pub struct Connection {
+    pub tenant: TenantId,
+    pub user: CrmUserName,
+    pub ms_tenant_id: String,
+    pub ms_user_id: String,
+    pub ms_username: String,
+    pub refresh_token_sealed: String,
+    pub access_token_sealed: String,
+    pub access_token_expires_at: i64,
+}
+
+/// How a sync run ended, as the user's record keeps it.
+pub enum RunRecord<'a> {
+    /// The run read both sides and planned; some steps may have failed.
+    Finished {
+        counts: RunCounts,
+        /// Events linked after the run, when the run read the links.
+        linked: Option<u64>,
+        /// The mass-deletion guard's explanation, when it held deletions back.
+        guard: Option<String>,
+        /// Steps that failed, with why.
+        failures: &'a [String],
+        /// The progress to commit, when every step succeeded.
+        committed: Option<&'a SyncProgress>,
+        /// The CRM user resolved by this run, kept even when nothing is committed.
+        owner: Option<&'a CrmUser>,
+        mailbox: &'a str,
+    },
+    /// The run could not finish.
+    Failed { code: ProblemCode, detail: String },
+}
+
+/// Why a user item could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum UserWriteError {
+    #[error("the user record kept changing during the write; try again")]
+    Contended,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why [`Users::connect`] did not link the account.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The Microsoft account already feeds another connected CRM user.
+    #[error("the Microsoft account is linked to CRM user {0}")]
+    AccountTaken(CrmUserName),
+    #[error(transparent)]
+    Write(#[from] UserWriteError),
+}
+
+/// The users of every tenant, in the item store.
+#[derive(Clone)]
+pub struct Users {
+    store: Arc<dyn ItemStore>,
+}
+
+fn user_sk(user: &CrmUserName) -> String {
+    format!("USER#{user}")
+}
+
+fn account_sk(ms_user_id: &str) -> String {
+    format!("MSUSER#{ms_user_id}")
+}
+
+/// The key of a user's item, for tools that read or arrange the table directly (tests).
+pub fn item_key(tenant: &TenantId, user: &CrmUserName) -> (String, String) {
+    (tenant_pk(tenant), user_sk(user))
+}
+
+/// How often a write re-reads a user item that changed under it before giving up.
+const WRITE_ATTEMPTS: usize = 8;
+
+impl Users {
+    pub fn new(store: Arc<dyn ItemStore>) -> Self {
+        Self { store }
+    }
+
+    pub async fn get(
+        &self,
+        tenant: &TenantId,
+        user: &CrmUserName,
+    ) -> Result<Option<VersionedUser>, StoreError> {
+        let Some(item) = self.store.get(&tenant_pk(tenant), &user_sk(user)).await? else {
+            return Ok(None);
+        };
+        Ok(Some(VersionedUser {
+            record: item_to_record(&item)?,
+            version: item.version,
+        }))
+    }
+
+    pub async fn list(&self, tenant: &TenantId) -> Result<Vec<UserRecord>, StoreError> {
+        self.store
+            .query(&tenant_pk(tenant), "USER#")
+            .await?
+            .iter()
+            .map(item_to_record)
+            .collect()
+    }
+
+    /// The CRM user a Microsoft account currently feeds, if any.
+    pub async fn account_holder(
+        &self,
+        tenant: &TenantId,
+        ms_user_id: &str,
+    ) -> Result<Option<CrmUserName>, StoreError> {
+        let Some(item) = self
+            .store
+            .get(&tenant_pk(tenant), &account_sk(ms_user_id))
+            .await?
+        else {
+            return Ok(None);
+        };
+        Ok(item
+            .data
+            .get("user")
+            .and_then(|v| v.as_str())
+            .and_then(|name| CrmUserName::parse(name).ok()))
+    }
+
+    /// Whether `user` may connect the Microsoft account: it feeds nobody else who is still
+    /// connected (or must reconnect).
+    pub async fn check_account_free(
+        &self,
+        tenant: &TenantId,
+        ms_user_id: &str,
+        user: &CrmUserName,
+    ) -> Result<(), ConnectError> {
+        let Some(holder) = self
+            .account_holder(tenant, ms_user_id)
+            .await
+            .map_err(UserWriteError::from)?
+        else {
+            return Ok(());
+        };
+        if &holder == user {
+            return Ok(());
+        }
+        let holder_live = self
+            .get(tenant, &holder)
+            .await
+            .map_err(UserWriteError::from)?
+            .is_some_and(|u| u.record.status != UserStatus::Disconnected);
+        if holder_live {
+            return Err(ConnectError::AccountTaken(holder));
+        }
+        Ok(())
+    }
+
+    /// Records a sign-in: the user is connected to the Microsoft account with fresh tokens. A
+    /// reconnect keeps what the sync knows (subscription, summary, progress); the runner drops
+    /// progress and links that belong to another account. The account index moves with the
+    /// user, in the same transaction. The caller has checked [`Self::check_account_free`].
+    pub async fn connect(
+        &self,
+        connection: Connection,
+        now: i64,
+    ) -> Result<UserRecord, ConnectError> {
+        let tenant = &connection.tenant;
+        let existing = self
+            .get(tenant, &connection.user)
+            .await
+            .map_err(UserWriteError::from)?;
+        let version = existing.as_ref().map(|u| u.version).unwrap_or(0);
+        let previous = existing.map(|u| u.record);
+        let record = UserRecord {
+            tenant: tenant.clone(),
+            user: connection.user.clone(),
+            status: UserStatus::Connected,
+            ms_tenant_id: connection.ms_tenant_id,
+            ms_user_id: connection.ms_user_id.clone(),
+            ms_username: connection.ms_username,
+            refresh_token_sealed: Some(connection.refresh_token_sealed),
+            access_token_sealed: Some(connection.access_token_sealed),
+            access_token_expires_at: Some(connection.access_token_expires_at),
+            connected_at: now,
+            updated_at: now,
+            problems: Vec::new(),
+            subscription_id: previous.as_ref().and_then(|p| p.subscription_id.clone()),
+            subscription_expires_at: previous.as_ref().and_then(|p| p.subscription_expires_at),
+            last_sync: previous.as_ref().and_then(|p| p.last_sync.clone()),
+            progress: previous.as_ref().and_then(|p| p.progress.clone()),
+        };
+        let pk = tenant_pk(tenant);
+        let index = record_to_item(
+            &pk,
+            account_sk(&connection.ms_user_id),
+            &serde_json::json!({ "user": connection.user }),
+        )
+        .map_err(UserWriteError::from)?;
+        let mut ops = vec![
+            WriteOp::Put(
+                self.item(&record, version).map_err(UserWriteError::from)?,
+                Precondition::Version(version),
+            ),
+            WriteOp::Put(index, Precondition::None),
+        ];
+        // Switching Microsoft accounts frees the old account's index entry.
+        if let Some(old) = previous
+            .as_ref()
+            .filter(|p| !p.ms_user_id.is_empty() && p.ms_user_id != connection.ms_user_id)
+        {
+            ops.push(WriteOp::Delete {
+                pk: pk.clone(),
+                sk: account_sk(&old.ms_user_id),
+                precondition: Precondition::None,
+            });
+        }
+        match self.store.transact(ops).await {
+            Ok(()) => Ok(record),
+            Err(StoreError::ConditionFailed) => Err(UserWriteError::Contended.into()),
+            Err(e) => Err(UserWriteError::from(e).into()),
+        }
+    }
+
+    /// Stores the tokens of a refresh: the rotated refresh token (when Microsoft sent one) and
+    /// the new access token, both sealed.
+    pub async fn store_tokens(
+        &self,
+        tenant: &TenantId,
+        user: &CrmUserName,
+        refresh_token_sealed: Option<String>,
+        access_token_sealed: String,
+        access_token_expires_at: i64,
+        now: i64,
+    ) -> Result<(), UserWriteError> {
+        self.update(tenant, user, |r| {
+            if let Some(rt) = &refresh_token_sealed {
+                r.refresh_token_sealed = Some(rt.clone());
+            }
+            r.access_token_sealed = Some(access_token_sealed.clone());
+            r.access_token_expires_at = Some(access_token_expires_at);
+            r.updated_at = now;
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Microsoft refused the user's refresh token: no more syncs until they connect again.
+    pub async fn require_reconnect(
+        &self,
+        tenant: &TenantId,
+        user: &CrmUserName,
+        detail: String,
+        now: i64,
+    ) -> Result<(), UserWriteError> {
+        self.update(tenant, user, |r| {
+            r.status = UserStatus::ReconnectRequired;
+            r.access_token_sealed = None;
+            r.access_token_expires_at = None;
+            r.set_problem(ProblemCode::ReconnectRequired, detail.clone(), now);
+            r.updated_at = now;
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// The user's Graph subscription now is `subscription` (`None`: there is none).
+    pub async fn set_subscription(
+        &self,
+        tenant: &TenantId,
+        user: &CrmUserName,
+        subscription: Option<(&str, i64)>,
+    ) -> Result<(), UserWriteError> {
+        self.update(tenant, user, |r| match subscription {
+            Some((id, expires_at)) => {
+                r.subscription_id = Some(id.to_owned());
+                r.subscription_expires_at = Some(expires_at);
+                r.clear_problem(ProblemCode::NotificationsUnavailable);
+                r.clear_problem(ProblemCode::SubscriptionFailed);
+            }
+            None => {
+                r.subscription_id = None;
+                r.subscription_expires_at = None;
+            }
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Notes a problem on the user (replacing the detail of one with the same code).
+    pub async fn note_problem(
+        &self,
+        tenant: &TenantId,
+        user: &CrmUserName,
+        code: ProblemCode,
+        detail: &str,
+        now: i64,
+    ) -> Result<(), UserWriteError> {
+        self.update(tenant, user, |r| r.set_problem(code, detail, now))
+            .await
+            .map(|_| ())
+    }
+
+    /// Clears problems that no longer hold.
+    pub async fn clear_problems(
+        &self,
+        tenant: &TenantId,
+        user: &CrmUserName,
+        codes: &[ProblemCode],
+    ) -> Result<(), UserWriteError> {
+        self.update(tenant, user, |r| {
+            for code in codes {
+                r.clear_problem(*code);
+            }
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Records how a sync run ended, starting from the record the run read: one write when
+    /// nobody changed the item meanwhile.
+    pub async fn record_run(
+        &self,
+        read: &VersionedUser,
+        run: &RunRecord<'_>,
+        now: i64,
+    ) -> Result<(), UserWriteError> {
+        let change = |record: &mut UserRecord| apply_run(record, run, now);
+        let mut record = read.record.clone();
+        change(&mut record);
+        match self
+            .store
+            .put(
+                &self.item(&record, read.version)?,
+                Precondition::Version(read.version),
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(StoreError::ConditionFailed) => self
+                .update(&read.record.tenant, &read.record.user, change)
+                .await
+                .map(|_| ()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Forgets the user's progress (cursors), keeping the links: the next run lists both
+    /// sides in full and reconciles.
+    pub async fn forget_progress(
+        &self,
+        tenant: &TenantId,
+        user: &CrmUserName,
+    ) -> Result<(), UserWriteError> {
+        self.update(tenant, user, |r| {
+            if let Some(progress) = &mut r.progress {
+                *progress = SyncProgress::starting(progress.mailbox.clone());
+            }
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Marks the user disconnected: tokens and subscription gone, problems cleared, the
+    /// account index freed. What the sync knows stays, so connecting again duplicates nothing.
+    /// `None` when the user never connected.
+    pub async fn disconnect(
+        &self,
+        tenant: &TenantId,
+        user: &CrmUserName,
+        now: i64,
+    ) -> Result<Option<UserRecord>, UserWriteError> {
+        let Some(record) = self
+            .update(tenant, user, |r| {
+                r.status = UserStatus::Disconnected;
+                r.refresh_token_sealed = None;
+                r.access_token_sealed = None;
+                r.access_token_expires_at = None;
+                r.subscription_id = None;
+                r.subscription_expires_at = None;
+                r.problems.clear();
+                r.updated_at = now;
+            })
+            .await?
+        else {
+            return Ok(None);
+        };
+        if !record.ms_user_id.is_empty() {
+            // Only this user's own entry: another user may hold the account by now.
+            let pk = tenant_pk(tenant);
+            if self.account_holder(tenant, &record.ms_user_id).await? == Some(user.clone()) {
+                self.store
+                    .delete(&pk, &account_sk(&record.ms_user_id), Precondition::None)
+                    .await?;
+            }
+        }
+        Ok(Some(record))
+    }
+
+    fn item(&self, record: &UserRecord, version: u64) -> Result<Item, StoreError> {
+        let mut item = record_to_item(tenant_pk(&record.tenant), user_sk(&record.user), record)?;
+        item.version = version;
+        Ok(item)
+    }
+
+    /// Applies `change` under optimistic concurrency, re-reading on conflicts. `None` when the
+    /// user does not exist.
+    async fn update(
+        &self,
+        tenant: &TenantId,
+        user: &CrmUserName,
+        mut change: impl FnMut(&mut UserRecord),
+    ) -> Result<Option<UserRecord>, UserWriteError> {
+        for _ in 0..WRITE_ATTEMPTS {
+            let Some(VersionedUser {
+                mut record,
+                version,
+            }) = self.get(tenant, user).await?
+            else {
+                return Ok(None);
+            };
+            change(&mut record);
+            match self
+                .store
+                .put(
+                    &self.item(&record, version)?,
+                    Precondition::Version(version),
+                )
+                .await
+            {
+                Ok(_) => return Ok(Some(record)),
+                Err(StoreError::ConditionFailed) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(UserWriteError::Contended)
+    }
+}
+
+/// What a run's end does to the user's record.
+fn apply_run(record: &mut UserRecord, run: &RunRecord<'_>, now: i64) {
+    record.summary().last_run_at = Some(now);
+    match run {
+        RunRecord::Failed { code, detail } => record.set_problem(*code, detail.clone(), now),
+        RunRecord::Finished {
+            counts,
+            linked,
+            guard,
+            failures,
+            committed,
+            owner,
+            mailbox,
+        } => {
+            let summary = record.summary();
+            summary.last_counts = *counts;
+            summary.total_counts.add(counts);
+            if let Some(linked) = linked {
+                summary.linked_events = *linked;
+            }
+            for code in ProblemCode::CLEARED_BY_A_FINISHED_RUN {
+                record.clear_problem(code);
+            }
+            match guard {
+                Some(detail) => record.set_problem(ProblemCode::DeletionGuard, detail.clone(), now),
+                None => record.clear_problem(ProblemCode::DeletionGuard),
+            }
+            match failures.first() {
+                None => record.clear_problem(ProblemCode::SyncErrors),
+                Some(first) => record.set_problem(
+                    ProblemCode::SyncErrors,
+                    format!(
+                        "{} events could not be synced in the last run (first: {first}). calsync tries them again on every run.",
+                        failures.len()
+                    ),
+                    now,
+                ),
+            }
+            match committed {
+                Some(progress) => {
+                    let summary = record.summary();
+                    summary.last_success_at = Some(now);
+                    summary.to_crm_at = Some(now);
+                    summary.to_outlook_at = Some(now);
+                    record.progress = Some((*progress).clone());
+                }
+                None => {
+                    // The cursors stay; what was learned about the CRM user is kept.
+                    let progress = record
+                        .progress
+                        .get_or_insert_with(|| SyncProgress::starting(*mailbox));
+                    progress.crm_owner = owner.cloned();
+                }
+            }
+        }
+    }
+}

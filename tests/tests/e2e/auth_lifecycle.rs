@@ -1,0 +1,247 @@
+//! After connecting: the status page, disconnecting (and connecting again without losing what
+//! the sync knows), and tenant-wide admin consent.
+
+use calsync::services::tenants::AccessMode;
+use calsync::services::users::UserStatus;
+use calsync_testkit::testbed::{query_value, TestBed, AZURE_TENANT, CLIENT_ID, CRM_USER, USER_OID};
+use calsync_testkit::web::WebRequest;
+
+#[tokio::test]
+async fn status_page_speaks_the_users_language() {
+    let bed = TestBed::start().await.unwrap();
+    let query = bed.link_query(Some(CRM_USER), 600, None);
+    let never = bed.request("GET", "/status", &query).await;
+    assert_eq!(never.status, 200);
+    assert!(never.body.contains("Never connected"));
+    assert_eq!(bed.connect().await.unwrap().status, 200);
+
+    let english = bed.request("GET", "/status", &query).await;
+    assert!(english.body.contains("<html lang=\"en\">"));
+    assert!(english.body.contains("Connected"));
+    assert!(english.body.contains("maria.garcia@acme.example"));
+    assert!(english.body.contains("none yet"), "no sync has run");
+    assert!(english.body.contains("notifications_unavailable"));
+    assert!(english.body.contains("action=\"disconnect\""));
+    assert_eq!(english.header("cache-control"), Some("no-store"));
+
+    let spanish = calsync_testkit::web::auth(
+        &bed.app,
+        &WebRequest {
+            method: "GET".into(),
+            path: "/status".into(),
+            query: query.clone(),
+            headers: vec![("accept-language".into(), "es-ES,es;q=0.9,en;q=0.5".into())],
+            body: Vec::new(),
+        },
+    )
+    .await;
+    assert!(spanish.body.contains("<html lang=\"es\">"));
+    assert!(spanish.body.contains("Estado de la sincronización"));
+    assert!(spanish.body.contains("Desconectar"));
+}
+
+#[tokio::test]
+async fn disconnect_forgets_tokens_and_reconnect_keeps_the_link() {
+    let bed = TestBed::start().await.unwrap();
+    assert_eq!(bed.connect().await.unwrap().status, 200);
+    let before = bed
+        .app
+        .users
+        .get(&bed.tenant, &bed.user)
+        .await
+        .unwrap()
+        .unwrap()
+        .record;
+
+    let form = bed.link_query(Some(CRM_USER), 600, None);
+    let response = calsync_testkit::web::auth(
+        &bed.app,
+        &WebRequest {
+            method: "POST".into(),
+            path: "/disconnect".into(),
+            query: String::new(),
+            headers: vec![(
+                "content-type".into(),
+                "application/x-www-form-urlencoded".into(),
+            )],
+            body: form.into_bytes(),
+        },
+    )
+    .await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    let after = bed
+        .app
+        .users
+        .get(&bed.tenant, &bed.user)
+        .await
+        .unwrap()
+        .unwrap()
+        .record;
+    assert_eq!(after.status, UserStatus::Disconnected);
+    assert!(after.refresh_token_sealed.is_none() && after.access_token_sealed.is_none());
+    assert_eq!(
+        after.ms_user_id, before.ms_user_id,
+        "the link is kept for a reconnect"
+    );
+    let rows = bed.snapshot().await.unwrap();
+    assert!(
+        !rows.iter().any(|r| r.contains("MSUSER#")),
+        "the account index entry is freed"
+    );
+
+    // A forged disconnect is refused.
+    let forged = bed
+        .link_query(Some(CRM_USER), 600, None)
+        .replace("sig=", "sig=00");
+    let refused = bed.request("POST", "/disconnect", &forged).await;
+    assert_eq!(refused.status, 403);
+
+    assert_eq!(bed.connect().await.unwrap().status, 200);
+    let again = bed
+        .app
+        .users
+        .get(&bed.tenant, &bed.user)
+        .await
+        .unwrap()
+        .unwrap()
+        .record;
+    assert_eq!(again.status, UserStatus::Connected);
+    assert_eq!(again.ms_user_id, USER_OID);
+}
+
+#[tokio::test]
+async fn one_microsoft_account_cannot_feed_two_crm_users() {
+    let bed = TestBed::start().await.unwrap();
+    assert_eq!(bed.connect().await.unwrap().status, 200);
+    // Another CRM user signs in with the same Microsoft account.
+    let start = bed
+        .request("GET", "/connect", &bed.link_query(Some("pedro"), 600, None))
+        .await;
+    let callback = bed
+        .sign_in(start.header("location").unwrap())
+        .await
+        .unwrap();
+    let before = bed.snapshot().await.unwrap();
+    let refused = bed.request("GET", "/callback", &callback).await;
+    assert_eq!(refused.status, 409, "{}", refused.body);
+    assert_eq!(bed.snapshot().await.unwrap(), before);
+}
+
+#[tokio::test]
+async fn admin_consent_switches_the_tenant_to_app_only() {
+    let bed = TestBed::start().await.unwrap();
+    let start = bed
+        .request("GET", "/admin-consent", &bed.link_query(None, 600, None))
+        .await;
+    assert_eq!(start.status, 302, "{}", start.body);
+    let location = start.header("location").unwrap().to_owned();
+    assert!(location.contains(&format!("/{AZURE_TENANT}/adminconsent?")));
+    assert_eq!(
+        query_value(location.split_once('?').unwrap().1, "client_id").as_deref(),
+        Some(CLIENT_ID)
+    );
+    let callback = bed.sign_in(&location).await.unwrap();
+    assert_eq!(
+        query_value(&callback, "admin_consent").as_deref(),
+        Some("True")
+    );
+    let done = bed
+        .request("GET", "/admin-consent/callback", &callback)
+        .await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    let settings = bed
+        .app
+        .tenants
+        .settings(&bed.tenant)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(settings.mode, AccessMode::AppOnly);
+    assert!(settings.admin_consent_at.is_some());
+    assert!(bed
+        .sandbox
+        .identity()
+        .has_admin_consent(AZURE_TENANT, CLIENT_ID));
+    // The state was one-time.
+    assert_eq!(
+        bed.request("GET", "/admin-consent/callback", &callback)
+            .await
+            .status,
+        400
+    );
+    // A user link does not open the admin route.
+    let user_link = bed.link_query(Some(CRM_USER), 600, None);
+    assert_eq!(
+        bed.request("GET", "/admin-consent", &user_link)
+            .await
+            .status,
+        400
+    );
+}
+
+#[tokio::test]
+async fn a_refused_admin_consent_changes_nothing() {
+    let bed = TestBed::start().await.unwrap();
+    bed.sandbox
+        .identity()
+        .deny_next_admin_consent(AZURE_TENANT)
+        .unwrap();
+    let start = bed
+        .request("GET", "/admin-consent", &bed.link_query(None, 600, None))
+        .await;
+    let callback = bed
+        .sign_in(start.header("location").unwrap())
+        .await
+        .unwrap();
+    let before = bed.snapshot().await.unwrap();
+    let done = bed
+        .request("GET", "/admin-consent/callback", &callback)
+        .await;
+    assert_eq!(done.status, 403, "{}", done.body);
+    assert_eq!(bed.snapshot().await.unwrap(), before);
+}
+
+#[tokio::test]
+async fn without_a_configured_public_url_the_function_url_host_is_used() {
+    let bed = TestBed::start().await.unwrap();
+    let mut config = bed.app.config.clone();
+    config.public_url = None;
+    let app = calsync::App::with_parts(
+        config,
+        bed.app.store.clone(),
+        bed.app.secret_store.clone(),
+        bed.app.queue.clone(),
+    )
+    .unwrap();
+    let host = "abcdefghij.lambda-url.eu-west-1.on.aws";
+    let request = |host: Option<&str>| WebRequest {
+        method: "GET".into(),
+        path: "/connect".into(),
+        query: bed.link_query(Some(CRM_USER), 600, None),
+        headers: host
+            .map(|h| vec![("host".to_owned(), h.to_owned())])
+            .unwrap_or_default(),
+        body: Vec::new(),
+    };
+    let response = calsync_testkit::web::auth(&app, &request(Some(host))).await;
+    assert_eq!(response.status, 302, "{}", response.body);
+    let location = response.header("location").unwrap();
+    let query = location.split_once('?').unwrap().1;
+    assert_eq!(
+        query_value(query, "redirect_uri"),
+        Some(format!("https://{host}/callback"))
+    );
+    // A Host that is not a plain host name is not trusted.
+    assert_eq!(
+        calsync_testkit::web::auth(&app, &request(Some("evil.example/x?")))
+            .await
+            .status,
+        500
+    );
+    assert_eq!(
+        calsync_testkit::web::auth(&app, &request(None))
+            .await
+            .status,
+        500
+    );
+}

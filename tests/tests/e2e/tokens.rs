@@ -1,0 +1,200 @@
+//! Token handling against the sandbox identity and moto: refresh with rotation under a race,
+//! revocation, and app-only tokens.
+
+use calsync::adapters::identity::IdentityError;
+use calsync::services::tokens::{app_registration, TokenError};
+use calsync::services::users::{UserRecord, UserStatus};
+use calsync::App;
+use calsync_testkit::testbed::{TestBed, AZURE_TENANT, CLIENT_ID, USER_OID};
+use std::time::Duration;
+
+/// A second container of the same deployment: its own token service and caches, same storage.
+fn second_container(bed: &TestBed) -> App {
+    App::with_parts(
+        bed.app.config.clone(),
+        bed.app.store.clone(),
+        bed.app.secret_store.clone(),
+        bed.app.queue.clone(),
+    )
+    .unwrap()
+}
+
+async fn stored_refresh_token(bed: &TestBed) -> String {
+    let user = bed
+        .app
+        .users
+        .get(&bed.tenant, &bed.user)
+        .await
+        .unwrap()
+        .unwrap()
+        .record;
+    let context = bed.app.tenants.context(&bed.tenant).await.unwrap();
+    context
+        .sealing_key
+        .open(
+            user.refresh_token_sealed.as_deref().unwrap(),
+            &UserRecord::seal_context(&bed.tenant, &bed.user),
+        )
+        .unwrap()
+        .expose()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn racing_refreshes_keep_the_newest_refresh_token_and_both_tokens_work() {
+    let bed = TestBed::start().await.unwrap();
+    let identity = bed.sandbox.identity();
+    // Tokens that are already inside the expiry margin: every call must refresh.
+    identity.set_access_token_lifetime(Duration::from_secs(60));
+    assert_eq!(bed.connect().await.unwrap().status, 200);
+    let other = second_container(&bed);
+    let tenant_a = bed.app.tenants.context(&bed.tenant).await.unwrap();
+    let tenant_b = other.tenants.context(&bed.tenant).await.unwrap();
+    let before = identity.token_request_counts().refresh_token;
+
+    let (a, b) = tokio::join!(
+        bed.app.tokens.user_access_token(&tenant_a, &bed.user),
+        other.tokens.user_access_token(&tenant_b, &bed.user),
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    for token in [&a, &b] {
+        let info = identity
+            .validate_access_token(token.expose())
+            .expect("a valid access token");
+        assert_eq!(info.oid.as_deref(), Some(USER_OID));
+    }
+    let refreshes = identity.token_request_counts().refresh_token - before;
+    assert_eq!(refreshes, 2, "the lease serialised two real refreshes");
+    let newest = identity.latest_refresh_token(USER_OID).unwrap();
+    assert_eq!(
+        stored_refresh_token(&bed).await,
+        newest,
+        "the newest refresh token is stored"
+    );
+}
+
+#[tokio::test]
+async fn a_stored_access_token_is_reused_without_a_refresh() {
+    let bed = TestBed::start().await.unwrap();
+    let identity = bed.sandbox.identity();
+    assert_eq!(bed.connect().await.unwrap().status, 200);
+    let tenant = bed.app.tenants.context(&bed.tenant).await.unwrap();
+    let other = second_container(&bed);
+    let before = identity.token_request_counts();
+    let token = other
+        .tokens
+        .user_access_token(&tenant, &bed.user)
+        .await
+        .unwrap();
+    assert!(identity.validate_access_token(token.expose()).is_some());
+    assert_eq!(
+        identity.token_request_counts(),
+        before,
+        "no token request needed"
+    );
+}
+
+#[tokio::test]
+async fn a_revoked_user_becomes_reconnect_required_without_a_retry_storm() {
+    let bed = TestBed::start().await.unwrap();
+    let identity = bed.sandbox.identity();
+    identity.set_access_token_lifetime(Duration::from_secs(60));
+    assert_eq!(bed.connect().await.unwrap().status, 200);
+    identity.revoke_user(USER_OID).unwrap();
+    let tenant = bed.app.tenants.context(&bed.tenant).await.unwrap();
+    let before = identity.token_request_counts().refresh_token;
+
+    let first = bed.app.tokens.user_access_token(&tenant, &bed.user).await;
+    match first {
+        Err(TokenError::Identity(IdentityError::ReconnectRequired { error, aadsts })) => {
+            assert_eq!(error, "invalid_grant");
+            assert_eq!(aadsts, Some(50173));
+        }
+        other => panic!("expected reconnect_required, got {other:?}"),
+    }
+    let user = bed
+        .app
+        .users
+        .get(&bed.tenant, &bed.user)
+        .await
+        .unwrap()
+        .unwrap()
+        .record;
+    assert_eq!(user.status, UserStatus::ReconnectRequired);
+    assert!(user
+        .problems
+        .iter()
+        .any(|p| p.code.as_str() == "reconnect_required" && p.detail.contains("50173")));
+    assert!(user.access_token_sealed.is_none());
+
+    // Later callers learn it from storage: Microsoft is not asked again.
+    for _ in 0..5 {
+        let again = bed.app.tokens.user_access_token(&tenant, &bed.user).await;
+        assert!(matches!(again, Err(TokenError::ReconnectRequired)));
+    }
+    assert_eq!(identity.token_request_counts().refresh_token - before, 1);
+
+    // Status shows it and offers to reconnect.
+    let page = bed
+        .request("GET", "/status", &bed.link_query(Some("maria"), 600, None))
+        .await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("Reconnection needed"), "{}", page.body);
+    assert!(page.body.contains("/connect?"));
+}
+
+#[tokio::test]
+async fn app_only_tokens_are_cached_until_shortly_before_expiry() {
+    let bed = TestBed::start().await.unwrap();
+    let identity = bed.sandbox.identity();
+    identity
+        .grant_admin_consent(AZURE_TENANT, CLIENT_ID)
+        .unwrap();
+    let context = bed.app.tenants.context(&bed.tenant).await.unwrap();
+    let app = app_registration(&context);
+    let first = bed.app.tokens.identity().app_token(app).await.unwrap();
+    let second = bed.app.tokens.identity().app_token(app).await.unwrap();
+    assert_eq!(first.expose(), second.expose());
+    assert_eq!(identity.token_request_counts().client_credentials, 1);
+    let info = identity.validate_access_token(first.expose()).unwrap();
+    assert!(info.app_only);
+    assert!(info.roles.iter().any(|r| r == "Calendars.ReadWrite"));
+
+    // A token inside the expiry margin is not handed out: a new one is fetched.
+    identity.set_access_token_lifetime(Duration::from_secs(60));
+    let fresh_service = second_container(&bed);
+    let a = fresh_service
+        .tokens
+        .identity()
+        .app_token(app)
+        .await
+        .unwrap();
+    let b = fresh_service
+        .tokens
+        .identity()
+        .app_token(app)
+        .await
+        .unwrap();
+    assert_ne!(a.expose(), b.expose());
+    assert_eq!(identity.token_request_counts().client_credentials, 3);
+}
+
+#[tokio::test]
+async fn a_wrong_client_secret_is_refused_not_retried() {
+    let bed = TestBed::start().await.unwrap();
+    let mut context = bed.app.tenants.context(&bed.tenant).await.unwrap();
+    context.secret.client_secret = calsync_core::secret::Secret::new("wrong");
+    match bed
+        .app
+        .tokens
+        .identity()
+        .app_token(app_registration(&context))
+        .await
+    {
+        Err(IdentityError::Refused { error, aadsts }) => {
+            assert_eq!(error, "invalid_client");
+            assert_eq!(aadsts, Some(7_000_215));
+        }
+        other => panic!("expected invalid_client, got {other:?}"),
+    }
+}
