@@ -5,6 +5,7 @@
 //! Nothing here does I/O: no network, no storage, no clock (callers pass `now`). The adapters
 //! and services of the `calsync` crate read the world, call in here, and write the results.
 
+pub mod cause;
 pub mod crm;
 pub mod event;
 pub mod ids;

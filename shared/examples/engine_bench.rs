@@ -88,7 +88,7 @@ impl SyncTarget for Encoding {
     }
     async fn put_link(&self, link: &Link) -> Result<bool, WriteFailure> {
         let item = record_to_item("SYNC#t#u", format!("LINK#{}", link.key), link)
-            .map_err(|e| WriteFailure::Rejected(e.to_string()))?;
+            .map_err(|e| WriteFailure::Rejected(calsync_core::cause::Cause::new(e)))?;
         std::hint::black_box(item);
         Ok(true)
     }
@@ -100,7 +100,7 @@ impl SyncTarget for Encoding {
     }
     async fn create_in_crm(&self, event: &CalendarEvent) -> Result<CalendarEvent, WriteFailure> {
         let fields = fields_for_write(event, &EventField::ALL, &self.zones)
-            .map_err(|e| WriteFailure::Rejected(e.to_string()))?;
+            .map_err(|e| WriteFailure::Rejected(calsync_core::cause::Cause::new(e)))?;
         std::hint::black_box(serde_json::to_string(&fields).ok());
         let mut stored = event.clone();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);

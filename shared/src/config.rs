@@ -6,8 +6,14 @@ use url::Url;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{name} is not a valid URL: {reason}")]
-    BadUrl { name: &'static str, reason: String },
+    #[error("{name} is not a valid URL")]
+    BadUrl {
+        name: &'static str,
+        #[source]
+        source: url::ParseError,
+    },
+    #[error("{name} must be an http or https URL")]
+    NotHttp { name: &'static str },
     #[error("{name} must be set: {why}")]
     Missing {
         name: &'static str,
@@ -137,15 +143,9 @@ fn optional_url(
     let Some(raw) = lookup(name) else {
         return Ok(None);
     };
-    let url = Url::parse(&raw).map_err(|e| ConfigError::BadUrl {
-        name,
-        reason: e.to_string(),
-    })?;
+    let url = Url::parse(&raw).map_err(|source| ConfigError::BadUrl { name, source })?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(ConfigError::BadUrl {
-            name,
-            reason: "only http and https are supported".into(),
-        });
+        return Err(ConfigError::NotHttp { name });
     }
     Ok(Some(url))
 }

@@ -8,24 +8,39 @@ use async_trait::async_trait;
 use super::journal::Conflict;
 use super::model::{FieldSet, Link, LinkKey, Occurrence, Side};
 use super::planner::{Action, Plan, Step};
+use crate::cause::Cause;
 use crate::crm::CrmEventId;
 use crate::event::{CalendarEvent, EventField};
 
-/// How a write to a target failed.
+/// How a write to a target failed, with the target's own error as the cause.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WriteFailure {
     /// Nothing happened (throttled, unavailable, refused connection): safe to try again.
-    #[error("temporarily unavailable: {0}")]
-    Transient(String),
+    #[error("temporarily unavailable")]
+    Transient(#[source] Cause),
     /// It may have happened but the answer was lost (a timeout).
-    #[error("no answer: {0}")]
-    Ambiguous(String),
+    #[error("no answer")]
+    Ambiguous(#[source] Cause),
     /// Refused for good (invalid data, no permission): trying again will not help.
-    #[error("refused: {0}")]
-    Rejected(String),
+    #[error("refused")]
+    Rejected(#[source] Cause),
     /// The run cannot go on (token revoked, storage down): stop before any further write.
-    #[error("{0}")]
-    Fatal(String),
+    #[error("the run cannot go on")]
+    Fatal(#[source] Cause),
+}
+
+impl WriteFailure {
+    /// What happened, causes included, for reports.
+    fn describe(&self) -> String {
+        let mut text = self.to_string();
+        let mut cause = std::error::Error::source(self);
+        while let Some(inner) = cause {
+            text.push_str(": ");
+            text.push_str(&inner.to_string());
+            cause = inner.source();
+        }
+        text
+    }
 }
 
 /// What a run writes to. Every method is one attempt; [`execute`] decides about retries.
@@ -115,9 +130,10 @@ impl Execution {
 
 /// The run stopped on a [`WriteFailure::Fatal`]; `so_far` is what was done before.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("the run stopped: {reason}")]
+#[error("the run stopped")]
 pub struct Stopped {
-    pub reason: String,
+    #[source]
+    pub reason: Cause,
     pub so_far: Box<Execution>,
 }
 
@@ -169,12 +185,12 @@ enum Tried<T> {
 
 /// Tries a write up to [`ATTEMPTS`] times. `retry_lost_answers` is false only for CRM creates:
 /// a create whose answer was lost may have happened, and the CRM cannot deduplicate a second
-/// one, so the step ends and the next run adopts the record.
+/// one, so the step ends and the next run adopts the record. `Err` is a fatal failure's cause.
 async fn attempt<T, F, Fut>(
     target: &dyn SyncTarget,
     retry_lost_answers: bool,
     mut write: F,
-) -> Result<Tried<T>, String>
+) -> Result<Tried<T>, Cause>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, WriteFailure>>,
@@ -187,11 +203,16 @@ where
         match write().await {
             Ok(value) => return Ok(Tried::Done(value)),
             Err(WriteFailure::Fatal(reason)) => return Err(reason),
-            Err(WriteFailure::Rejected(reason)) => return Ok(Tried::Failed(reason)),
-            Err(WriteFailure::Ambiguous(reason)) if !retry_lost_answers => {
-                return Ok(Tried::Failed(format!("{reason} (left for the next run)")))
+            Err(failure @ WriteFailure::Rejected(_)) => {
+                return Ok(Tried::Failed(failure.describe()))
             }
-            Err(WriteFailure::Ambiguous(reason) | WriteFailure::Transient(reason)) => last = reason,
+            Err(failure @ WriteFailure::Ambiguous(_)) if !retry_lost_answers => {
+                return Ok(Tried::Failed(format!(
+                    "{} (left for the next run)",
+                    failure.describe()
+                )))
+            }
+            Err(failure) => last = failure.describe(),
         }
     }
     Ok(Tried::Failed(format!("{ATTEMPTS} attempts: {last}")))
@@ -208,7 +229,7 @@ macro_rules! tried {
 
 /// Stores a link by [`SyncTarget::put_link`]. A retried put whose first answer was lost finds
 /// its own write in place; that counts as stored (one user's runs never overlap).
-async fn store_link(target: &dyn SyncTarget, link: &Link) -> Result<Tried<bool>, String> {
+async fn store_link(target: &dyn SyncTarget, link: &Link) -> Result<Tried<bool>, Cause> {
     match attempt(target, true, || target.put_link(link)).await? {
         Tried::Done(false) => {
             match attempt(target, true, || target.stored_version(&link.key)).await? {
@@ -226,7 +247,7 @@ async fn run_step(
     crm_fields: FieldSet,
     outlook_fields: FieldSet,
     done: &mut Execution,
-) -> Result<StepEnd, String> {
+) -> Result<StepEnd, Cause> {
     let stored = tried!(attempt(target, true, || target.stored_version(&step.key)).await);
     if stored != step.expect {
         return Ok(StepEnd::Stale);

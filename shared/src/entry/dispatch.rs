@@ -64,7 +64,7 @@ pub async fn dispatch(app: &App, only: Option<&TenantId>) -> Result<DispatchRepo
         let users = match app.users.list(&settings.tenant).await {
             Ok(users) => users,
             Err(e) => {
-                tracing::error!(tenant = %settings.tenant, error = %e, "users not listed");
+                tracing::error!(tenant = %settings.tenant, error = %crate::errors::chain(&e), "users not listed");
                 report
                     .failed_tenants
                     .push((settings.tenant.clone(), e.to_string()));

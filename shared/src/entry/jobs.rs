@@ -33,8 +33,8 @@ pub enum EventError {
     NoMessageId,
     #[error("the dispatch names an invalid tenant")]
     BadTenant(#[source] InvalidId),
-    #[error("unknown action {0:?}")]
-    UnknownAction(String),
+    #[error("unknown action {action:?}")]
+    UnknownAction { action: String },
     #[error("neither SQS records nor an action")]
     Unrecognised,
     #[error("the dispatch round failed")]
@@ -82,7 +82,9 @@ pub fn parse_event(event: Value) -> Result<SyncEvent, EventError> {
             };
             Ok(SyncEvent::Dispatch { tenant })
         }
-        Some(other) => Err(EventError::UnknownAction(other.chars().take(64).collect())),
+        Some(other) => Err(EventError::UnknownAction {
+            action: other.chars().take(64).collect(),
+        }),
         None => Err(EventError::Unrecognised),
     }
 }

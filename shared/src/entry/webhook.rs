@@ -165,7 +165,7 @@ pub async fn receive(app: &App, query: &str, body: &[u8]) -> Response {
     let notifications = match parse_collection(body) {
         Ok(n) => n,
         Err(e) => {
-            tracing::warn!(error = %e, bytes = body.len(), "notification body refused");
+            tracing::warn!(error = %crate::errors::chain(&e), bytes = body.len(), "notification body refused");
             return html::text(StatusCode::BAD_REQUEST, "");
         }
     };

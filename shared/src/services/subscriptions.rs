@@ -221,7 +221,7 @@ impl Subscriptions {
                     .await
             }
             Err(e) => {
-                tracing::warn!(tenant = %tenant.id, user = %user.user, error = %e, "subscription not created");
+                tracing::warn!(tenant = %tenant.id, user = %user.user, error = %crate::errors::chain(&e), "subscription not created");
                 self.users
                     .note_problem(
                         &tenant.id,
@@ -234,7 +234,7 @@ impl Subscriptions {
             }
         };
         if let Err(e) = noted {
-            tracing::error!(tenant = %tenant.id, user = %user.user, error = %e, "subscription outcome not recorded");
+            tracing::error!(tenant = %tenant.id, user = %user.user, error = %crate::errors::chain(&e), "subscription outcome not recorded");
         }
     }
 
@@ -270,7 +270,7 @@ impl Subscriptions {
         if let Err(e) = self.save_record(&record).await {
             // Without the record every notification would be dropped: undo the subscription.
             if let Err(undo) = client.delete_subscription(&created.id).await {
-                tracing::warn!(error = %undo, "could not delete an unrecorded subscription; it lapses on its own");
+                tracing::warn!(error = %crate::errors::chain(&undo), "could not delete an unrecorded subscription; it lapses on its own");
             }
             return Err(e.into());
         }
@@ -305,15 +305,15 @@ impl Subscriptions {
         match self.tokens.for_mailbox(tenant, user).await {
             Ok(token) => {
                 if let Err(e) = self.delete(tenant, user, id, &token).await {
-                    tracing::warn!(tenant = %tenant.id, user = %user.user, error = %e, "subscription not deleted at Graph; it lapses on its own");
+                    tracing::warn!(tenant = %tenant.id, user = %user.user, error = %crate::errors::chain(&e), "subscription not deleted at Graph; it lapses on its own");
                 }
             }
             Err(e) => {
-                tracing::warn!(tenant = %tenant.id, user = %user.user, error = %e, "no token to delete the subscription; it lapses on its own")
+                tracing::warn!(tenant = %tenant.id, user = %user.user, error = %crate::errors::chain(&e), "no token to delete the subscription; it lapses on its own")
             }
         }
         if let Err(e) = self.forget_record(id).await {
-            tracing::error!(tenant = %tenant.id, user = %user.user, error = %e, "subscription record not deleted");
+            tracing::error!(tenant = %tenant.id, user = %user.user, error = %crate::errors::chain(&e), "subscription record not deleted");
         }
     }
 
@@ -352,10 +352,10 @@ impl Subscriptions {
                 .delete_subscription(old)
                 .await
             {
-                tracing::warn!(subscription = %old, error = %e, "old subscription not deleted; it lapses on its own");
+                tracing::warn!(subscription = %old, error = %crate::errors::chain(&e), "old subscription not deleted; it lapses on its own");
             }
             if let Err(e) = self.forget_record(old).await {
-                tracing::warn!(subscription = %old, error = %e, "old subscription record not deleted");
+                tracing::warn!(subscription = %old, error = %crate::errors::chain(&e), "old subscription record not deleted");
             }
         }
         self.create(tenant, user, token).await
@@ -424,7 +424,7 @@ impl Subscriptions {
             Ok(Some(u)) => u.record,
             Ok(None) => return Upkeep::NothingToDo,
             Err(e) => {
-                tracing::error!(tenant = %tenant.id, user = %user, error = %e, "user not read");
+                tracing::error!(tenant = %tenant.id, user = %user, error = %crate::errors::chain(&e), "user not read");
                 return Upkeep::Failed;
             }
         };
@@ -440,7 +440,7 @@ impl Subscriptions {
             Ok(token) => token,
             Err(e) => {
                 // reconnect_required is recorded by the token service itself.
-                tracing::warn!(tenant = %tenant.id, user = %user.user, error = %e, "no token for subscription upkeep");
+                tracing::warn!(tenant = %tenant.id, user = %user.user, error = %crate::errors::chain(&e), "no token for subscription upkeep");
                 return Upkeep::Failed;
             }
         };
@@ -471,7 +471,7 @@ impl Subscriptions {
             Ok(done) => Ok(done),
             // A subscription Graph no longer knows cannot be renewed or reauthorized: replace it.
             Err(e) if existing.is_some() && reason != JobReason::RecreateSubscription => {
-                tracing::info!(tenant = %tenant.id, user = %user.user, error = %e, "renewal failed; creating a new subscription");
+                tracing::info!(tenant = %tenant.id, user = %user.user, error = %crate::errors::chain(&e), "renewal failed; creating a new subscription");
                 self.recreate(tenant, user, &token)
                     .await
                     .map(|created| (Upkeep::Recreated, Some(created)))
@@ -501,7 +501,7 @@ impl Subscriptions {
                     .await
             }
             Err(e) => {
-                tracing::warn!(tenant = %tenant.id, user = %user.user, error = %e, "subscription upkeep failed");
+                tracing::warn!(tenant = %tenant.id, user = %user.user, error = %crate::errors::chain(&e), "subscription upkeep failed");
                 self.users
                     .note_problem(
                         &tenant.id,
@@ -514,7 +514,7 @@ impl Subscriptions {
             }
         };
         if let Err(e) = noted {
-            tracing::error!(tenant = %tenant.id, user = %user.user, error = %e, "subscription upkeep not recorded on the user");
+            tracing::error!(tenant = %tenant.id, user = %user.user, error = %crate::errors::chain(&e), "subscription upkeep not recorded on the user");
         }
         match outcome {
             Ok((done, _)) => done,
@@ -531,7 +531,7 @@ impl Subscriptions {
             self.drop_for(tenant, user).await;
         } else if let Some(id) = &user.subscription_id {
             if let Err(e) = self.forget_record(id).await {
-                tracing::error!(tenant = %tenant.id, user = %user.user, error = %e, "subscription record not deleted");
+                tracing::error!(tenant = %tenant.id, user = %user.user, error = %crate::errors::chain(&e), "subscription record not deleted");
                 return Upkeep::Failed;
             }
         }
@@ -542,7 +542,7 @@ impl Subscriptions {
         {
             Ok(()) => Upkeep::Deleted,
             Err(e) => {
-                tracing::error!(tenant = %tenant.id, user = %user.user, error = %e, "user not updated");
+                tracing::error!(tenant = %tenant.id, user = %user.user, error = %crate::errors::chain(&e), "user not updated");
                 Upkeep::Failed
             }
         }

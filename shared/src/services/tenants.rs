@@ -154,11 +154,9 @@ impl TenantSettings {
 
 /// `https://crm.example.com:8443` from any URL on that site.
 pub fn origin_of(raw: &str) -> Result<String, TenantError> {
-    let url = Url::parse(raw).map_err(|e| TenantError::Invalid(format!("CRM URL: {e}")))?;
+    let url = Url::parse(raw).map_err(TenantError::CrmUrl)?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(TenantError::Invalid(
-            "the CRM URL must be http(s)://host".into(),
-        ));
+        return Err(TenantError::Invalid("the CRM URL must be http(s)://host"));
     }
     Ok(url.origin().ascii_serialization())
 }
@@ -170,7 +168,11 @@ pub enum TenantError {
     #[error("tenant {0} already exists")]
     AlreadyExists(TenantId),
     #[error("invalid tenant configuration: {0}")]
-    Invalid(String),
+    Invalid(&'static str),
+    #[error("invalid tenant configuration: the CRM URL is not a URL")]
+    CrmUrl(#[source] url::ParseError),
+    #[error("the tenant's secret could not be encoded")]
+    Encode(#[source] serde_json::Error),
     #[error("the secret of tenant {0} is unreadable")]
     BadSecret(TenantId),
     #[error(transparent)]
@@ -337,8 +339,7 @@ impl Tenants {
         secret: &TenantSecret,
     ) -> Result<(), TenantError> {
         validate_secret(secret)?;
-        let json =
-            serde_json::to_string(secret).map_err(|e| TenantError::Invalid(e.to_string()))?;
+        let json = serde_json::to_string(secret).map_err(TenantError::Encode)?;
         self.secrets
             .put(&self.secret_name(tenant), &Secret::new(json))
             .await?;
@@ -425,9 +426,8 @@ impl Tenants {
 }
 
 fn validate_secret(secret: &TenantSecret) -> Result<(), TenantError> {
-    let missing = |what: &str| TenantError::Invalid(format!("{what} is missing"));
     if secret.azure_tenant_id.trim().is_empty() {
-        return Err(missing("the Azure tenant id"));
+        return Err(TenantError::Invalid("the Azure tenant id is missing"));
     }
     if let Some(authority) = &secret.authority {
         let ok = !authority.is_empty()
@@ -436,19 +436,19 @@ fn validate_secret(secret: &TenantSecret) -> Result<(), TenantError> {
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
         if !ok {
             return Err(TenantError::Invalid(
-                "the authority must be a tenant id, domain or 'organizations'".into(),
+                "the authority must be a tenant id, domain or 'organizations'",
             ));
         }
     }
     if secret.client_id.trim().is_empty() {
-        return Err(missing("the client id"));
+        return Err(TenantError::Invalid("the client id is missing"));
     }
     if secret.client_secret.is_empty() {
-        return Err(missing("the client secret"));
+        return Err(TenantError::Invalid("the client secret is missing"));
     }
     if secret.link_key.expose().len() < 32 {
         return Err(TenantError::Invalid(
-            "the link key must be at least 32 characters".into(),
+            "the link key must be at least 32 characters",
         ));
     }
     SealingKey::from_hex(&secret.token_key)?;
@@ -456,7 +456,7 @@ fn validate_secret(secret: &TenantSecret) -> Result<(), TenantError> {
     if let Some(date) = &secret.client_secret_expires {
         if !is_iso_date(date) {
             return Err(TenantError::Invalid(
-                "the client secret expiry must be a date like 2027-03-31".into(),
+                "the client secret expiry must be a date like 2027-03-31",
             ));
         }
     }

@@ -275,7 +275,7 @@ async fn resolves_users_and_describes_events() {
     let crm = start().await;
     let adapter = crm.adapter();
     let err = adapter.resolve_user("nobody' OR '1'='1").await.unwrap_err();
-    assert!(matches!(err, CrmError::UnknownUser(_)), "{err}");
+    assert!(matches!(err, CrmError::UnknownUser { .. }), "{err}");
     let schema = adapter.describe().await.unwrap();
     assert_eq!(schema.id_prefix, "18");
     let mandatory: Vec<&str> = schema.mandatory_fields().collect();
@@ -730,7 +730,7 @@ async fn bad_answers_are_typed_errors() {
     crm.state.inject("retrieve", Fault::html_page(200), Some(1));
     let err = adapter.get(&maria, &probe).await.unwrap_err();
     assert!(
-        matches!(&err, CrmError::Malformed { reason, .. } if reason == "not JSON"),
+        matches!(&err, CrmError::Malformed { reason, .. } if *reason == "not JSON"),
         "{err}"
     );
     assert!(err.is_transient());
@@ -739,7 +739,7 @@ async fn bad_answers_are_typed_errors() {
         .inject("retrieve", Fault::truncated_json(), Some(1));
     let err = adapter.get(&maria, &probe).await.unwrap_err();
     assert!(
-        matches!(&err, CrmError::Malformed { reason, .. } if reason == "truncated JSON"),
+        matches!(&err, CrmError::Malformed { reason, .. } if *reason == "truncated JSON"),
         "{err}"
     );
 

@@ -197,7 +197,7 @@ async fn contract(store: &dyn ItemStore) {
         store
             .put(&item("P#6", "A", json!({"version": 9})), Precondition::None)
             .await,
-        Err(StoreError::Invalid(_))
+        Err(StoreError::ReservedAttribute { .. })
     ));
     assert!(matches!(
         store

@@ -93,8 +93,13 @@ pub enum CrmError {
     #[error("CRM {operation} timed out after {after:?}")]
     Timeout { operation: String, after: Duration },
 
-    #[error("CRM {operation} could not be sent: {reason}")]
-    Transport { operation: String, reason: String },
+    /// The request got no answer. The source leaves the URL out: a GET's carries the session.
+    #[error("CRM {operation} could not be sent")]
+    Transport {
+        operation: String,
+        #[source]
+        source: reqwest::Error,
+    },
 
     /// A non-2xx status (vtiger answers handled errors with 200; 5xx means a PHP fatal error).
     #[error("CRM {operation} answered HTTP {status}: {body_start:?}")]
@@ -108,7 +113,7 @@ pub enum CrmError {
     #[error("CRM {operation} answered something that is not a webservice reply ({reason}): {body_start:?}")]
     Malformed {
         operation: String,
-        reason: String,
+        reason: &'static str,
         body_start: String,
     },
 
@@ -120,7 +125,7 @@ pub enum CrmError {
         message: String,
     },
 
-    /// `success:false` with a code that the call could not absorb.
+    /// `success:false` with a code that the call could not absorb; `message` is the CRM's.
     #[error("CRM {operation} failed: {code} ({message})")]
     Api {
         operation: String,
@@ -129,14 +134,63 @@ pub enum CrmError {
     },
 
     /// A well-formed reply whose content does not fit (missing field, bad date, ...).
-    #[error("CRM {operation} returned unusable data: {reason}")]
-    InvalidData { operation: String, reason: String },
+    #[error("CRM {operation} returned unusable data{}", record_suffix(.record))]
+    InvalidData {
+        operation: String,
+        /// The record it was about, when it was about one.
+        record: Option<String>,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 
-    #[error("CRM user {0:?} does not exist")]
-    UnknownUser(String),
+    /// A reply of the wrong shape altogether.
+    #[error("CRM {operation} returned {what}")]
+    Unexpected {
+        operation: String,
+        what: &'static str,
+    },
 
-    #[error("CRM adapter misconfigured: {0}")]
-    Config(String),
+    /// What calsync was asked to write cannot be expressed in the CRM's fields.
+    #[error("the event cannot be written to the CRM")]
+    Unwritable(#[source] super::vtiger::mapping::MappingError),
+
+    #[error("CRM user {user_name:?} does not exist")]
+    UnknownUser { user_name: String },
+
+    #[error("the CRM adapter is misconfigured")]
+    Config(#[source] ConfigProblem),
+}
+
+/// What is wrong with the CRM adapter's configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigProblem {
+    #[error("the CRM URL {url:?} is not a URL")]
+    BadUrl {
+        url: String,
+        #[source]
+        source: url::ParseError,
+    },
+    #[error("the CRM URL {url:?} is not http(s)")]
+    NotHttp { url: String },
+    #[error("the server zone {zone:?} is unknown")]
+    BadZone {
+        zone: String,
+        #[source]
+        source: jiff::Error,
+    },
+    #[error("the CRM user name is empty")]
+    EmptyUser,
+    #[error("the HTTP client could not be built")]
+    Client(#[source] reqwest::Error),
+    #[error("the CRM feed returned no cursor")]
+    NoCursor,
+}
+
+fn record_suffix(record: &Option<String>) -> String {
+    record
+        .as_ref()
+        .map(|id| format!(" for record {id}"))
+        .unwrap_or_default()
 }
 
 impl CrmError {
@@ -157,7 +211,11 @@ impl CrmError {
                 ) || code.is_session_error()
             }
             CrmError::Login { code, .. } => *code == CrmErrorCode::InvalidAuthToken,
-            CrmError::InvalidData { .. } | CrmError::UnknownUser(_) | CrmError::Config(_) => false,
+            CrmError::InvalidData { .. }
+            | CrmError::Unexpected { .. }
+            | CrmError::Unwritable(_)
+            | CrmError::UnknownUser { .. }
+            | CrmError::Config(_) => false,
         }
     }
 

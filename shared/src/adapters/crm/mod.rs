@@ -15,7 +15,7 @@ use calsync_core::time::TimeWindow;
 
 pub use calsync_core::crm::{ChangeCursor, CrmEventId, CrmUser, CrmUserId, Gone, GoneReason};
 
-pub use error::{CrmError, CrmErrorCode};
+pub use error::{ConfigProblem, CrmError, CrmErrorCode};
 
 /// How the CRM speaks about time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

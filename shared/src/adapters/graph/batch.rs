@@ -11,7 +11,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::client::{to_json_body, MailboxClient, RequestSpec};
-use super::error::{error_from_response, GraphError};
+use super::error::{error_from_response, GraphError, Outage};
 use super::transport::backoff;
 
 /// Graph refuses batches of more than 20 requests.
@@ -106,8 +106,12 @@ impl BatchItemResult {
         if !self.is_success() {
             return Err(self.error());
         }
-        serde_json::from_value(self.body.clone().unwrap_or(Value::Null))
-            .map_err(|e| GraphError::Decode(format!("batch item {}: {e}", self.id)))
+        serde_json::from_value(self.body.clone().unwrap_or(Value::Null)).map_err(|source| {
+            GraphError::Decode {
+                source,
+                request_id: self.header("request-id").map(str::to_owned),
+            }
+        })
     }
 
     pub fn error(&self) -> GraphError {
@@ -120,7 +124,10 @@ impl BatchItemResult {
             429 => GraphError::Throttled {
                 retry_after: self.retry_after(),
             },
-            502..=504 => GraphError::Unavailable(format!("batch item got HTTP {}", self.status)),
+            502..=504 => GraphError::Unavailable {
+                outage: Outage::Status(self.status),
+                retried: true,
+            },
             status => {
                 error_from_response(status, &body, self.header("request-id").map(str::to_owned))
             }
@@ -165,10 +172,8 @@ impl MailboxClient {
     ) -> Result<Vec<BatchItemResult>, GraphError> {
         let mut seen = HashSet::new();
         if let Some(dup) = requests.iter().find(|r| !seen.insert(r.id.clone())) {
-            return Err(GraphError::Refused(format!(
-                "batch request id {} used twice",
-                dup.id
-            )));
+            tracing::error!(id = %dup.id, "batch request id used twice");
+            return Err(GraphError::Refused("a batch request id used twice"));
         }
         let requests: Vec<BatchRequest> = requests
             .into_iter()

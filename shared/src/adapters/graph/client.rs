@@ -152,7 +152,7 @@ impl GraphClient {
         {
             let mut path = url
                 .path_segments_mut()
-                .map_err(|_| GraphError::Config("the Graph URL cannot take a path".into()))?;
+                .map_err(|_| GraphError::BadBaseUrl)?;
             path.pop_if_empty().push("v1.0");
             path.extend(segments);
         }
@@ -162,13 +162,11 @@ impl GraphClient {
     /// A link Graph handed us (nextLink, deltaLink), used verbatim — but only towards Graph's
     /// own host, since the bearer token goes with it.
     pub(crate) fn graph_link(&self, link: &str) -> Result<Url, GraphError> {
-        let url =
-            Url::parse(link).map_err(|_| GraphError::Refused("malformed Graph link".into()))?;
+        let url = Url::parse(link).map_err(GraphError::MalformedLink)?;
         if url.origin() != self.transport.settings.base_url.origin() {
-            return Err(GraphError::Refused(format!(
-                "a Graph link points to another host ({})",
-                url.host_str().unwrap_or("?")
-            )));
+            return Err(GraphError::ForeignLink {
+                host: url.host_str().unwrap_or("?").to_owned(),
+            });
         }
         Ok(url)
     }
@@ -283,7 +281,7 @@ fn percent_encode(value: &str) -> String {
 }
 
 pub(crate) fn to_json_body<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, GraphError> {
-    serde_json::to_vec(value).map_err(|e| GraphError::Config(format!("encoding a request: {e}")))
+    serde_json::to_vec(value).map_err(GraphError::Encode)
 }
 
 #[cfg(test)]

@@ -274,11 +274,7 @@ impl MailboxClient {
                     url = self.graph.graph_link(&next)?;
                 }
                 (None, Some(delta)) => break delta,
-                (None, None) => {
-                    return Err(GraphError::Decode(
-                        "a delta page without nextLink or deltaLink".into(),
-                    ))
-                }
+                (None, None) => return Err(GraphError::DeltaPageWithoutLink),
             }
         };
         let pending = assembly.finish(delta_link);

@@ -36,17 +36,50 @@ pub enum GraphError {
         message: String,
         request_id: Option<String>,
     },
-    /// Graph was unreachable or kept failing (5xx, timeouts, dropped connections).
-    #[error("Graph is unavailable: {0}")]
-    Unavailable(String),
+    /// Graph was unreachable or kept failing (5xx, timeouts, dropped connections), after the
+    /// retries allowed — or without any, for a request that may have been applied.
+    #[error("Graph is unavailable{}", if *.retried { "" } else { " (not retried: the request may have been applied)" })]
+    Unavailable {
+        #[source]
+        outage: Outage,
+        retried: bool,
+    },
     /// Graph answered something we cannot read.
-    #[error("Graph answered something calsync cannot read: {0}")]
-    Decode(String),
-    /// A link or argument calsync refuses to use (e.g. a nextLink to another host).
-    #[error("refused: {0}")]
-    Refused(String),
-    #[error("Graph client configuration: {0}")]
-    Config(String),
+    #[error("Graph answered something calsync cannot read (request-id {request_id:?})")]
+    Decode {
+        #[source]
+        source: serde_json::Error,
+        request_id: Option<String>,
+    },
+    /// A delta page with neither nextLink nor deltaLink.
+    #[error("Graph answered a delta page that neither continues nor ends the round")]
+    DeltaPageWithoutLink,
+    /// A link Graph handed over that calsync will not follow (the token would go with it).
+    #[error("a Graph link points elsewhere ({host:?})")]
+    ForeignLink { host: String },
+    #[error("a Graph link is malformed")]
+    MalformedLink(#[source] url::ParseError),
+    /// The caller asked for something calsync never sends (two batch items with one id).
+    #[error("refused before sending: {0}")]
+    Refused(&'static str),
+    #[error("the access token cannot travel in a header")]
+    UnusableToken,
+    #[error("a request body could not be encoded")]
+    Encode(#[source] serde_json::Error),
+    #[error("the Graph URL cannot take a path")]
+    BadBaseUrl,
+    #[error("the HTTP client for Graph could not be built")]
+    Client(#[source] reqwest::Error),
+}
+
+/// Why Graph gave no usable answer.
+#[derive(Debug, thiserror::Error)]
+pub enum Outage {
+    #[error("it answered HTTP {0}")]
+    Status(u16),
+    /// The transport's error, its URL left out (query strings carry cursors).
+    #[error("the request failed")]
+    Transport(#[source] reqwest::Error),
 }
 
 impl GraphError {
@@ -58,7 +91,7 @@ impl GraphError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            GraphError::Throttled { .. } | GraphError::Unavailable(_)
+            GraphError::Throttled { .. } | GraphError::Unavailable { .. }
         )
     }
 }

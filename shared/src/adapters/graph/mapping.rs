@@ -16,10 +16,10 @@ use calsync_core::event::{
 pub enum MappingError {
     #[error("the event has no start or end")]
     MissingTimes,
-    #[error("unreadable dateTime {0:?}")]
-    BadDateTime(String),
-    #[error("unknown time zone {0:?}")]
-    UnknownZone(String),
+    #[error("unreadable dateTime {value:?}")]
+    BadDateTime { value: String },
+    #[error("unknown time zone {name:?}")]
+    UnknownZone { name: String },
     #[error("a tombstone or occurrence stub has no content to map")]
     NoContent,
 }
@@ -31,18 +31,24 @@ fn civil(value: &DateTimeTimeZone) -> Result<DateTime, MappingError> {
             text.parse::<Date>()
                 .map(|d| d.to_datetime(jiff::civil::Time::midnight()))
         })
-        .map_err(|_| MappingError::BadDateTime(text.to_owned()))
+        .map_err(|_| MappingError::BadDateTime {
+            value: text.to_owned(),
+        })
 }
 
 /// The instant a `dateTimeTimeZone` names.
 pub fn instant(value: &DateTimeTimeZone) -> Result<Timestamp, MappingError> {
     let zone_name = value.time_zone.as_deref().unwrap_or("UTC");
-    let zone = calsync_core::time::resolve_zone(zone_name)
-        .ok_or_else(|| MappingError::UnknownZone(zone_name.to_owned()))?;
+    let zone =
+        calsync_core::time::resolve_zone(zone_name).ok_or_else(|| MappingError::UnknownZone {
+            name: zone_name.to_owned(),
+        })?;
     civil(value)?
         .to_zoned_datetime(zone)
         .map(|z| z.timestamp())
-        .map_err(|_| MappingError::BadDateTime(value.date_time.clone()))
+        .map_err(|_| MappingError::BadDateTime {
+            value: value.date_time.clone(),
+        })
 }
 
 fn show_as(value: Option<&str>) -> Option<ShowAs> {
@@ -435,11 +441,11 @@ mod tests {
         );
         assert!(matches!(
             at("2026-01-15T10:00:00", "tzone://Microsoft/Custom"),
-            Err(MappingError::UnknownZone(_))
+            Err(MappingError::UnknownZone { .. })
         ));
         assert!(matches!(
             at("yesterday", "UTC"),
-            Err(MappingError::BadDateTime(_))
+            Err(MappingError::BadDateTime { .. })
         ));
         assert_eq!(
             html_text("<p>Hello&nbsp;<b>there</b></p><p>Bye &amp; thanks</p>"),

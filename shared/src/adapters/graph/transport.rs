@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use url::Url;
 
 use super::client::GraphSettings;
-use super::error::{error_from_response, GraphError};
+use super::error::{error_from_response, GraphError, Outage};
 use super::throttle::Throttle;
 use calsync_core::secret::Secret;
 
@@ -50,8 +50,10 @@ impl Reply {
     /// The body as JSON of type `T`, for 2xx answers; a Graph error otherwise.
     pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, GraphError> {
         self.ensure_success()?;
-        serde_json::from_slice(&self.body)
-            .map_err(|e| GraphError::Decode(format!("{e} (request-id {:?})", self.request_id())))
+        serde_json::from_slice(&self.body).map_err(|source| GraphError::Decode {
+            source,
+            request_id: self.request_id(),
+        })
     }
 
     pub fn ensure_success(&self) -> Result<(), GraphError> {
@@ -62,7 +64,7 @@ impl Reply {
         tracing::warn!(
             status = self.status.as_u16(),
             request_id = self.request_id().as_deref().unwrap_or("-"),
-            error = %error,
+            error = %crate::errors::chain(&error),
             "Graph call failed"
         );
         Err(error)
@@ -124,7 +126,7 @@ enum Failure {
         wait: Option<Duration>,
         request_id: Option<String>,
         fresh_connection: bool,
-        reason: String,
+        reason: Outage,
     },
     Final(GraphError),
 }
@@ -156,7 +158,9 @@ impl Transport {
             Ok(fresh) => {
                 *self.http.lock().unwrap_or_else(PoisonError::into_inner) = fresh;
             }
-            Err(e) => tracing::warn!(error = %e, "could not open a fresh Graph connection pool"),
+            Err(e) => {
+                tracing::warn!(error = %crate::errors::chain(&e), "could not open a fresh Graph connection pool")
+            }
         }
     }
 
@@ -225,7 +229,10 @@ impl Transport {
                     Some(StatusCode::TOO_MANY_REQUESTS) => {
                         GraphError::Throttled { retry_after: wait }
                     }
-                    _ => GraphError::Unavailable(reason),
+                    _ => GraphError::Unavailable {
+                        outage: reason,
+                        retried: true,
+                    },
                 });
             }
             tokio::time::sleep(delay).await;
@@ -237,13 +244,16 @@ impl Transport {
         let _permits = self.throttle.acquire(call.mailbox).await;
         let response = match self.http().execute(request).await {
             Ok(response) => response,
-            Err(e) => return Err(transport_failure(&e, call.idempotent || e.is_connect())),
+            Err(e) => {
+                let retry = call.idempotent || e.is_connect();
+                return Err(transport_failure(e, retry));
+            }
         };
         let status = response.status();
         let headers = response.headers().clone();
         let body = read_body(response)
             .await
-            .map_err(|e| transport_failure(&e, call.idempotent))?;
+            .map_err(|e| transport_failure(e, call.idempotent))?;
         let request_id = header_text(&headers, "request-id");
         match status.as_u16() {
             429 | 502 | 503 | 504 => Err(Failure::Retryable {
@@ -251,7 +261,7 @@ impl Transport {
                 wait: retry_after(&headers),
                 request_id,
                 fresh_connection: status != StatusCode::TOO_MANY_REQUESTS,
-                reason: format!("HTTP {}", status.as_u16()),
+                reason: Outage::Status(status.as_u16()),
             }),
             _ => Ok(Reply {
                 status,
@@ -264,7 +274,7 @@ impl Transport {
     fn build(&self, call: &Call<'_>, client_request_id: &str) -> Result<reqwest::Request, Failure> {
         let mut headers = HeaderMap::new();
         let mut auth = HeaderValue::from_str(&format!("Bearer {}", call.token.expose()))
-            .map_err(|_| Failure::Final(GraphError::Refused("unusable access token".into())))?;
+            .map_err(|_| Failure::Final(GraphError::UnusableToken))?;
         auth.set_sensitive(true);
         headers.insert(AUTHORIZATION, auth);
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
@@ -293,29 +303,22 @@ impl Transport {
     }
 }
 
-fn transport_failure(e: &reqwest::Error, retry: bool) -> Failure {
-    let reason = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "could not connect"
-    } else if e.is_body() || e.is_decode() {
-        "the connection dropped mid-answer"
-    } else {
-        "the request failed"
-    };
+fn transport_failure(e: reqwest::Error, retry: bool) -> Failure {
+    let outage = Outage::Transport(e.without_url());
     if retry {
         Failure::Retryable {
             status: None,
             wait: None,
             request_id: None,
             fresh_connection: true,
-            reason: reason.into(),
+            reason: outage,
         }
     } else {
         // A create without a transactionId may have happened: never send it twice.
-        Failure::Final(GraphError::Unavailable(format!(
-            "{reason} (not retried: the request may have been applied)"
-        )))
+        Failure::Final(GraphError::Unavailable {
+            outage,
+            retried: false,
+        })
     }
 }
 
@@ -340,7 +343,7 @@ fn build_http(settings: &GraphSettings) -> Result<reqwest::Client, GraphError> {
         .connect_timeout(settings.timeout.min(Duration::from_secs(5)))
         .pool_idle_timeout(Duration::from_secs(60))
         .build()
-        .map_err(|e| GraphError::Config(e.to_string()))
+        .map_err(GraphError::Client)
 }
 
 #[cfg(test)]

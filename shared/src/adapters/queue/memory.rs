@@ -10,6 +10,11 @@ use tokio::sync::Notify;
 use super::{JobQueue, QueueError, ReceivedJob, SyncJob};
 use crate::crypto::random_token;
 
+/// The lock around the queue was poisoned by a panic elsewhere.
+#[derive(Debug, thiserror::Error)]
+#[error("the in-process queue's lock is poisoned")]
+struct Poisoned;
+
 #[derive(Clone)]
 pub struct MemoryQueue {
     inner: Arc<Mutex<State>>,
@@ -39,9 +44,7 @@ impl MemoryQueue {
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, State>, QueueError> {
-        self.inner
-            .lock()
-            .map_err(|_| QueueError::Backend("the queue lock is poisoned".into()))
+        self.inner.lock().map_err(|_| QueueError::backend(Poisoned))
     }
 
     fn take(&self, max: usize) -> Result<Vec<ReceivedJob>, QueueError> {

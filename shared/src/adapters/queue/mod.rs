@@ -69,16 +69,25 @@ pub struct ReceivedJob {
 pub enum QueueError {
     #[error("the queue is not configured: {0}")]
     NotConfigured(&'static str),
-    #[error("{failed} of {total} jobs could not be queued: {reason}")]
+    /// Some entries of a batch were refused; `code` is the queue's first reason.
+    #[error("{failed} of {total} jobs could not be queued ({code})")]
     NotQueued {
         failed: usize,
         total: usize,
-        reason: String,
+        code: String,
     },
-    #[error("queue error: {0}")]
-    Backend(String),
-    #[error("a queued message is not a sync job: {0}")]
-    BadMessage(String),
+    #[error("the queue failed")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("a job could not be encoded")]
+    Encode(#[source] serde_json::Error),
+    #[error("a queued message is not a sync job")]
+    BadMessage(#[source] serde_json::Error),
+}
+
+impl QueueError {
+    pub fn backend(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        QueueError::Backend(Box::new(error))
+    }
 }
 
 #[async_trait]

@@ -1,6 +1,8 @@
 //! SQS FIFO adapter.
 
 use async_trait::async_trait;
+
+use crate::adapters::aws::AwsError;
 use aws_sdk_sqs::error::ProvideErrorMetadata;
 use aws_sdk_sqs::types::{MessageSystemAttributeName, SendMessageBatchRequestEntry};
 use aws_sdk_sqs::Client;
@@ -27,17 +29,13 @@ impl SqsQueue {
     }
 }
 
-fn backend<E: ProvideErrorMetadata + std::fmt::Debug>(
+fn backend<E>(
     err: aws_sdk_sqs::error::SdkError<E, aws_sdk_sqs::config::http::HttpResponse>,
-) -> QueueError {
-    match err.as_service_error() {
-        Some(e) => QueueError::Backend(format!(
-            "{}: {}",
-            e.code().unwrap_or("unknown"),
-            e.message().unwrap_or("no message")
-        )),
-        None => QueueError::Backend(format!("request failed: {err}")),
-    }
+) -> QueueError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    QueueError::backend(AwsError::from_sdk("SQS", err))
 }
 
 #[async_trait]
@@ -46,8 +44,7 @@ impl JobQueue for SqsQueue {
         for chunk in jobs.chunks(SQS_BATCH_LIMIT) {
             let mut entries = Vec::with_capacity(chunk.len());
             for (i, job) in chunk.iter().enumerate() {
-                let body =
-                    serde_json::to_string(job).map_err(|e| QueueError::Backend(e.to_string()))?;
+                let body = serde_json::to_string(job).map_err(QueueError::Encode)?;
                 // A fresh deduplication id per job: identical bodies minutes apart are distinct
                 // work (a second change after a finished sync), never to be dropped.
                 let entry = SendMessageBatchRequestEntry::builder()
@@ -56,7 +53,7 @@ impl JobQueue for SqsQueue {
                     .message_group_id(job.group_id())
                     .message_deduplication_id(random_token(24))
                     .build()
-                    .map_err(|e| QueueError::Backend(e.to_string()))?;
+                    .map_err(QueueError::backend)?;
                 entries.push(entry);
             }
             let out = self
@@ -67,17 +64,11 @@ impl JobQueue for SqsQueue {
                 .send()
                 .await
                 .map_err(backend)?;
-            if !out.failed().is_empty() {
-                let reason = out
-                    .failed()
-                    .iter()
-                    .map(|f| format!("{}: {}", f.code(), f.message().unwrap_or("")))
-                    .collect::<Vec<_>>()
-                    .join("; ");
+            if let Some(first) = out.failed().first() {
                 return Err(QueueError::NotQueued {
                     failed: out.failed().len(),
                     total: jobs.len(),
-                    reason,
+                    code: first.code().to_owned(),
                 });
             }
         }
@@ -100,7 +91,7 @@ impl JobQueue for SqsQueue {
             .into_iter()
             .map(|m| {
                 let job: SyncJob = serde_json::from_str(m.body().unwrap_or_default())
-                    .map_err(|e| QueueError::BadMessage(e.to_string()))?;
+                    .map_err(QueueError::BadMessage)?;
                 let receive_count = m
                     .attributes()
                     .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))

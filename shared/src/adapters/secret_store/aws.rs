@@ -1,6 +1,8 @@
 //! Secrets Manager adapter.
 
 use async_trait::async_trait;
+
+use crate::adapters::aws::AwsError;
 use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
 use aws_sdk_secretsmanager::types::Filter;
 use aws_sdk_secretsmanager::types::FilterNameStringType;
@@ -31,21 +33,17 @@ fn code_of<E: ProvideErrorMetadata>(
         .map(str::to_owned)
 }
 
-// Never include the secret value: only the service's error code and message.
-fn backend<E: ProvideErrorMetadata + std::fmt::Debug>(
+// Never the secret value: only the service's error code and message, or the transport's error.
+fn backend<E>(
     err: aws_sdk_secretsmanager::error::SdkError<
         E,
         aws_sdk_secretsmanager::config::http::HttpResponse,
     >,
-) -> SecretStoreError {
-    match err.as_service_error() {
-        Some(e) => SecretStoreError::Backend(format!(
-            "{}: {}",
-            e.code().unwrap_or("unknown"),
-            e.message().unwrap_or("no message")
-        )),
-        None => SecretStoreError::Backend(format!("request failed: {err}")),
-    }
+) -> SecretStoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    SecretStoreError::backend(AwsError::from_sdk("Secrets Manager", err))
 }
 
 #[async_trait]

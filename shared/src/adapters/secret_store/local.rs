@@ -13,9 +13,14 @@ pub struct LocalSecretStore {
     conn: Arc<Mutex<Connection>>,
 }
 
-fn err(e: impl std::fmt::Display) -> SecretStoreError {
-    SecretStoreError::Backend(e.to_string())
+fn err(e: impl std::error::Error + Send + Sync + 'static) -> SecretStoreError {
+    SecretStoreError::backend(e)
 }
+
+/// The lock around the connection was poisoned by a panic elsewhere.
+#[derive(Debug, thiserror::Error)]
+#[error("the secret store's lock is poisoned")]
+struct Poisoned;
 
 impl LocalSecretStore {
     pub fn open(path: &Path) -> Result<Self, SecretStoreError> {
@@ -50,9 +55,7 @@ impl LocalSecretStore {
     ) -> Result<T, SecretStoreError> {
         let conn = self.conn.clone();
         tokio::task::spawn_blocking(move || {
-            let conn = conn
-                .lock()
-                .map_err(|_| err("the secret store lock is poisoned"))?;
+            let conn = conn.lock().map_err(|_| err(Poisoned))?;
             work(&conn)
         })
         .await

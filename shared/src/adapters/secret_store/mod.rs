@@ -15,8 +15,14 @@ use calsync_core::secret::Secret;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SecretStoreError {
-    #[error("secret store error: {0}")]
-    Backend(String),
+    #[error("the secret store failed")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl SecretStoreError {
+    pub fn backend(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        SecretStoreError::Backend(Box::new(error))
+    }
 }
 
 #[async_trait]

@@ -1,5 +1,6 @@
 //! The AWS adapter: one DynamoDB table with string keys `pk`/`sk` and TTL on `expires_at`.
 
+use crate::adapters::aws::AwsError;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::types::{
@@ -55,14 +56,14 @@ impl DynamoStore {
                 .attribute_name(name)
                 .key_type(key_type)
                 .build()
-                .map_err(|e| StoreError::Backend(e.to_string()))
+                .map_err(StoreError::backend)
         };
         let attr = |name: &str| {
             AttributeDefinition::builder()
                 .attribute_name(name)
                 .attribute_type(ScalarAttributeType::S)
                 .build()
-                .map_err(|e| StoreError::Backend(e.to_string()))
+                .map_err(StoreError::backend)
         };
         self.client
             .create_table()
@@ -79,7 +80,7 @@ impl DynamoStore {
             .attribute_name("expires_at")
             .enabled(true)
             .build()
-            .map_err(|e| StoreError::Backend(e.to_string()))?;
+            .map_err(StoreError::backend)?;
         self.client
             .update_time_to_live()
             .table_name(&self.table)
@@ -170,10 +171,10 @@ fn from_attribute(value: &AttributeValue) -> Result<Value, StoreError> {
                 .map(|(k, v)| Ok((k.clone(), from_attribute(v)?)))
                 .collect::<Result<Map<_, _>, StoreError>>()?,
         ),
-        other => {
-            return Err(StoreError::Backend(format!(
-                "unsupported attribute type {other:?}"
-            )))
+        _ => {
+            return Err(StoreError::Foreign(
+                "an attribute of a type calsync never writes",
+            ))
         }
     })
 }
@@ -188,13 +189,13 @@ fn parse_number(n: &str) -> Result<Number, StoreError> {
     n.parse::<f64>()
         .ok()
         .and_then(Number::from_f64)
-        .ok_or_else(|| StoreError::Backend(format!("bad number {n:?}")))
+        .ok_or(StoreError::Foreign("a number that is not one"))
 }
 
 fn from_attributes(mut attrs: Attributes) -> Result<Item, StoreError> {
     let mut take_string = |name: &str| match attrs.remove(name) {
         Some(AttributeValue::S(s)) => Ok(s),
-        _ => Err(StoreError::Backend(format!("item without string {name}"))),
+        _ => Err(StoreError::Foreign("an item without its string key")),
     };
     let pk = take_string("pk")?;
     let sk = take_string("sk")?;
@@ -217,17 +218,13 @@ fn from_attributes(mut attrs: Attributes) -> Result<Item, StoreError> {
     })
 }
 
-fn sdk_err<E: ProvideErrorMetadata + std::fmt::Debug>(
+fn sdk_err<E>(
     err: aws_sdk_dynamodb::error::SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>,
-) -> StoreError {
-    match err.as_service_error() {
-        Some(service) => StoreError::Backend(format!(
-            "{}: {}",
-            service.code().unwrap_or("unknown"),
-            service.message().unwrap_or("no message")
-        )),
-        None => StoreError::Backend(format!("request failed: {err}")),
-    }
+) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    StoreError::backend(AwsError::from_sdk("DynamoDB", err))
 }
 
 fn is_condition_failure<E: ProvideErrorMetadata>(
@@ -364,7 +361,7 @@ impl ItemStore for DynamoStore {
                             (!cond.values.is_empty()).then_some(cond.values),
                         )
                         .build()
-                        .map_err(|e| StoreError::Backend(e.to_string()))?;
+                        .map_err(StoreError::backend)?;
                     TransactWriteItem::builder().put(put).build()
                 }
                 WriteOp::Delete {
@@ -384,7 +381,7 @@ impl ItemStore for DynamoStore {
                             (!cond.values.is_empty()).then_some(cond.values),
                         )
                         .build()
-                        .map_err(|e| StoreError::Backend(e.to_string()))?;
+                        .map_err(StoreError::backend)?;
                     TransactWriteItem::builder().delete(delete).build()
                 }
             };

@@ -65,7 +65,7 @@ impl<'a> Lease<'a> {
             .await;
         if let Err(e) = outcome {
             // Harmless: the lease expires on its own.
-            tracing::debug!(error = %e, "lease release failed");
+            tracing::debug!(error = %crate::errors::chain(&e), "lease release failed");
         }
     }
 }

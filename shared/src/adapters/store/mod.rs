@@ -73,10 +73,30 @@ pub enum WriteOp {
 pub enum StoreError {
     #[error("the precondition of the write did not hold")]
     ConditionFailed,
+    /// What calsync asked to store breaks a rule of the store.
     #[error("invalid item: {0}")]
-    Invalid(String),
-    #[error("storage backend error: {0}")]
-    Backend(String),
+    Invalid(&'static str),
+    #[error("invalid item: the attribute name {name:?} is reserved")]
+    ReservedAttribute { name: String },
+    #[error("a record could not be encoded")]
+    Encode(#[source] serde_json::Error),
+    #[error("the stored item {pk}/{sk} is unreadable")]
+    Unreadable {
+        pk: String,
+        sk: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("the store answered an item calsync did not write: {0}")]
+    Foreign(&'static str),
+    #[error("the storage backend failed")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl StoreError {
+    pub fn backend(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        StoreError::Backend(Box::new(error))
+    }
 }
 
 #[async_trait]
@@ -113,16 +133,16 @@ pub fn now_epoch() -> i64 {
 /// Rejects what neither backend can hold, so both adapters fail the same way.
 pub(crate) fn validate_item(item: &Item) -> Result<(), StoreError> {
     if item.pk.is_empty() || item.sk.is_empty() {
-        return Err(StoreError::Invalid("empty key".into()));
+        return Err(StoreError::Invalid("empty key"));
     }
     if let Some(name) = item
         .data
         .keys()
         .find(|k| RESERVED_ATTRIBUTES.contains(&k.as_str()))
     {
-        return Err(StoreError::Invalid(format!(
-            "attribute name {name:?} is reserved"
-        )));
+        return Err(StoreError::ReservedAttribute {
+            name: name.to_owned(),
+        });
     }
     Ok(())
 }
@@ -130,7 +150,7 @@ pub(crate) fn validate_item(item: &Item) -> Result<(), StoreError> {
 pub(crate) fn validate_transaction(ops: &[WriteOp]) -> Result<(), StoreError> {
     if ops.len() > 100 {
         return Err(StoreError::Invalid(
-            "a transaction holds at most 100 operations".into(),
+            "a transaction holds at most 100 operations",
         ));
     }
     let mut keys = std::collections::HashSet::new();
@@ -144,7 +164,7 @@ pub(crate) fn validate_transaction(ops: &[WriteOp]) -> Result<(), StoreError> {
         };
         if !keys.insert(key) {
             return Err(StoreError::Invalid(
-                "a transaction may touch each item once".into(),
+                "a transaction may touch each item once",
             ));
         }
     }
@@ -188,17 +208,18 @@ pub fn record_to_item<T: serde::Serialize>(
             item.data = data;
             Ok(item)
         }
-        Ok(_) => Err(StoreError::Invalid("a record must be a JSON object".into())),
-        Err(e) => Err(StoreError::Invalid(e.to_string())),
+        Ok(_) => Err(StoreError::Invalid("a record must be a JSON object")),
+        Err(e) => Err(StoreError::Encode(e)),
     }
 }
 
 /// Reads an item's data back into its record type.
 pub fn item_to_record<T: serde::de::DeserializeOwned>(item: &Item) -> Result<T, StoreError> {
-    serde_json::from_value(Value::Object(item.data.clone())).map_err(|e| {
-        StoreError::Backend(format!(
-            "stored record {}/{} is unreadable: {e}",
-            item.pk, item.sk
-        ))
+    serde_json::from_value(Value::Object(item.data.clone())).map_err(|source| {
+        StoreError::Unreadable {
+            pk: item.pk.clone(),
+            sk: item.sk.clone(),
+            source,
+        }
     })
 }

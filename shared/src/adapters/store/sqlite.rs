@@ -18,7 +18,7 @@ pub struct SqliteStore {
 impl SqliteStore {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| backend(e.to_string()))?;
+            std::fs::create_dir_all(parent).map_err(StoreError::backend)?;
         }
         let conn = Connection::open(path).map_err(backend_err)?;
         restrict_permissions(path);
@@ -57,7 +57,7 @@ impl SqliteStore {
         tokio::task::spawn_blocking(move || {
             let mut conn = conn
                 .lock()
-                .map_err(|_| backend("the store lock is poisoned".into()))?;
+                .map_err(|_| StoreError::Foreign("the store lock is poisoned"))?;
             let tx = conn
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                 .map_err(backend_err)?;
@@ -66,7 +66,7 @@ impl SqliteStore {
             Ok(out)
         })
         .await
-        .map_err(|e| backend(e.to_string()))?
+        .map_err(StoreError::backend)?
     }
 }
 
@@ -80,12 +80,8 @@ fn restrict_permissions(path: &Path) {
 #[cfg(not(unix))]
 fn restrict_permissions(_path: &Path) {}
 
-fn backend(message: String) -> StoreError {
-    StoreError::Backend(message)
-}
-
 fn backend_err(e: rusqlite::Error) -> StoreError {
-    StoreError::Backend(e.to_string())
+    StoreError::backend(e)
 }
 
 fn read(tx: &Transaction<'_>, pk: &str, sk: &str, now: i64) -> Result<Option<Item>, StoreError> {
@@ -111,7 +107,7 @@ fn read(tx: &Transaction<'_>, pk: &str, sk: &str, now: i64) -> Result<Option<Ite
         sk: sk.to_owned(),
         version: version as u64,
         expires_at,
-        data: serde_json::from_str(&data).map_err(|e| backend(e.to_string()))?,
+        data: serde_json::from_str(&data).map_err(StoreError::backend)?,
     };
     Ok((!item.is_expired(now)).then_some(item))
 }
@@ -136,7 +132,7 @@ fn apply(tx: &Transaction<'_>, op: &WriteOp, now: i64) -> Result<ApplyResult, St
             let current = read(tx, &item.pk, &item.sk, now)?;
             check(current.as_ref(), *precondition)?;
             let version = next_version(item, *precondition);
-            let data = serde_json::to_string(&item.data).map_err(|e| backend(e.to_string()))?;
+            let data = serde_json::to_string(&item.data).map_err(StoreError::backend)?;
             tx.execute(
                 "INSERT OR REPLACE INTO items (pk, sk, version, expires_at, data)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -180,7 +176,7 @@ impl ItemStore for SqliteStore {
         let op = WriteOp::Put(item.clone(), precondition);
         match self.with_tx(move |tx| apply(tx, &op, now_epoch())).await? {
             ApplyResult::Version(v) => Ok(v),
-            ApplyResult::Deleted(_) => Err(backend("unexpected delete result".into())),
+            ApplyResult::Deleted(_) => Err(StoreError::Foreign("a delete where a put was asked")),
         }
     }
 
@@ -197,7 +193,7 @@ impl ItemStore for SqliteStore {
         };
         match self.with_tx(move |tx| apply(tx, &op, now_epoch())).await? {
             ApplyResult::Deleted(old) => Ok(old),
-            ApplyResult::Version(_) => Err(backend("unexpected put result".into())),
+            ApplyResult::Version(_) => Err(StoreError::Foreign("a put where a delete was asked")),
         }
     }
 
@@ -229,7 +225,7 @@ impl ItemStore for SqliteStore {
                     sk,
                     version: version as u64,
                     expires_at,
-                    data: serde_json::from_str(&data).map_err(|e| backend(e.to_string()))?,
+                    data: serde_json::from_str(&data).map_err(StoreError::backend)?,
                 };
                 if !item.is_expired(now) {
                     items.push(item);

@@ -68,8 +68,8 @@ enum AuthError {
     #[error("the user declined consent")]
     ConsentDenied,
     /// Microsoft's short error code (and AADSTS number), sanitised.
-    #[error("Microsoft returned error {0}")]
-    Microsoft(String),
+    #[error("Microsoft returned error {code}")]
+    Microsoft { code: String },
     #[error("the ID token's tenant is not the tenant's")]
     WrongTenant,
     #[error("the token endpoint refused or failed")]
@@ -144,7 +144,7 @@ impl AuthError {
             AuthError::ConsentDenied => {
                 Page::new(lang, StatusCode::FORBIDDEN, ConsentDeniedTitle).para(ConsentDenied, None)
             }
-            AuthError::Microsoft(code) => {
+            AuthError::Microsoft { code } => {
                 Page::new(lang, StatusCode::BAD_REQUEST, MicrosoftErrorTitle)
                     .para(MicrosoftError, Some(code))
             }
@@ -521,10 +521,12 @@ fn microsoft_error(params: &Params) -> Result<Option<AuthError>, AuthError> {
         .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
         .take(64)
         .collect();
-    Ok(Some(AuthError::Microsoft(match aadsts {
-        Some(n) => format!("{code} (AADSTS{n})"),
-        None => code,
-    })))
+    Ok(Some(AuthError::Microsoft {
+        code: match aadsts {
+            Some(n) => format!("{code} (AADSTS{n})"),
+            None => code,
+        },
+    }))
 }
 
 /// Why the token response cannot finish a sign-in.
@@ -653,7 +655,7 @@ async fn callback(app: &App, request: &Request) -> Result<Outcome, AuthError> {
             )
             .await
         {
-            tracing::error!(tenant = %tenant.id, user = %user, error = %e, "could not record a problem");
+            tracing::error!(tenant = %tenant.id, user = %user, error = %crate::errors::chain(&e), "could not record a problem");
         }
     }
 

@@ -59,7 +59,7 @@ impl<'a> LinkStore<'a> {
         let previous = link
             .version
             .checked_sub(1)
-            .ok_or_else(|| StoreError::Invalid("a link is stored from version 1".into()))?;
+            .ok_or(StoreError::Invalid("a link is stored from version 1"))?;
         let item = self.link_item(link)?;
         match self.store.put(&item, Precondition::Version(previous)).await {
             Ok(_) => Ok(true),
@@ -150,14 +150,15 @@ fn link_from_item(item: &Item) -> Result<Link, StoreError> {
     let key = item
         .sk
         .strip_prefix(LINK_PREFIX)
-        .ok_or_else(|| StoreError::Backend(format!("{} is not a link", item.sk)))?;
+        .ok_or(StoreError::Foreign(
+            "an item that is not a link among the links",
+        ))?;
     let mut data = item.data.clone();
     data.insert("key".into(), Value::String(key.to_owned()));
     data.insert("version".into(), Value::from(item.version));
-    serde_json::from_value(Value::Object(data)).map_err(|e| {
-        StoreError::Backend(format!(
-            "stored link {}/{} is unreadable: {e}",
-            item.pk, item.sk
-        ))
+    serde_json::from_value(Value::Object(data)).map_err(|source| StoreError::Unreadable {
+        pk: item.pk.clone(),
+        sk: item.sk.clone(),
+        source,
     })
 }

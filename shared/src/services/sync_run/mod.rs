@@ -22,7 +22,9 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 
 use crate::adapters::crm::vtiger::{AccessKey, VtigerConfig, VtigerCrm};
-use crate::adapters::crm::{ChangeCursor, ChangesRequest, CrmError, CrmEventId, CrmPort, CrmUser};
+use crate::adapters::crm::{
+    ChangeCursor, ChangesRequest, ConfigProblem, CrmError, CrmEventId, CrmPort, CrmUser,
+};
 use crate::adapters::graph::{GraphClient, GraphError, MailboxClient};
 use crate::adapters::store::{now_epoch, ItemStore, StoreError};
 use crate::services::tenants::{TenantContext, TenantSettings};
@@ -136,7 +138,7 @@ impl RunError {
     fn problem(&self) -> (ProblemCode, String) {
         let why = crate::errors::chain(self);
         match self {
-            RunError::Crm(CrmError::UnknownUser(name)) => (
+            RunError::Crm(CrmError::UnknownUser { user_name: name }) => (
                 ProblemCode::CrmUserMissing,
                 format!("The CRM has no active user named {name:?}. Check the user name in the CRM's link, or disconnect this user."),
             ),
@@ -262,7 +264,7 @@ impl SyncRunner {
                     .record_run(&read, &error.record(), now_epoch())
                     .await
                 {
-                    tracing::error!(tenant = %tenant.id, user = %user, error = %e, "sync status not recorded");
+                    tracing::error!(tenant = %tenant.id, user = %user, error = %crate::errors::chain(&e), "sync status not recorded");
                 }
                 return Err(error);
             }
@@ -306,7 +308,7 @@ impl SyncRunner {
                 Err(e) => e.record(),
             };
             if let Err(e) = self.users.record_run(&read, &record, now).await {
-                tracing::error!(tenant = %tenant.id, user = %user, error = %e, "sync status not recorded");
+                tracing::error!(tenant = %tenant.id, user = %user, error = %crate::errors::chain(&e), "sync status not recorded");
                 // Without the status the cursors are not committed either: the run failed.
                 return Err(RunError::Record(e));
             }
@@ -565,9 +567,7 @@ impl Run<'_> {
                 break;
             }
         }
-        let cursor = cursor.ok_or_else(|| {
-            RunError::Crm(CrmError::Config("the CRM feed returned no cursor".into()))
-        })?;
+        let cursor = cursor.ok_or(RunError::Crm(CrmError::Config(ConfigProblem::NoCursor)))?;
         Ok((changes, cursor))
     }
 }

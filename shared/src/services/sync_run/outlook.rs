@@ -47,7 +47,7 @@ pub async fn read(
                 })
             }
             Err(e) if e.is_resync() => {
-                tracing::info!(mailbox = mailbox.mailbox().oid(), error = %e, "delta token lost, listing the window again");
+                tracing::info!(mailbox = mailbox.mailbox().oid(), error = %crate::errors::chain(&e), "delta token lost, listing the window again");
             }
             Err(e) => return Err(e),
         }

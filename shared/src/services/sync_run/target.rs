@@ -13,6 +13,7 @@ use crate::adapters::crm::{CrmError, CrmEventId, CrmPort, CrmUser, EventPatch, N
 use crate::adapters::graph::mapping::draft_from_event;
 use crate::adapters::graph::{to_calendar_event, GraphError, GraphEvent, MailboxClient};
 use crate::adapters::store::StoreError;
+use calsync_core::cause::Cause;
 use calsync_core::event::{CalendarEvent, EventField};
 use calsync_core::sync::{Conflict, Link, LinkKey, Occurrence, SyncTarget, WriteFailure};
 
@@ -69,33 +70,35 @@ impl<'a> LiveTarget<'a> {
 
 fn from_store(e: StoreError) -> WriteFailure {
     match e {
-        StoreError::Invalid(why) => WriteFailure::Rejected(why),
-        other => WriteFailure::Transient(other.to_string()),
+        StoreError::Invalid(_) | StoreError::ReservedAttribute { .. } | StoreError::Encode(_) => {
+            WriteFailure::Rejected(Cause::new(e))
+        }
+        other => WriteFailure::Transient(Cause::new(other)),
     }
 }
 
 fn from_graph(e: GraphError) -> WriteFailure {
     match e {
-        GraphError::Unauthorized { .. } => WriteFailure::Fatal(e.to_string()),
+        GraphError::Unauthorized { .. } => WriteFailure::Fatal(Cause::new(e)),
         GraphError::Throttled { .. } | GraphError::Conflict { .. } => {
-            WriteFailure::Transient(e.to_string())
+            WriteFailure::Transient(Cause::new(e))
         }
         // Graph retried these itself; what is left may or may not have happened.
-        GraphError::Unavailable(_) => WriteFailure::Ambiguous(e.to_string()),
-        _ => WriteFailure::Rejected(e.to_string()),
+        GraphError::Unavailable { .. } => WriteFailure::Ambiguous(Cause::new(e)),
+        _ => WriteFailure::Rejected(Cause::new(e)),
     }
 }
 
 fn from_crm(e: CrmError) -> WriteFailure {
     match &e {
-        CrmError::Login { .. } | CrmError::Config(_) => WriteFailure::Fatal(e.to_string()),
+        CrmError::Login { .. } | CrmError::Config(_) => WriteFailure::Fatal(Cause::new(e)),
         // The request went out; whether it was carried out is unknown.
         CrmError::Timeout { .. } | CrmError::Malformed { .. } => {
-            WriteFailure::Ambiguous(e.to_string())
+            WriteFailure::Ambiguous(Cause::new(e))
         }
-        CrmError::Http { status, .. } if *status >= 500 => WriteFailure::Ambiguous(e.to_string()),
-        _ if e.is_transient() => WriteFailure::Transient(e.to_string()),
-        _ => WriteFailure::Rejected(e.to_string()),
+        CrmError::Http { status, .. } if *status >= 500 => WriteFailure::Ambiguous(Cause::new(e)),
+        _ if e.is_transient() => WriteFailure::Transient(Cause::new(e)),
+        _ => WriteFailure::Rejected(Cause::new(e)),
     }
 }
 
@@ -115,7 +118,9 @@ impl SyncTarget for LiveTarget<'_> {
         Ok(self
             .versions
             .lock()
-            .map_err(|_| WriteFailure::Fatal("link versions poisoned".into()))?
+            .map_err(|_| {
+                WriteFailure::Fatal(Cause::message("the link versions' lock is poisoned"))
+            })?
             .get(key)
             .copied())
     }

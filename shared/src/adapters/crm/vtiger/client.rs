@@ -13,7 +13,7 @@ use url::Url;
 
 use super::session::{self, Session, SessionId, SessionSlot};
 use super::wire::{self, Challenge, LoginResult};
-use crate::adapters::crm::error::{CrmError, CrmErrorCode};
+use crate::adapters::crm::error::{ConfigProblem, CrmError, CrmErrorCode};
 
 /// A CRM user's access key (My Preferences → Access Key): `Debug` never shows it.
 #[derive(Clone, PartialEq, Eq)]
@@ -49,10 +49,17 @@ const SESSION_ATTEMPTS: usize = 3;
 
 /// The webservice endpoint for a CRM URL: accepts the CRM root or `.../webservice.php`.
 pub fn endpoint(url: &str) -> Result<Url, CrmError> {
-    let mut parsed = Url::parse(url.trim())
-        .map_err(|err| CrmError::Config(format!("CRM URL {url:?}: {err}")))?;
+    let bad_url = |source| {
+        CrmError::Config(ConfigProblem::BadUrl {
+            url: url.to_owned(),
+            source,
+        })
+    };
+    let mut parsed = Url::parse(url.trim()).map_err(bad_url)?;
     if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(CrmError::Config(format!("CRM URL {url:?} is not http(s)")));
+        return Err(CrmError::Config(ConfigProblem::NotHttp {
+            url: url.to_owned(),
+        }));
     }
     parsed.set_query(None);
     parsed.set_fragment(None);
@@ -63,9 +70,7 @@ pub fn endpoint(url: &str) -> Result<Url, CrmError> {
         let path = format!("{}/", parsed.path());
         parsed.set_path(&path);
     }
-    parsed
-        .join("webservice.php")
-        .map_err(|err| CrmError::Config(format!("CRM URL {url:?}: {err}")))
+    parsed.join("webservice.php").map_err(bad_url)
 }
 
 fn unix_now() -> i64 {
@@ -107,7 +112,7 @@ impl VtigerClient {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("calsync/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|err| CrmError::Config(format!("HTTP client: {err}")))?;
+            .map_err(|err| CrmError::Config(ConfigProblem::Client(err)))?;
         let slot = session::slot(endpoint.as_str(), user_name);
         Ok(Self {
             http,
@@ -307,7 +312,7 @@ impl VtigerClient {
             // `without_url`: the URL of a GET carries the session id.
             CrmError::Transport {
                 operation: operation.to_owned(),
-                reason: err.without_url().to_string(),
+                source: err.without_url(),
             }
         }
     }

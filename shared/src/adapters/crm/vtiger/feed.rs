@@ -189,7 +189,8 @@ impl Reader<'_> {
         .map(Timestamp::as_second)
         .map_err(|err| CrmError::InvalidData {
             operation: operation.to_owned(),
-            reason: format!("record {}: {err}", record.id()),
+            record: Some(record.id()),
+            source: Box::new(err),
         })
     }
 
@@ -213,10 +214,10 @@ impl Reader<'_> {
         match self.crm.to_event(operation, record, &self.zones) {
             Ok(event) => self.found.upsert(&id, event),
             Err(err) => {
-                tracing::warn!(id = %id, error = %err, "skipping an unreadable CRM event");
+                tracing::warn!(id = %id, error = %crate::errors::chain(&err), "skipping an unreadable CRM event");
                 self.found
                     .unreadable
-                    .push((CrmEventId::new(id), err.to_string()));
+                    .push((CrmEventId::new(id), crate::errors::chain(&err)));
             }
         }
     }
@@ -491,7 +492,7 @@ pub(super) async fn changes(
                 more
             }
             Err(err) if sync_unavailable(&err) => {
-                tracing::warn!(error = %err, "CRM sync operation unavailable, falling back to query");
+                tracing::warn!(error = %crate::errors::chain(&err), "CRM sync operation unavailable, falling back to query");
                 state.feed = FeedKind::Query;
                 state.retry_sync_at = Some(now + crm.sync_retry_secs);
                 reader.found = Collected::default();

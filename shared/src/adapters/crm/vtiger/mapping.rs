@@ -34,12 +34,13 @@ pub const DEFAULT_ACTIVITY_TYPE: &str = "Meeting";
 /// vtiger refuses an empty subject (it is mandatory): this is written instead.
 pub use calsync_core::event::EMPTY_SUBJECT;
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("field {field} has an unusable value {value:?}: {reason}")]
+#[derive(Debug, thiserror::Error)]
+#[error("field {field} has an unusable value {value:?}")]
 pub struct MappingError {
     pub field: &'static str,
     pub value: String,
-    pub reason: String,
+    #[source]
+    pub source: jiff::Error,
 }
 
 /// The zones a mapping needs.
@@ -57,11 +58,11 @@ impl Zones {
     }
 }
 
-fn invalid(field: &'static str, value: &str, reason: impl ToString) -> MappingError {
+fn invalid(field: &'static str, value: &str, source: jiff::Error) -> MappingError {
     MappingError {
         field,
         value: value.to_owned(),
-        reason: reason.to_string(),
+        source,
     }
 }
 

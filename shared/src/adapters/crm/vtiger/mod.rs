@@ -20,8 +20,8 @@ use self::client::VtigerClient;
 use self::mapping::Zones;
 use self::wire::Record;
 use crate::adapters::crm::{
-    ChangeSet, ChangesRequest, CrmError, CrmErrorCode, CrmEventId, CrmPort, CrmTimeModel, CrmUser,
-    CrmUserId, DeleteOutcome, EventPatch, EventSchema, NewEvent,
+    ChangeSet, ChangesRequest, ConfigProblem, CrmError, CrmErrorCode, CrmEventId, CrmPort,
+    CrmTimeModel, CrmUser, CrmUserId, DeleteOutcome, EventPatch, EventSchema, NewEvent,
 };
 use calsync_core::event::{CalendarEvent, EventField};
 
@@ -94,11 +94,14 @@ pub struct VtigerCrm {
 
 impl VtigerCrm {
     pub fn new(config: VtigerConfig) -> Result<Self, CrmError> {
-        let server_zone = TimeZone::get(&config.server_zone).map_err(|err| {
-            CrmError::Config(format!("server zone {:?}: {err}", config.server_zone))
+        let server_zone = TimeZone::get(&config.server_zone).map_err(|source| {
+            CrmError::Config(ConfigProblem::BadZone {
+                zone: config.server_zone.clone(),
+                source,
+            })
         })?;
         if config.user_name.trim().is_empty() {
-            return Err(CrmError::Config("empty CRM user name".to_owned()));
+            return Err(CrmError::Config(ConfigProblem::EmptyUser));
         }
         let client = VtigerClient::new(
             &config.url,
@@ -135,7 +138,8 @@ impl VtigerCrm {
     ) -> Result<CalendarEvent, CrmError> {
         mapping::event_from_record(record, zones).map_err(|err| CrmError::InvalidData {
             operation: operation.to_owned(),
-            reason: format!("record {}: {err}", record.id()),
+            record: Some(record.id()),
+            source: Box::new(err),
         })
     }
 
@@ -178,12 +182,8 @@ impl VtigerCrm {
         fields: &[EventField],
         zones: &Zones,
     ) -> Result<serde_json::Map<String, Value>, CrmError> {
-        let pairs = mapping::fields_for_write(event, fields, zones).map_err(|err| {
-            CrmError::InvalidData {
-                operation: "write".to_owned(),
-                reason: err.to_string(),
-            }
-        })?;
+        let pairs =
+            mapping::fields_for_write(event, fields, zones).map_err(CrmError::Unwritable)?;
         let mut element: serde_json::Map<String, Value> = pairs
             .into_iter()
             .map(|(key, value)| (key.to_owned(), Value::String(value)))
@@ -238,12 +238,14 @@ impl CrmPort for VtigerCrm {
             .iter()
             .find(|row| row.text("user_name") == user_name)
             .or_else(|| rows.first())
-            .ok_or_else(|| CrmError::UnknownUser(user_name.to_owned()))?;
+            .ok_or_else(|| CrmError::UnknownUser {
+                user_name: user_name.to_owned(),
+            })?;
         let id = row.id();
         if id.is_empty() {
-            return Err(CrmError::InvalidData {
+            return Err(CrmError::Unexpected {
                 operation: "query".to_owned(),
-                reason: "user row without id".to_owned(),
+                what: "a user row without an id",
             });
         }
         let zone = row.text("time_zone");

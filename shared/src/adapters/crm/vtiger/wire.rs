@@ -34,9 +34,9 @@ pub fn parse_reply(operation: &str, status: u16, body: &[u8]) -> Result<Value, C
             body_start: body_start(body),
         });
     }
-    let malformed = |reason: &str| CrmError::Malformed {
+    let malformed = |reason: &'static str| CrmError::Malformed {
         operation: operation.to_owned(),
-        reason: reason.to_owned(),
+        reason,
         body_start: body_start(body),
     };
     let value: Value = serde_json::from_slice(body).map_err(|err| {
@@ -73,7 +73,8 @@ pub fn parse_reply(operation: &str, status: u16, body: &[u8]) -> Result<Value, C
 pub fn decode<T: for<'de> Deserialize<'de>>(operation: &str, value: Value) -> Result<T, CrmError> {
     serde_json::from_value(value).map_err(|err| CrmError::InvalidData {
         operation: operation.to_owned(),
-        reason: err.to_string(),
+        record: None,
+        source: Box::new(err),
     })
 }
 
@@ -204,21 +205,21 @@ pub fn records(operation: &str, value: Value) -> Result<Vec<Record>, CrmError> {
             Ok(decode::<Option<Vec<Record>>>(operation, value)?.unwrap_or_default())
         }
         Value::Object(map) if map.is_empty() => Ok(Vec::new()),
-        other => Err(CrmError::InvalidData {
+        other => Err(CrmError::Unexpected {
             operation: operation.to_owned(),
-            reason: format!("expected a list of records, got {}", kind(&other)),
+            what: kind(&other),
         }),
     }
 }
 
 fn kind(value: &Value) -> &'static str {
     match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
+        Value::Null => "null where a list of records belongs",
+        Value::Bool(_) => "a boolean where a list of records belongs",
+        Value::Number(_) => "a number where a list of records belongs",
+        Value::String(_) => "a string where a list of records belongs",
+        Value::Array(_) => "a list that is not of records",
+        Value::Object(_) => "an object where a list of records belongs",
     }
 }
 
@@ -315,12 +316,12 @@ mod tests {
     fn bad_bodies_are_typed() {
         let html = parse_reply("sync", 200, b"<html><body>Fatal error</body></html>").unwrap_err();
         assert!(
-            matches!(html, CrmError::Malformed { ref reason, .. } if reason == "not JSON"),
+            matches!(html, CrmError::Malformed { reason, .. } if reason == "not JSON"),
             "{html}"
         );
         let cut = parse_reply("sync", 200, br#"{"success":true,"result":{"upd"#).unwrap_err();
         assert!(
-            matches!(cut, CrmError::Malformed { ref reason, .. } if reason == "truncated JSON"),
+            matches!(cut, CrmError::Malformed { reason, .. } if reason == "truncated JSON"),
             "{cut}"
         );
         let empty = parse_reply("sync", 200, b"").unwrap_err();
