@@ -1,5 +1,5 @@
-//! Engine CPU of `calsync_core::sync::plan` for one user with 10,000 events (docs/design.md §6: under 100 µs
-//! per event). No I/O: the inputs are built in memory first, only planning is timed.
+//! Engine CPU of `calsync_core::sync::plan` for one user with 10,000 events (docs/design.md §6:
+//! under 100 µs per event). No I/O: the inputs are built in memory first, only planning is timed.
 //!
 //! ```text
 //! cargo run --release -p calsync-core --example sync_plan_bench [events] [runs]

@@ -1,9 +1,9 @@
 //! Property test of the sync engine in the simulated world (`sync_sim`), which plans with
-//! `calsync_core::sync::plan` and executes with the library's own executor, `calsync_core::sync::execute`,
-//! the code path of the live runner. Random edits on both sides (creates, field edits,
-//! deletions, reassignments, invitations, recurring series) alternate with syncs under random
-//! faults, one per call the executor makes (calendar writes, link and journal writes, link
-//! deletions, stored-version reads):
+//! `calsync_core::sync::plan` and executes with the library's own executor,
+//! `calsync_core::sync::execute`, the code path of the live runner. Random edits on both sides
+//! (creates, field edits, deletions, reassignments, invitations, recurring series) alternate with
+//! syncs under random faults, one per call the executor makes (calendar writes, link and journal
+//! writes, link deletions, stored-version reads):
 //!
 //! - 429/503: the call does nothing and fails ([`WriteFailure::Transient`]), retried;
 //! - timeouts: the call takes effect but its answer is lost ([`WriteFailure::Ambiguous`]);
@@ -22,7 +22,7 @@
 //! Cases: `PROPTEST_CASES` (default 64, a few seconds in debug). A longer run:
 //!
 //! ```text
-//! PROPTEST_CASES=5000 CARGO_TARGET_DIR=target cargo test -p calsync --release \
+//! PROPTEST_CASES=5000 cargo test -p calsync-core --release \
 //!     --test sync_properties
 //! ```
 

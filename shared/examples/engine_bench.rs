@@ -1,5 +1,5 @@
-//! Engine CPU of an initial sync of N Outlook events (docs/design.md §6: under 100 µs per event), with
-//! the network taken out: Graph delta pages are parsed from their JSON text, assembled into a
+//! Engine CPU of an initial sync of N Outlook events (docs/design.md §6: under 100 µs per event),
+//! with the network taken out: Graph delta pages are parsed from their JSON text, assembled into a
 //! round and mapped to the engine's items; the plan is made; and `sync::execute` carries it
 //! out against a target that does the per-event encoding the live one does (vtiger fields for
 //! each create, the link record as the store would write it) and answers at once. What is

@@ -4,7 +4,8 @@
 //! figures are the client's alone.
 //!
 //! ```text
-//! cargo run --release -p calsync --example graph_delta_bench -- [--events N] [--rounds R] [--page-size P]
+//! cargo run --release -p calsync --example graph_delta_bench -- \
+//!     [--events N] [--rounds R] [--page-size P]
 //! ```
 //!
 //! Two measurements, each repeated R times (medians reported, the machine is noisy):

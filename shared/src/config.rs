@@ -1,4 +1,4 @@
-//! calsync's one typed configuration, read from the environment once at start (DESIGN §2).
+//! calsync's one typed configuration, read from the environment once at start (docs/design.md §2).
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -76,8 +76,8 @@ impl Invocation {
 /// integration tests live in `target/<profile>/deps/`, binaries in `target/<profile>/`.
 ///
 /// Cargo only builds binaries of the crate under test, so the function crates must be built
-/// first: the test script runs `cargo build --workspace` before `cargo test`. [`FunctionProcess::spawn`]
-/// explains this when the file is missing.
+/// first: the test script runs `cargo build --workspace` before `cargo test`.
+/// [`FunctionProcess::spawn`] explains this when the file is missing.
 pub fn binary_path(name: &str) -> PathBuf {
     let file_name = format!("{name}{}", std::env::consts::EXE_SUFFIX);
     let exe = std::env::current_exe().unwrap_or_default();

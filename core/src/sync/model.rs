@@ -263,7 +263,7 @@ impl OutlookItem {
 pub struct OutlookChanges {
     pub upserts: Vec<OutlookItem>,
     /// Confirmed deletions: tombstones checked to be real deletions, not events that left the
-    /// window (graph-facts §1). Cancelled occurrences are listed here by occurrence id.
+    /// window (docs/design.md §7). Cancelled occurrences are listed here by occurrence id.
     pub deleted: Vec<String>,
     /// Series masters that were deleted: every occurrence linked to them is gone.
     pub deleted_series: Vec<String>,

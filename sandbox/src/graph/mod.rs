@@ -1,8 +1,8 @@
-//! A stand-in for Microsoft Graph's calendar surface, faithful to `graph-facts.md`: mailboxes
-//! of events (single, series with occurrences, exceptions and cancelled dates, all-day, any
-//! time zone), calendarView delta with real paging, tokens and tombstones, event CRUD with
-//! change keys, immutable ids and `transactionId` dedupe, series instances, `$batch`,
-//! subscriptions that really call their notification URLs, and fault injection.
+//! A stand-in for Microsoft Graph's calendar surface, faithful to Graph as docs/design.md §7
+//! describes it: mailboxes of events (single, series with occurrences, exceptions and cancelled
+//! dates, all-day, any time zone), calendarView delta with real paging, tokens and tombstones,
+//! event CRUD with change keys, immutable ids and `transactionId` dedupe, series instances,
+//! `$batch`, subscriptions that really call their notification URLs, and fault injection.
 //!
 //! Tokens are checked with the identity part: a delegated token reaches `/me` (its own
 //! mailbox); an app-only token with calendar roles reaches `/users/{id}`. Tests steer it

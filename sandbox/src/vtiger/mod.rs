@@ -1,4 +1,4 @@
-//! A stand-in for vtiger's `webservice.php`, faithful to the checklist in `crm-api.md` §2.12,
+//! A stand-in for vtiger's `webservice.php`, faithful to vtiger as docs/design.md §8 describes it,
 //! with an in-process control handle for tests: users, events, the server zone, the version,
 //! fault injection and request counts.
 //!

@@ -1,6 +1,6 @@
 //! The emulated CRM's data and the behaviour of each operation, without HTTP.
 //!
-//! Faithful to vtiger 8 as observed (see `crm-api.md`): values are strings; date/time fields
+//! Faithful to vtiger 8 as observed (see docs/design.md §8): values are strings; date/time fields
 //! are stored exactly as written (no zone conversion); modification times are server-zone wall
 //! clock at one-second resolution; deleted records answer ACCESS_DENIED; `reminder_time` goes in
 //! as seconds and comes out as minutes with the zero-minute bump; invitees come from the raw

@@ -865,7 +865,8 @@ async fn error_body_has_exactly_the_fields_of_microsofts_sample() {
         value.as_object().unwrap().keys().cloned().collect()
     };
     let mut expected = keys(&fixture);
-    // Microsoft's error reference shows error_uri on current responses; the 2016 sample predates it.
+    // Microsoft's error reference shows error_uri on current responses; the 2016 sample predates
+    // it.
     expected.insert("error_uri".to_owned());
     assert_eq!(keys(&sandbox), expected);
 

@@ -1,5 +1,5 @@
-//! The scheduler's round (docs/design.md §2, `{"action":"dispatch"}`): find the connected users who are
-//! due a sync, and queue one job each. Push notifications bring changes within a minute; this
+//! The scheduler's round (docs/design.md §2, `{"action":"dispatch"}`): find the connected users who
+//! are due a sync, and queue one job each. Push notifications bring changes within a minute; this
 //! round is the safety net that catches whatever push missed, and the place where tenants'
 //! expiring secrets get noticed.
 

@@ -1,5 +1,5 @@
 //! The vtiger adapter against the vtiger emulator over real HTTP, plus every captured vtiger
-//! payload in the kit read through the adapter's own parsers.
+//! payload in `fixtures/vtiger/` read through the adapter's own parsers.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -785,7 +785,7 @@ async fn nothing_secret_in_debug_output_or_errors() {
     assert!(!err.contains("sessionName"), "{err}");
 }
 
-// ---- the kit's captured payloads -----------------------------------------------------------
+// ---- the captured payloads in fixtures/vtiger/ ------------------------------------------
 
 fn fixtures_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/vtiger")

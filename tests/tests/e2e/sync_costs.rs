@@ -1,5 +1,5 @@
-//! What a sync run with nothing to do costs, counted at the wire (DESIGN §6): Graph requests
-//! and CRM requests as the sandbox saw them, DynamoDB and Secrets Manager calls as the AWS
+//! What a sync run with nothing to do costs, counted at the wire (docs/design.md §6): Graph
+//! requests and CRM requests as the sandbox saw them, DynamoDB and Secrets Manager calls as the AWS
 //! SDK sent them to moto (an interceptor on the App's clients counts every transmitted
 //! request, retries included).
 

@@ -31,7 +31,8 @@ pub(crate) fn window_query(window: &TimeWindow) -> [(&'static str, String); 2] {
 }
 
 /// The writable fields calsync sets on Outlook events. Unset fields are left alone on update.
-/// There is deliberately no attendees field: adding attendees sends invitations (docs/design.md §3).
+/// There is deliberately no attendees field: adding attendees sends invitations (docs/design.md
+/// §3).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EventDraft {

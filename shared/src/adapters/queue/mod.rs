@@ -36,7 +36,7 @@ pub enum JobReason {
     Continue,
 }
 
-/// The body of one queue message (DESIGN §2).
+/// The body of one queue message (docs/design.md §2).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SyncJob {

@@ -1,8 +1,8 @@
 //! The storage port: one table of items addressed by a partition key and a sort key, with
 //! optimistic concurrency (a version number per item), expiry, prefix queries and transactions.
 //! Two adapters implement it — DynamoDB and an embedded SQLite file — and both pass the same
-//! contract tests (`shared/tests/it/store_contract.rs`). Typed records (tenants, users, OAuth states…)
-//! are built on top of it once, in the modules that own them.
+//! contract tests (`shared/tests/it/store_contract.rs`). Typed records (tenants, users, OAuth
+//! states…) are built on top of it once, in the modules that own them.
 
 mod dynamo;
 mod lease;

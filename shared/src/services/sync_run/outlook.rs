@@ -71,7 +71,7 @@ impl OutlookRead {
     /// cannot be mapped are skipped and returned with the reason.
     ///
     /// With `check_series`, every linked series is also listed (one request each) to find
-    /// cancelled occurrences, which calendarView delta does not report (graph-facts §1).
+    /// cancelled occurrences, which calendarView delta does not report (docs/design.md §7).
     pub async fn into_changes(
         self,
         mailbox: &MailboxClient,

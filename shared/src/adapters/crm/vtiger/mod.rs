@@ -1,6 +1,6 @@
 //! The vtiger (MyCRMweb) adapter over the classic `webservice.php` API.
 //!
-//! See `crm-api.md` in the kit for the quirks absorbed here; the module docs of `mapping`,
+//! docs/design.md §8 lists the quirks absorbed here; the module docs of `mapping`,
 //! `session` and `feed` say which lives where.
 
 pub mod client;
