@@ -244,6 +244,7 @@ mod tests {
             subscription_id: None,
             subscription_expires_at: None,
             last_sync: None,
+            run_lease: None,
             progress: None,
         };
         let html = users_table("acme", &[user]).into_string();

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::adapters::store::{
-    item_to_record, record_to_item, Item, ItemStore, Precondition, StoreError, WriteOp,
+    item_to_record, record_to_item, Claim, Item, ItemStore, Precondition, StoreError, WriteOp,
 };
 use crate::services::tenants::tenant_pk;
 use calsync_core::crm::CrmUser;
@@ -133,6 +133,9 @@ pub struct UserRecord {
     /// What the last sync runs did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sync: Option<SyncSummary>,
+    /// The sync run that holds the user now, if any (see [`Users::begin_run`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_lease: Option<RunLease>,
     /// Where the sync stands with this user (cursors). Stored under its first name.
     #[serde(
         default,
@@ -141,6 +144,29 @@ pub struct UserRecord {
     )]
     pub progress: Option<SyncProgress>,
 }
+
+/// A sync run's hold on its user: one run per user at a time, across processes. It lapses at
+/// `until` unless renewed, so a run that died blocks the next one only briefly.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunLease {
+    pub holder: String,
+    /// Epoch seconds.
+    pub until: i64,
+}
+
+/// How [`Users::begin_run`] went.
+#[derive(Debug)]
+pub enum RunStart {
+    /// The run holds the user; here is the record as the claim wrote it.
+    Started(Box<VersionedUser>),
+    /// Another run holds the user until `until`.
+    Busy { until: i64 },
+    /// No such user.
+    Missing,
+}
+
+/// The item attribute the run lease is kept in.
+const RUN_LEASE_SLOT: &str = "run_lease";
 
 /// The outcome of recent syncs, as status shows it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -424,6 +450,7 @@ impl Users {
             subscription_id: previous.as_ref().and_then(|p| p.subscription_id.clone()),
             subscription_expires_at: previous.as_ref().and_then(|p| p.subscription_expires_at),
             last_sync: previous.as_ref().and_then(|p| p.last_sync.clone()),
+            run_lease: previous.as_ref().and_then(|p| p.run_lease.clone()),
             progress: previous.as_ref().and_then(|p| p.progress.clone()),
         };
         let pk = tenant_pk(tenant);
@@ -553,15 +580,88 @@ impl Users {
         .map(|_| ())
     }
 
-    /// Records how a sync run ended, starting from the record the run read: one write when
-    /// nobody changed the item meanwhile.
+    /// Takes the user for a sync run, and reads it, in one conditional write: refused while
+    /// another run holds it. The lease lasts `ttl` unless [`Self::keep_run`] renews it, and
+    /// [`Self::record_run`] (or [`Self::end_run`]) gives it back.
+    pub async fn begin_run(
+        &self,
+        tenant: &TenantId,
+        user: &CrmUserName,
+        holder: &str,
+        ttl: std::time::Duration,
+        now: i64,
+    ) -> Result<RunStart, UserWriteError> {
+        let (pk, sk) = item_key(tenant, user);
+        let claim = Claim {
+            pk: &pk,
+            sk: &sk,
+            slot: RUN_LEASE_SLOT,
+            holder,
+            until: now + ttl.as_secs() as i64,
+            now,
+        };
+        match self.store.claim(&claim).await {
+            Ok(Some(item)) => Ok(RunStart::Started(Box::new(VersionedUser {
+                record: item_to_record(&item)?,
+                version: item.version,
+            }))),
+            Ok(None) => Ok(RunStart::Missing),
+            Err(StoreError::ConditionFailed) => {
+                let until = self
+                    .get(tenant, user)
+                    .await?
+                    .and_then(|u| u.record.run_lease)
+                    .map_or(now, |lease| lease.until);
+                Ok(RunStart::Busy { until })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Renews a run's lease; `false` when the run no longer holds the user.
+    pub async fn keep_run(
+        &self,
+        tenant: &TenantId,
+        user: &CrmUserName,
+        holder: &str,
+        ttl: std::time::Duration,
+        now: i64,
+    ) -> Result<bool, UserWriteError> {
+        match self.begin_run(tenant, user, holder, ttl, now).await? {
+            RunStart::Started(_) => Ok(true),
+            RunStart::Busy { .. } | RunStart::Missing => Ok(false),
+        }
+    }
+
+    /// Gives a run's lease back without recording anything (the run found nothing to do for a
+    /// user who is not connected).
+    pub async fn end_run(&self, read: &VersionedUser, holder: &str) -> Result<(), UserWriteError> {
+        self.write_from(read, |record| release(record, holder))
+            .await
+    }
+
+    /// Records how a sync run ended and gives its lease back, starting from the record the run
+    /// read: one write when nobody changed the item meanwhile.
     pub async fn record_run(
         &self,
         read: &VersionedUser,
         run: &RunRecord<'_>,
+        holder: &str,
         now: i64,
     ) -> Result<(), UserWriteError> {
-        let change = |record: &mut UserRecord| apply_run(record, run, now);
+        self.write_from(read, |record| {
+            apply_run(record, run, now);
+            release(record, holder);
+        })
+        .await
+    }
+
+    /// Applies `change` to the record read at `read.version`, re-reading if it moved.
+    async fn write_from(
+        &self,
+        read: &VersionedUser,
+        change: impl Fn(&mut UserRecord),
+    ) -> Result<(), UserWriteError> {
         let mut record = read.record.clone();
         change(&mut record);
         match self
@@ -670,6 +770,17 @@ impl Users {
             }
         }
         Err(UserWriteError::Contended)
+    }
+}
+
+/// Clears the run lease if `holder` still has it.
+fn release(record: &mut UserRecord, holder: &str) {
+    if record
+        .run_lease
+        .as_ref()
+        .is_some_and(|l| l.holder == holder)
+    {
+        record.run_lease = None;
     }
 }
 

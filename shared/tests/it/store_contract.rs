@@ -2,7 +2,7 @@
 //! and DynamoDB (through the real SDK, against moto).
 
 use calsync::adapters::store::{
-    DynamoStore, Item, ItemStore, Precondition, SqliteStore, StoreError, WriteOp,
+    Claim, DynamoStore, Item, ItemStore, Precondition, SqliteStore, StoreError, WriteOp,
 };
 use serde_json::json;
 
@@ -205,6 +205,78 @@ async fn contract(store: &dyn ItemStore) {
             .await,
         Err(StoreError::Invalid(_))
     ));
+
+    claims(store).await;
+}
+
+/// A slot of an item claimed by one holder at a time, for a while.
+async fn claims(store: &dyn ItemStore) {
+    let now = now();
+    let claim = |holder: &'static str, until: i64, at: i64| Claim {
+        pk: "P#C",
+        sk: "U",
+        slot: "run_lease",
+        holder,
+        until,
+        now: at,
+    };
+    assert!(store
+        .claim(&claim("a", now + 60, now))
+        .await
+        .unwrap()
+        .is_none());
+    store
+        .put(
+            &item("P#C", "U", json!({"name": "kept"})),
+            Precondition::Absent,
+        )
+        .await
+        .unwrap();
+    let held = store
+        .claim(&claim("a", now + 60, now))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(held.version, 2);
+    assert_eq!(held.data["name"], "kept");
+    assert_eq!(
+        held.data["run_lease"],
+        json!({"holder": "a", "until": now + 60})
+    );
+    assert_eq!(store.get("P#C", "U").await.unwrap().unwrap(), held);
+    // Taken: another holder is refused and changes nothing.
+    assert!(matches!(
+        store.claim(&claim("b", now + 60, now)).await,
+        Err(StoreError::ConditionFailed)
+    ));
+    assert_eq!(store.get("P#C", "U").await.unwrap().unwrap().version, 2);
+    // The holder renews its claim.
+    let renewed = store
+        .claim(&claim("a", now + 120, now + 30))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(renewed.version, 3);
+    assert_eq!(renewed.data["run_lease"]["until"], now + 120);
+    // Once it has lapsed, someone else may take it.
+    let taken = store
+        .claim(&claim("b", now + 300, now + 120))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(taken.data["run_lease"]["holder"], "b");
+    // A whole-item write with the slot cleared frees it.
+    let mut cleared = taken.clone();
+    cleared.data.remove("run_lease");
+    store
+        .put(&cleared, Precondition::Version(taken.version))
+        .await
+        .unwrap();
+    assert!(store
+        .claim(&claim("c", now + 60, now))
+        .await
+        .unwrap()
+        .is_some());
 }
 
 #[tokio::test]

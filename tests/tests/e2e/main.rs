@@ -15,4 +15,5 @@ mod sync_costs;
 mod sync_function;
 mod sync_scenarios;
 mod tokens;
+mod trust;
 mod webhook;

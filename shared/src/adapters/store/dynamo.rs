@@ -12,8 +12,8 @@ use serde_json::{Map, Number, Value};
 use std::collections::HashMap;
 
 use super::{
-    next_version, now_epoch, validate_item, validate_transaction, Item, ItemStore, Precondition,
-    StoreError, WriteOp,
+    next_version, now_epoch, validate_item, validate_transaction, Claim, Item, ItemStore,
+    Precondition, StoreError, WriteOp,
 };
 
 #[derive(Clone)]
@@ -303,6 +303,44 @@ impl ItemStore for DynamoStore {
                 _ => Ok(None),
             },
             Err(e) if is_condition_failure(&e) => Err(StoreError::ConditionFailed),
+            Err(e) => Err(sdk_err(e)),
+        }
+    }
+
+    async fn claim(&self, claim: &Claim<'_>) -> Result<Option<Item>, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(claim.pk, claim.sk)))
+            .update_expression("SET #slot = :claim, #v = if_not_exists(#v, :zero) + :one")
+            .condition_expression(
+                "attribute_exists(pk) AND (attribute_not_exists(#x) OR #x > :now) AND \
+                 (attribute_not_exists(#slot) OR #slot.#until <= :now OR #slot.#holder = :holder)",
+            )
+            .expression_attribute_names("#slot", claim.slot)
+            .expression_attribute_names("#v", "version")
+            .expression_attribute_names("#x", "expires_at")
+            .expression_attribute_names("#until", "until")
+            .expression_attribute_names("#holder", "holder")
+            .expression_attribute_values(":claim", to_attribute(&claim.value()))
+            .expression_attribute_values(":zero", AttributeValue::N("0".into()))
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(":now", AttributeValue::N(claim.now.to_string()))
+            .expression_attribute_values(":holder", AttributeValue::S(claim.holder.to_owned()))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .send()
+            .await;
+        match result {
+            Ok(out) => match out.attributes {
+                Some(attrs) if !attrs.is_empty() => Ok(Some(from_attributes(attrs)?)),
+                _ => Err(StoreError::Foreign("a claim that returned no item")),
+            },
+            // Either another holder has the slot or there is no live item: tell them apart.
+            Err(e) if is_condition_failure(&e) => match self.get(claim.pk, claim.sk).await? {
+                Some(_) => Err(StoreError::ConditionFailed),
+                None => Ok(None),
+            },
             Err(e) => Err(sdk_err(e)),
         }
     }

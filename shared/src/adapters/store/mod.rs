@@ -120,6 +120,46 @@ pub trait ItemStore: Send + Sync {
 
     /// All writes or none. At most 100 operations, each on a different item.
     async fn transact(&self, ops: Vec<WriteOp>) -> Result<(), StoreError>;
+
+    /// Claims the `slot` attribute of a live item for `holder` until `until` — when the slot is
+    /// free (absent, or its `until` is not after `now`) or already this holder's — in one
+    /// conditional write that also bumps the version, and returns the item as written. The
+    /// slot is stored as `{"holder": …, "until": …}`. `Ok(None)`: no such item;
+    /// `ConditionFailed`: another holder has it.
+    async fn claim(&self, claim: &Claim<'_>) -> Result<Option<Item>, StoreError>;
+}
+
+/// A claim on a slot of an item (see [`ItemStore::claim`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Claim<'a> {
+    pub pk: &'a str,
+    pub sk: &'a str,
+    pub slot: &'a str,
+    pub holder: &'a str,
+    pub until: i64,
+    pub now: i64,
+}
+
+impl Claim<'_> {
+    /// The value the slot holds once claimed.
+    pub fn value(&self) -> Value {
+        serde_json::json!({ "holder": self.holder, "until": self.until })
+    }
+}
+
+/// Whether a slot holding `current` may be claimed by `holder` at `now`: it is empty, expired
+/// or already theirs. Both adapters decide by this.
+pub fn slot_is_free(current: Option<&Value>, holder: &str, now: i64) -> bool {
+    match current {
+        None | Some(Value::Null) => true,
+        Some(held) => {
+            held.get("holder").and_then(Value::as_str) == Some(holder)
+                || held
+                    .get("until")
+                    .and_then(Value::as_i64)
+                    .is_none_or(|until| until <= now)
+        }
+    }
 }
 
 /// Seconds since the Unix epoch (0 if the clock is before it).

@@ -6,8 +6,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use super::{
-    next_version, now_epoch, validate_item, validate_transaction, Item, ItemStore, Precondition,
-    StoreError, WriteOp,
+    next_version, now_epoch, slot_is_free, validate_item, validate_transaction, Claim, Item,
+    ItemStore, Precondition, StoreError, WriteOp,
 };
 
 #[derive(Clone)]
@@ -232,6 +232,36 @@ impl ItemStore for SqliteStore {
                 }
             }
             Ok(items)
+        })
+        .await
+    }
+
+    async fn claim(&self, claim: &Claim<'_>) -> Result<Option<Item>, StoreError> {
+        let (pk, sk, slot) = (
+            claim.pk.to_owned(),
+            claim.sk.to_owned(),
+            claim.slot.to_owned(),
+        );
+        let value = claim.value();
+        let (holder, now) = (claim.holder.to_owned(), claim.now);
+        self.with_tx(move |tx| {
+            let Some(mut item) = read(tx, &pk, &sk, now_epoch())? else {
+                return Ok(None);
+            };
+            if !slot_is_free(item.data.get(&slot), &holder, now) {
+                return Err(StoreError::ConditionFailed);
+            }
+            item.data.insert(slot, value);
+            let precondition = Precondition::Version(item.version);
+            match apply(tx, &WriteOp::Put(item.clone(), precondition), now_epoch())? {
+                ApplyResult::Version(version) => {
+                    item.version = version;
+                    Ok(Some(item))
+                }
+                ApplyResult::Deleted(_) => {
+                    Err(StoreError::Foreign("a delete where a put was asked"))
+                }
+            }
         })
         .await
     }

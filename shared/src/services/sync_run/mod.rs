@@ -16,6 +16,7 @@ pub use links::{sync_pk, JournalEntry, LinkStore};
 pub use outlook::{item_from, OutlookRead};
 pub use target::LiveTarget;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,12 +28,13 @@ use crate::adapters::crm::{
 };
 use crate::adapters::graph::{GraphClient, GraphError, MailboxClient};
 use crate::adapters::store::{now_epoch, ItemStore, StoreError};
+use crate::crypto::random_token;
 use crate::services::tenants::{TenantContext, TenantSettings};
 use crate::services::tokens::{TokenError, Tokens};
 use crate::services::users::{
-    ProblemCode, RunCounts, RunRecord, UserStatus, UserWriteError, Users,
+    ProblemCode, RunCounts, RunRecord, RunStart, UserStatus, UserWriteError, Users, VersionedUser,
 };
-use calsync_core::ids::CrmUserName;
+use calsync_core::ids::{CrmUserName, TenantId};
 use calsync_core::sync::{
     execute, plan, CrmChanges, Execution, FieldSet, Link, Plan, PlanCounts, Policy, Stopped,
     SyncProgress,
@@ -131,6 +133,12 @@ pub enum RunError {
     Crm(#[source] CrmError),
     #[error("the run stopped")]
     Stopped(#[source] Stopped),
+    /// Another run of this user holds it; this one started nothing and is retried later.
+    #[error("the user is busy: another sync of this user runs until {until}")]
+    Busy { until: i64 },
+    /// The run lost its lease mid-way (it stalled past it); it committed nothing.
+    #[error("the run lost its hold on the user; another sync took over")]
+    LeaseLost,
 }
 
 impl RunError {
@@ -239,32 +247,73 @@ impl SyncRunner {
         crm: &dyn CrmPort,
         options: RunOptions,
     ) -> Result<RunReport, RunError> {
-        let Some(read) = self.users.get(&tenant.id, user).await? else {
-            return Ok(RunReport::new(RunOutcome::NotConnected));
+        // A dry run writes nothing, so it needs no lease; every other run holds the user.
+        if options.dry_run {
+            let Some(read) = self.users.get(&tenant.id, user).await? else {
+                return Ok(RunReport::new(RunOutcome::NotConnected));
+            };
+            return self.run_held(tenant, user, crm, options, read, None).await;
+        }
+        let holder = random_token(12);
+        let read = match self
+            .users
+            .begin_run(&tenant.id, user, &holder, RUN_LEASE_TTL, now_epoch())
+            .await?
+        {
+            RunStart::Started(read) => *read,
+            RunStart::Missing => return Ok(RunReport::new(RunOutcome::NotConnected)),
+            RunStart::Busy { until } => return Err(RunError::Busy { until }),
+        };
+        let lease = Held::keep(self.users.clone(), tenant.id.clone(), user.clone(), holder);
+        let outcome = self
+            .run_held(tenant, user, crm, options, read, Some(&lease))
+            .await;
+        lease.stop();
+        outcome
+    }
+
+    /// The run itself, once it holds the user (`lease`; `None` for a dry run).
+    async fn run_held(
+        &self,
+        tenant: &TenantContext,
+        user: &CrmUserName,
+        crm: &dyn CrmPort,
+        options: RunOptions,
+        read: VersionedUser,
+        lease: Option<&Held>,
+    ) -> Result<RunReport, RunError> {
+        let read = &read;
+        let not_running = |outcome| async move {
+            if let Some(lease) = lease {
+                self.users.end_run(read, &lease.holder).await?;
+            }
+            Ok(RunReport::new(outcome))
         };
         match read.record.status {
             UserStatus::Connected => {}
             UserStatus::ReconnectRequired => {
-                return Ok(RunReport::new(RunOutcome::ReconnectRequired))
+                return not_running(RunOutcome::ReconnectRequired).await
             }
-            UserStatus::Disconnected => return Ok(RunReport::new(RunOutcome::NotConnected)),
+            UserStatus::Disconnected => return not_running(RunOutcome::NotConnected).await,
         }
         let token = match self.tokens.for_mailbox(tenant, &read.record).await {
             Ok(token) => token,
             // Recorded on the user by the token service; retrying cannot help, so no retry
             // storm.
             Err(e) if e.is_reconnect_required() => {
-                return Ok(RunReport::new(RunOutcome::ReconnectRequired))
+                return not_running(RunOutcome::ReconnectRequired).await
             }
-            Err(TokenError::NotConnected) => return Ok(RunReport::new(RunOutcome::NotConnected)),
+            Err(TokenError::NotConnected) => return not_running(RunOutcome::NotConnected).await,
             Err(e) => {
                 let error = RunError::Token(e);
-                if let Err(e) = self
-                    .users
-                    .record_run(&read, &error.record(), now_epoch())
-                    .await
-                {
-                    tracing::error!(tenant = %tenant.id, user = %user, error = %crate::errors::chain(&e), "sync status not recorded");
+                if let Some(lease) = lease {
+                    if let Err(e) = self
+                        .users
+                        .record_run(read, &error.record(), &lease.holder, now_epoch())
+                        .await
+                    {
+                        tracing::error!(tenant = %tenant.id, user = %user, error = %crate::errors::chain(&e), "sync status not recorded");
+                    }
                 }
                 return Err(error);
             }
@@ -292,28 +341,91 @@ impl SyncRunner {
             crm,
             options,
             now,
+            lost: lease.map(|lease| lease.lost.clone()),
         };
         let outcome = run.sync(&mailbox, &links, &mut progress).await;
-        if !options.dry_run {
-            let record = match &outcome {
-                Ok(done) => RunRecord::Finished {
-                    counts: done.report.counts,
-                    linked: done.linked,
-                    guard: done.guard.clone(),
-                    failures: &done.report.failures,
-                    committed: done.commit.then_some(&progress),
-                    owner: progress.crm_owner.as_ref(),
-                    mailbox: &progress.mailbox,
-                },
-                Err(e) => e.record(),
-            };
-            if let Err(e) = self.users.record_run(&read, &record, now).await {
-                tracing::error!(tenant = %tenant.id, user = %user, error = %crate::errors::chain(&e), "sync status not recorded");
-                // Without the status the cursors are not committed either: the run failed.
-                return Err(RunError::Record(e));
-            }
+        let Some(lease) = lease else {
+            return outcome.map(|done| done.report);
+        };
+        if lease.is_lost() {
+            // Another run holds the user now: record nothing over what it writes.
+            tracing::warn!(tenant = %tenant.id, user = %user, "the run lost its lease; its cursors are not committed");
+            return Err(RunError::LeaseLost);
+        }
+        let record = match &outcome {
+            Ok(done) => RunRecord::Finished {
+                counts: done.report.counts,
+                linked: done.linked,
+                guard: done.guard.clone(),
+                failures: &done.report.failures,
+                committed: done.commit.then_some(&progress),
+                owner: progress.crm_owner.as_ref(),
+                mailbox: &progress.mailbox,
+            },
+            Err(e) => e.record(),
+        };
+        if let Err(e) = self
+            .users
+            .record_run(read, &record, &lease.holder, now)
+            .await
+        {
+            tracing::error!(tenant = %tenant.id, user = %user, error = %crate::errors::chain(&e), "sync status not recorded");
+            // Without the status the cursors are not committed either: the run failed.
+            return Err(RunError::Record(e));
         }
         outcome.map(|done| done.report)
+    }
+}
+
+/// How long a run's lease lasts without renewal, and how often a run renews it.
+const RUN_LEASE_TTL: Duration = Duration::from_secs(120);
+const RUN_LEASE_RENEW: Duration = Duration::from_secs(40);
+
+/// A run's lease on its user, renewed in the background while the run goes on.
+struct Held {
+    holder: String,
+    lost: Arc<AtomicBool>,
+    renewal: tokio::task::JoinHandle<()>,
+}
+
+impl Held {
+    fn keep(users: Users, tenant: TenantId, user: CrmUserName, holder: String) -> Self {
+        let lost = Arc::new(AtomicBool::new(false));
+        let renewal = tokio::spawn({
+            let (lost, holder) = (lost.clone(), holder.clone());
+            async move {
+                loop {
+                    tokio::time::sleep(RUN_LEASE_RENEW).await;
+                    let kept = users
+                        .keep_run(&tenant, &user, &holder, RUN_LEASE_TTL, now_epoch())
+                        .await;
+                    match kept {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            lost.store(true, Ordering::SeqCst);
+                            return;
+                        }
+                        // Storage hiccup: the lease still has most of its time; try again.
+                        Err(e) => {
+                            tracing::warn!(error = %crate::errors::chain(&e), "the run lease was not renewed")
+                        }
+                    }
+                }
+            }
+        });
+        Self {
+            holder,
+            lost,
+            renewal,
+        }
+    }
+
+    fn is_lost(&self) -> bool {
+        self.lost.load(Ordering::SeqCst)
+    }
+
+    fn stop(self) {
+        self.renewal.abort();
     }
 }
 
@@ -323,6 +435,8 @@ struct Run<'a> {
     crm: &'a dyn CrmPort,
     options: RunOptions,
     now: i64,
+    /// Set when the run's lease was lost: no further write may start.
+    lost: Option<Arc<AtomicBool>>,
 }
 
 /// A finished run: its report, and whether the cursors in the state may be committed.
@@ -460,6 +574,7 @@ impl Run<'_> {
             self.now,
         );
         target.deadline = self.options.deadline;
+        target.lost = self.lost.clone();
         let execution = execute(&plan, &target, policy.crm_fields, policy.outlook_fields)
             .await
             .map_err(RunError::Stopped)?;

@@ -30,6 +30,8 @@ pub struct LiveTarget<'a> {
     pub backoff: Duration,
     /// No step is started after this (the invocation's end, less a margin).
     pub deadline: Option<std::time::Instant>,
+    /// Set when the run lost its lease: like running out of time, no further step starts.
+    pub lost: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl<'a> LiveTarget<'a> {
@@ -55,6 +57,7 @@ impl<'a> LiveTarget<'a> {
             now,
             backoff: Duration::from_millis(300),
             deadline: None,
+            lost: None,
         }
     }
 
@@ -220,6 +223,10 @@ impl SyncTarget for LiveTarget<'_> {
     fn out_of_time(&self) -> bool {
         self.deadline
             .is_some_and(|deadline| std::time::Instant::now() >= deadline)
+            || self
+                .lost
+                .as_ref()
+                .is_some_and(|lost| lost.load(std::sync::atomic::Ordering::SeqCst))
     }
 
     async fn pause(&self, attempt: u32) {
