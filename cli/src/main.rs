@@ -100,7 +100,8 @@ enum Command {
         /// Forget the cursors: list both calendars in full and reconcile them with the links.
         #[arg(long)]
         full: bool,
-        /// Let through the deletions the mass-deletion guard held back.
+        /// Let through the deletions the mass-deletion guard held back: exactly the ones
+        /// `calsync status` lists (printed again here), not any that came since.
         #[arg(long)]
         confirm_deletions: bool,
         /// Read both sides and print the plan; change nothing.
@@ -203,11 +204,15 @@ async fn run(cli: Cli) -> Result<()> {
         } => {
             let options = calsync::services::sync_run::RunOptions {
                 full,
-                confirm_deletions,
                 dry_run,
                 deadline: None,
             };
-            resync::run(&app, &tenant, user.as_deref(), options, now).await
+            let how = resync::How {
+                options,
+                now,
+                confirm_deletions,
+            };
+            resync::run(&app, &tenant, user.as_deref(), how).await
         }
         Command::Status { tenant, user, json } => {
             status(&app, &tenant, user.as_deref(), json).await
@@ -288,6 +293,8 @@ fn user_json(record: &UserRecord) -> serde_json::Value {
         "subscription_expires_at": record.subscription_expires_at,
         "last_sync": record.last_sync,
         "problems": record.problems,
+        "held_deletions": record.held_deletions,
+        "confirmed_deletions": record.confirmed_deletions,
     })
 }
 
@@ -371,6 +378,18 @@ async fn status(app: &App, tenant: &str, user: Option<&str>, json: bool) -> Resu
             }
             for p in &u.problems {
                 println!("problem {}: {}", p.code, p.detail);
+            }
+            if !u.held_deletions.is_empty() {
+                println!("held back by the deletion guard:");
+                for held in &u.held_deletions {
+                    println!("  {}", resync::held_line(held));
+                }
+            }
+            if !u.confirmed_deletions.is_empty() {
+                println!(
+                    "{} confirmed deletion(s) go through on the next run",
+                    u.confirmed_deletions.len()
+                );
             }
         }
     }

@@ -8,15 +8,23 @@ use calsync::services::users::UserStatus;
 use calsync::App;
 use calsync_core::event::{CalendarEvent, EventTime};
 use calsync_core::ids::{CrmUserName, TenantId};
-use calsync_core::sync::{Action, Plan};
+use calsync_core::sync::{Action, HeldDeletion, Plan, Side};
 
-pub async fn run(
-    app: &App,
-    tenant: &str,
-    user: Option<&str>,
-    options: RunOptions,
-    now: bool,
-) -> Result<()> {
+/// How to resync.
+pub struct How {
+    pub options: RunOptions,
+    /// Sync in this process instead of queueing jobs.
+    pub now: bool,
+    /// Confirm the deletions the guard held back before syncing.
+    pub confirm_deletions: bool,
+}
+
+pub async fn run(app: &App, tenant: &str, user: Option<&str>, how: How) -> Result<()> {
+    let How {
+        options,
+        now,
+        confirm_deletions,
+    } = how;
     let tenant = TenantId::parse(tenant)?;
     let context = app.tenants.context(&tenant).await?;
     let users: Vec<CrmUserName> = match user {
@@ -33,6 +41,11 @@ pub async fn run(
     if users.is_empty() {
         bail!("tenant {tenant} has no connected users");
     }
+    if confirm_deletions {
+        for user in &users {
+            confirm(app, &tenant, user).await?;
+        }
+    }
     // The embedded store has no sync function to take queued jobs: sync here.
     let here = now || options.dry_run || matches!(app.config.backend, Backend::Embedded { .. });
     if !here {
@@ -43,7 +56,6 @@ pub async fn run(
                 user: user.clone(),
                 reason: JobReason::Manual,
                 full: options.full,
-                confirm_deletions: options.confirm_deletions,
             })
             .collect();
         app.queue.send(&jobs).await.context("queueing the jobs")?;
@@ -80,6 +92,36 @@ pub async fn run(
         bail!("{failed} of {} user(s) could not be synced", users.len());
     }
     Ok(())
+}
+
+/// Confirms what the guard held back for `user`, printing exactly what is confirmed.
+async fn confirm(app: &App, tenant: &TenantId, user: &CrmUserName) -> Result<()> {
+    let Some(confirmed) = app
+        .users
+        .confirm_held_deletions(tenant, user)
+        .await
+        .context("confirming the held deletions")?
+    else {
+        bail!("tenant {tenant} has no user {user}");
+    };
+    if confirmed.is_empty() {
+        println!("{user}: the deletion guard holds nothing back; nothing to confirm");
+        return Ok(());
+    }
+    println!("{user}: confirmed {} deletion(s):", confirmed.len());
+    for held in &confirmed {
+        println!("  {}", held_line(held));
+    }
+    Ok(())
+}
+
+/// One held deletion, as status and resync print it.
+pub fn held_line(held: &HeldDeletion) -> String {
+    let side = match held.side {
+        Side::Crm => "the CRM",
+        Side::Outlook => "Outlook",
+    };
+    format!("delete {:?} from {side} ({})", held.subject, held.key)
 }
 
 fn when(event: &CalendarEvent) -> String {
@@ -130,8 +172,11 @@ fn print_plan(plan: &Plan) {
     }
     if let Some(trip) = &plan.guard {
         println!(
-            "  held back by the deletion guard: {} CRM and {} Outlook deletions (of {} linked)",
-            trip.crm_deletions, trip.outlook_deletions, trip.linked
+            "  held back by the deletion guard: {} CRM and {} Outlook deletions ({} events of {} linked)",
+            trip.crm_deletions, trip.outlook_deletions, trip.events, trip.linked
         );
+        for held in &trip.held {
+            println!("    {}", held_line(held));
+        }
     }
 }

@@ -28,6 +28,8 @@
 
 mod sync_sim;
 
+use std::collections::HashSet;
+
 use calsync_core::event::CalendarEvent;
 use calsync_core::sync::ConflictPolicy;
 use calsync_core::sync::Side;
@@ -248,13 +250,13 @@ fn run(conflict: ConflictPolicy, start: &Start, ops: &[Op]) -> Result<World, Tes
                 replay,
                 redeliver,
             } => {
-                let outcome = world.sync(faults, false);
+                let outcome = world.sync(faults, &HashSet::new());
                 if *replay {
                     world.replay_last_plan();
                 }
                 if *redeliver || outcome == RunOutcome::Crashed {
                     // The job comes back (a redelivery, or the retry after a crash).
-                    world.sync(&[], false);
+                    world.sync(&[], &HashSet::new());
                 }
             }
         }
@@ -305,9 +307,9 @@ fn a_late_replay_keeps_newer_edits() {
     };
     let mut world = World::new(ConflictPolicy::Latest);
     world.crm_create(&shape.event());
-    assert_eq!(world.sync(&[], false), RunOutcome::Committed);
+    assert_eq!(world.sync(&[], &HashSet::new()), RunOutcome::Committed);
     world.edit(Side::Outlook, 0, Edit::Subject(1));
-    assert_eq!(world.sync(&[], false), RunOutcome::Committed);
+    assert_eq!(world.sync(&[], &HashSet::new()), RunOutcome::Committed);
     world.edit(Side::Crm, 0, Edit::Subject(2));
     world.replay_last_plan();
     assert!(world.violations.is_empty(), "{:#?}", world.violations);
@@ -466,14 +468,14 @@ fn a_crash_at_any_point_is_recovered() {
         let mut faults = vec![Fault::Ok; crash_at];
         faults.push(Fault::Crash);
         let mut crashed = false;
-        if world.sync(&faults, false) == RunOutcome::Crashed {
+        if world.sync(&faults, &HashSet::new()) == RunOutcome::Crashed {
             crashed = true;
-            world.sync(&[], false);
+            world.sync(&[], &HashSet::new());
         }
         day(&mut world);
-        if world.sync(&faults, false) == RunOutcome::Crashed {
+        if world.sync(&faults, &HashSet::new()) == RunOutcome::Crashed {
             crashed = true;
-            world.sync(&[], false);
+            world.sync(&[], &HashSet::new());
         }
         world.settle().unwrap();
         if let Err(err) = world.check_converged() {

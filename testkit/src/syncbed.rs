@@ -46,19 +46,18 @@ impl SyncBed {
         Ok(Self { bed })
     }
 
-    pub fn job(&self, full: bool, confirm_deletions: bool) -> SyncJob {
+    pub fn job(&self, full: bool) -> SyncJob {
         SyncJob {
             tenant: self.bed.tenant.clone(),
             user: self.bed.user.clone(),
             reason: JobReason::Manual,
             full,
-            confirm_deletions,
         }
     }
 
     /// One sync run, as a queued job would run it.
     pub async fn sync(&self) -> Result<RunReport> {
-        self.run(self.job(false, false)).await
+        self.run(self.job(false)).await
     }
 
     pub async fn run(&self, job: SyncJob) -> Result<RunReport> {
@@ -139,6 +138,19 @@ impl SyncBed {
     }
 
     /// The user's stored record (status, problems, last sync).
+    /// Confirms the deletions the guard held back, as `calsync resync --confirm-deletions`
+    /// does; returns how many.
+    pub async fn confirm_deletions(&self) -> Result<usize> {
+        Ok(self
+            .bed
+            .app
+            .users
+            .confirm_held_deletions(&self.bed.tenant, &self.bed.user)
+            .await?
+            .context("maria is not stored")?
+            .len())
+    }
+
     pub async fn record(&self) -> Result<UserRecord> {
         Ok(self
             .bed

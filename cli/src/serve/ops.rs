@@ -244,6 +244,8 @@ mod tests {
             subscription_id: None,
             subscription_expires_at: None,
             last_sync: None,
+            held_deletions: Vec::new(),
+            confirmed_deletions: Vec::new(),
             run_lease: None,
             progress: None,
         };

@@ -20,9 +20,11 @@
 //!   keeps the edit (the event is re-created, journalled), `crm-wins`/`outlook-wins` let
 //!   that side decide. A cancelled occurrence, or a meeting the user does not organise that
 //!   was removed from Outlook, always deletes its CRM copy (journalled if that had edits).
-//! - **Mass-deletion guard.** A run that would delete more than 20 events and more than 10 %
-//!   of the links deletes nothing, reports [`GuardTrip`], and its cursors must not advance.
-//!   An operator's confirmation lets the next run's deletions through.
+//! - **Mass-deletion guard.** A run that would delete more than 10 % of the linked events and
+//!   at least five of them (a series counts once) deletes nothing, reports
+//!   [`GuardTrip`] with the deletions it held, and its cursors must not advance. An operator
+//!   confirms exactly the deletions they were shown ([`DeletionGuard::confirmed`]); those
+//!   pass, and any others still count.
 //! - **Reassigned in the CRM** ([`GoneReason::LeftOwner`](crate::crm::GoneReason)): never
 //!   deleted from the CRM. The Outlook copy is deleted only if calsync created it (origin
 //!   CRM), the user organises it and did not edit it — it was a mirror of a record that is
@@ -116,7 +118,7 @@ pub use model::{
     absent_from_listing, differing, CrmChanges, FieldSet, Link, LinkKey, LinkState, Occurrence,
     Origin, OutlookChanges, OutlookItem, Side,
 };
-pub use planner::{plan, Action, GuardTrip, Plan, PlanCounts, Step};
+pub use planner::{plan, Action, GuardTrip, HeldDeletion, Plan, PlanCounts, Step};
 pub use policy::{
     outlook_transaction_id, ConflictPolicy, DeletionGuard, Policy, NEVER_WRITTEN, ORGANIZER_OWNED,
     OUTLOOK_FIELDS,

@@ -110,10 +110,23 @@ impl Step {
 pub struct GuardTrip {
     pub crm_deletions: usize,
     pub outlook_deletions: usize,
-    /// Links before the run (the base of the percentage).
+    /// Events the held deletions amount to, a series counting once (what the guard weighs).
+    pub events: usize,
+    /// Events linked before the run, a series counting once (the base of the percentage).
     pub linked: usize,
-    pub max_events: usize,
+    pub floor: usize,
     pub max_percent: u32,
+    /// What was held, for the operator to look at and confirm.
+    pub held: Vec<HeldDeletion>,
+}
+
+/// One deletion the guard held back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldDeletion {
+    pub key: LinkKey,
+    /// The side it would have been deleted from.
+    pub side: Side,
+    pub subject: String,
 }
 
 /// What a plan does, for status and logs.
@@ -1009,32 +1022,57 @@ impl<'a> Planner<'a> {
     }
 
     fn finish(mut self) -> Plan {
-        let linked = self.snapshot.len();
-        let (mut crm_deletions, mut outlook_deletions) = (0, 0);
-        for action in self.steps.iter().flat_map(|step| &step.actions) {
-            match action {
-                Action::DeleteInCrm { .. } => crm_deletions += 1,
-                Action::DeleteInOutlook { .. } => outlook_deletions += 1,
-                _ => {}
-            }
-        }
+        let confirmed = &self.policy.guard.confirmed;
+        let is_held = |step: &Step| {
+            step.actions.iter().any(Action::is_deletion) && !confirmed.contains(&step.key)
+        };
+        let by_key: HashMap<&LinkKey, &Link> =
+            self.snapshot.iter().map(|link| (&link.key, link)).collect();
+        // The guard weighs events as the user sees them: a series is one, however many of its
+        // occurrences fall in the window.
+        let linked = guard_units(&by_key, self.snapshot.iter().map(|link| &link.key));
+        let deleted = guard_units(
+            &by_key,
+            self.steps.iter().filter(|step| is_held(step)).map(|step| &step.key),
+        );
         let mut guard = None;
         let mut held = 0;
-        if self
-            .policy
-            .guard
-            .trips(crm_deletions + outlook_deletions, linked)
-        {
-            let before = self.steps.len();
-            self.steps
-                .retain(|step| !step.actions.iter().any(Action::is_deletion));
-            held = before - self.steps.len();
+        if self.policy.guard.trips(deleted, linked) {
+            let (kept, dropped): (Vec<Step>, Vec<Step>) = std::mem::take(&mut self.steps)
+                .into_iter()
+                .partition(|step| !is_held(step));
+            self.steps = kept;
+            held = dropped.len();
+            let held_deletions: Vec<HeldDeletion> = dropped
+                .iter()
+                .flat_map(|step| {
+                    let subject = by_key
+                        .get(&step.key)
+                        .map(|link| link.base.subject.clone())
+                        .unwrap_or_default();
+                    step.actions.iter().filter_map(move |action| {
+                        let side = match action {
+                            Action::DeleteInCrm { .. } => Side::Crm,
+                            Action::DeleteInOutlook { .. } => Side::Outlook,
+                            _ => return None,
+                        };
+                        Some(HeldDeletion {
+                            key: step.key.clone(),
+                            side,
+                            subject: subject.clone(),
+                        })
+                    })
+                })
+                .collect();
+            let on = |side: Side| held_deletions.iter().filter(|held| held.side == side).count();
             guard = Some(GuardTrip {
-                crm_deletions,
-                outlook_deletions,
+                crm_deletions: on(Side::Crm),
+                outlook_deletions: on(Side::Outlook),
+                events: deleted,
                 linked,
-                max_events: self.policy.guard.max_events,
+                floor: self.policy.guard.floor,
                 max_percent: self.policy.guard.max_percent,
+                held: held_deletions,
             });
         }
         let mut counts = count(&self.steps);
@@ -1046,6 +1084,22 @@ impl<'a> Planner<'a> {
             skipped: self.skipped,
         }
     }
+}
+
+/// How many events `keys` amount to for the deletion guard, occurrences of one series
+/// counting once.
+fn guard_units<'k>(
+    by_key: &HashMap<&LinkKey, &'k Link>,
+    keys: impl Iterator<Item = &'k LinkKey>,
+) -> usize {
+    keys.map(
+        |key| match by_key.get(key).and_then(|link| link.occurrence.as_ref()) {
+            Some(occurrence) => occurrence.series_master_id.as_str(),
+            None => key.as_str(),
+        },
+    )
+    .collect::<HashSet<&str>>()
+    .len()
 }
 
 impl<T> Seen<'_, T> {

@@ -4,7 +4,9 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::model::FieldSet;
+use std::collections::HashSet;
+
+use super::model::{FieldSet, LinkKey};
 use crate::crm::CrmEventId;
 use crate::event::EventField;
 
@@ -51,31 +53,32 @@ pub enum ConflictPolicy {
 }
 
 /// The mass-deletion guard (vdirsyncer's empty-side guard, generalised): a run that would
-/// delete more than `max_events` events *and* more than `max_percent` % of the linked events
-/// deletes nothing and says so.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// delete more than `max_percent` % of the linked events, and at least `floor` of them,
+/// deletes nothing and says so. The share scales with the calendar; the floor keeps the
+/// ordinary deletion of a few events in a small calendar from tripping it.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeletionGuard {
-    pub max_events: usize,
+    pub floor: usize,
     pub max_percent: u32,
-    /// An operator confirmed the deletions of this run (`calsync resync --confirm-deletions`).
-    pub confirmed: bool,
+    /// Deletions an operator confirmed (`calsync resync --confirm-deletions`), by link key:
+    /// exactly the ones they were shown. These pass and do not count.
+    pub confirmed: HashSet<LinkKey>,
 }
 
 impl Default for DeletionGuard {
     fn default() -> Self {
         Self {
-            max_events: 20,
+            floor: 5,
             max_percent: 10,
-            confirmed: false,
+            confirmed: HashSet::new(),
         }
     }
 }
 
 impl DeletionGuard {
-    /// Whether `deletions` out of `linked` events is too many.
+    /// Whether `deletions` (not confirmed) out of `linked` events is too many.
     pub fn trips(&self, deletions: usize, linked: usize) -> bool {
-        !self.confirmed
-            && deletions > self.max_events
+        deletions >= self.floor
             && deletions as u128 * 100 > u128::from(self.max_percent) * linked as u128
     }
 }

@@ -588,19 +588,34 @@ fn the_guard_holds_back_a_mass_deletion() {
         .flat_map(|step| &step.actions)
         .any(|action| matches!(action, Action::DeleteInCrm { .. } | Action::Unlink)));
 
-    // Confirmed by an operator, the same run deletes.
+    // What was held is listed, for the operator to look at.
+    assert_eq!(trip.held.len(), 50);
+    assert!(trip.held.iter().all(|held| held.side == Side::Crm));
+
+    // Confirmed by an operator, exactly those deletions go through.
     let mut confirmed = policy(ConflictPolicy::Latest);
-    confirmed.guard.confirmed = true;
+    confirmed.guard.confirmed = trip.held.iter().map(|held| held.key.clone()).collect();
     let plan = super::plan(&links, &outlook, &CrmChanges::default(), &confirmed);
     assert!(plan.guard.is_none());
     assert_eq!(plan.counts.delete_crm, 50);
+
+    // A confirmation covers the deletions shown, not others that came since.
+    let mut partly = policy(ConflictPolicy::Latest);
+    partly.guard.confirmed = trip.held.iter().take(10).map(|held| held.key.clone()).collect();
+    let plan = super::plan(&links, &outlook, &CrmChanges::default(), &partly);
+    assert_eq!(plan.counts.delete_crm, 10, "only the confirmed ten");
+    assert_eq!(plan.guard.as_ref().map(|trip| trip.held.len()), Some(40));
 }
 
 #[test]
-fn the_guard_needs_both_the_count_and_the_share() {
+fn the_guard_weighs_the_share_with_a_floor_and_protects_small_calendars() {
     let guard = DeletionGuard::default();
-    assert!(!guard.trips(20, 20), "20 is not more than 20");
-    assert!(guard.trips(21, 100));
+    assert!(!guard.trips(4, 10), "under the floor of five");
+    assert!(guard.trips(5, 10), "half of a small calendar");
+    assert!(guard.trips(8, 8), "every event of a small calendar");
+    assert!(!guard.trips(3, 3), "a calendar of three may be emptied");
+    assert!(!guard.trips(10, 100), "10 % is not more than 10 %");
+    assert!(guard.trips(11, 100));
     assert!(!guard.trips(21, 1000), "2.1 % is under 10 %");
     assert!(guard.trips(101, 1000));
 }

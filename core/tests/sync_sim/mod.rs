@@ -10,7 +10,7 @@
 
 #![allow(dead_code)]
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -752,14 +752,14 @@ impl World {
 
     /// One sync run: read, plan, execute with `faults` (one per call the executor makes, then
     /// all Ok), commit.
-    pub fn sync(&mut self, faults: &[Fault], confirm_deletions: bool) -> RunOutcome {
+    pub fn sync(&mut self, faults: &[Fault], confirmed: &HashSet<LinkKey>) -> RunOutcome {
         self.runs += 1;
         let snapshot: Vec<Link> = self.links.values().cloned().collect();
         let (outlook, outlook_next) = self.outlook_feed();
         let (crm, crm_next) = self.crm_feed();
         let mut policy = self.policy.clone();
         policy.first_sync = !self.first_sync_done;
-        policy.guard.confirmed = confirm_deletions;
+        policy.guard.confirmed = confirmed.clone();
         let plan = plan(&snapshot, &outlook, &crm, &policy);
         self.check_plan(&plan);
         self.tally(&plan);
@@ -1306,11 +1306,19 @@ impl World {
         out
     }
 
-    /// Clean syncs (no faults, deletions confirmed) until nothing is left to do.
+    /// Clean syncs (no faults) until nothing is left to do. Deletions the guard holds are
+    /// confirmed, as an operator would after looking at the list.
     pub fn settle(&mut self) -> Result<usize, String> {
-        for round in 1..=6 {
-            let outcome = self.sync(&[], true);
+        let mut confirmed = HashSet::new();
+        for round in 1..=7 {
+            let outcome = self.sync(&[], &confirmed);
             let empty = self.last_plan.as_ref().is_some_and(Plan::is_empty);
+            if let Some(trip) = self.last_plan.as_ref().and_then(|plan| plan.guard.as_ref()) {
+                if confirmed.is_empty() {
+                    confirmed = trip.held.iter().map(|held| held.key.clone()).collect();
+                    continue;
+                }
+            }
             if outcome != RunOutcome::Committed {
                 return Err(format!("a clean run did not commit: {outcome:?}"));
             }

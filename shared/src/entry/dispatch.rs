@@ -81,7 +81,6 @@ pub async fn dispatch(app: &App, only: Option<&TenantId>) -> Result<DispatchRepo
                 user: user.user.clone(),
                 reason: JobReason::Schedule,
                 full: false,
-                confirm_deletions: false,
             });
         }
     }

@@ -125,7 +125,6 @@ pub async fn run_job_until(
         .await;
     let options = RunOptions {
         full: job.full,
-        confirm_deletions: job.confirm_deletions,
         dry_run: false,
         deadline,
     };
@@ -136,7 +135,6 @@ pub async fn run_job_until(
             user: job.user.clone(),
             reason: JobReason::Continue,
             full: false,
-            confirm_deletions: job.confirm_deletions,
         };
         app.queue
             .send(&[follow_up])

@@ -112,7 +112,6 @@ pub async fn jobs_for(
             user: record.user.clone(),
             reason,
             full: false,
-            confirm_deletions: false,
         });
         if weight(reason) > weight(job.reason) {
             job.reason = reason;

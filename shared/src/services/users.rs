@@ -18,7 +18,7 @@ use crate::adapters::store::{
 use crate::services::tenants::tenant_pk;
 use calsync_core::crm::CrmUser;
 use calsync_core::ids::{CrmUserName, TenantId};
-use calsync_core::sync::SyncProgress;
+use calsync_core::sync::{HeldDeletion, LinkKey, SyncProgress};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -133,6 +133,14 @@ pub struct UserRecord {
     /// What the last sync runs did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sync: Option<SyncSummary>,
+    /// The deletions the mass-deletion guard held back in the last run that tripped it: the
+    /// list an operator looks at before confirming.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held_deletions: Vec<HeldDeletion>,
+    /// Deletions an operator confirmed ([`Users::confirm_held_deletions`]): the guard lets
+    /// exactly these through until a run commits.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub confirmed_deletions: Vec<LinkKey>,
     /// The sync run that holds the user now, if any (see [`Users::begin_run`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_lease: Option<RunLease>,
@@ -286,8 +294,8 @@ pub enum RunRecord<'a> {
         counts: RunCounts,
         /// Events linked after the run, when the run read the links.
         linked: Option<u64>,
-        /// The mass-deletion guard's explanation, when it held deletions back.
-        guard: Option<String>,
+        /// The mass-deletion guard's explanation and list, when it held deletions back.
+        guard: Option<GuardNote>,
         /// Steps that failed, with why.
         failures: &'a [String],
         /// The progress to commit, when every step succeeded.
@@ -298,6 +306,14 @@ pub enum RunRecord<'a> {
     },
     /// The run could not finish.
     Failed { code: ProblemCode, detail: String },
+}
+
+/// What a run whose deletions the guard held back leaves on the user.
+#[derive(Debug, Clone)]
+pub struct GuardNote {
+    /// For status: how many, and what to do.
+    pub detail: String,
+    pub held: Vec<HeldDeletion>,
 }
 
 /// Why a user item could not be written.
@@ -450,6 +466,9 @@ impl Users {
             subscription_id: previous.as_ref().and_then(|p| p.subscription_id.clone()),
             subscription_expires_at: previous.as_ref().and_then(|p| p.subscription_expires_at),
             last_sync: previous.as_ref().and_then(|p| p.last_sync.clone()),
+            // A new connection starts without confirmations; a run that trips lists again.
+            held_deletions: Vec::new(),
+            confirmed_deletions: Vec::new(),
             run_lease: previous.as_ref().and_then(|p| p.run_lease.clone()),
             progress: previous.as_ref().and_then(|p| p.progress.clone()),
         };
@@ -681,6 +700,28 @@ impl Users {
         }
     }
 
+    /// Confirms the deletions the guard held back, exactly those (an operator looked at the
+    /// list): the next runs let them through. Returns the list confirmed, empty when nothing
+    /// was held; `None` when the user does not exist.
+    pub async fn confirm_held_deletions(
+        &self,
+        tenant: &TenantId,
+        user: &CrmUserName,
+    ) -> Result<Option<Vec<HeldDeletion>>, UserWriteError> {
+        let mut confirmed = Vec::new();
+        let record = self
+            .update(tenant, user, |r| {
+                confirmed = r.held_deletions.clone();
+                for held in &confirmed {
+                    if !r.confirmed_deletions.contains(&held.key) {
+                        r.confirmed_deletions.push(held.key.clone());
+                    }
+                }
+            })
+            .await?;
+        Ok(record.map(|_| confirmed))
+    }
+
     /// Forgets the user's progress (cursors), keeping the links: the next run lists both
     /// sides in full and reconciles.
     pub async fn forget_progress(
@@ -808,8 +849,14 @@ fn apply_run(record: &mut UserRecord, run: &RunRecord<'_>, now: i64) {
                 record.clear_problem(code);
             }
             match guard {
-                Some(detail) => record.set_problem(ProblemCode::DeletionGuard, detail.clone(), now),
-                None => record.clear_problem(ProblemCode::DeletionGuard),
+                Some(note) => {
+                    record.set_problem(ProblemCode::DeletionGuard, note.detail.clone(), now);
+                    record.held_deletions = note.held.clone();
+                }
+                None => {
+                    record.clear_problem(ProblemCode::DeletionGuard);
+                    record.held_deletions.clear();
+                }
             }
             match failures.first() {
                 None => record.clear_problem(ProblemCode::SyncErrors),
@@ -829,6 +876,8 @@ fn apply_run(record: &mut UserRecord, run: &RunRecord<'_>, now: i64) {
                     summary.to_crm_at = Some(now);
                     summary.to_outlook_at = Some(now);
                     record.progress = Some((*progress).clone());
+                    // What was confirmed is done.
+                    record.confirmed_deletions.clear();
                 }
                 None => {
                     // The cursors stay; what was learned about the CRM user is kept.

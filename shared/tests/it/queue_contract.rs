@@ -10,7 +10,6 @@ fn job(user: &str, reason: JobReason) -> SyncJob {
         user: CrmUserName::parse(user).unwrap(),
         reason,
         full: reason == JobReason::Connected,
-        confirm_deletions: false,
     }
 }
 

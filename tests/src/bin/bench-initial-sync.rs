@@ -244,7 +244,6 @@ async fn bench(events: usize) -> Result<()> {
         user: calsync_core::ids::CrmUserName::parse(CRM_USER)?,
         reason: JobReason::Manual,
         full: false,
-        confirm_deletions: false,
     };
 
     let rss_before = status_kb("VmRSS:");

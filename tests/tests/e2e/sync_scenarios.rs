@@ -509,7 +509,9 @@ async fn a_run_that_would_delete_fifty_events_deletes_nothing_until_confirmed() 
     // The same deletions come back next run, still held.
     assert_eq!(bed.sync().await.unwrap().outcome, RunOutcome::GuardTripped);
 
-    let confirmed = bed.run(bed.job(false, true)).await.unwrap();
+    assert_eq!(bed.record().await.unwrap().held_deletions.len(), 50);
+    assert_eq!(bed.confirm_deletions().await.unwrap(), 50);
+    let confirmed = bed.sync().await.unwrap();
     assert_eq!(confirmed.counts.crm_deleted, 50, "{confirmed:?}");
     assert_eq!(bed.crm().len(), 10);
     let record = bed.record().await.unwrap();
@@ -517,6 +519,7 @@ async fn a_run_that_would_delete_fifty_events_deletes_nothing_until_confirmed() 
         .problems
         .iter()
         .all(|p| p.code.as_str() != "deletion_guard"));
+    assert!(record.held_deletions.is_empty() && record.confirmed_deletions.is_empty());
 }
 
 #[tokio::test]
@@ -705,7 +708,7 @@ async fn a_run_out_of_time_leaves_the_rest_to_a_follow_up_job() {
         bed.seed_crm(&format!("Visit {n}"), "2026-12-21", "09:00:00", "09:30:00");
     }
     // The invocation is already at its end: the run reads and plans, but starts no write.
-    let job = bed.job(false, false);
+    let job = bed.job(false);
     let report =
         calsync::entry::jobs::run_job_until(&bed.bed.app, &job, Some(std::time::Instant::now()))
             .await

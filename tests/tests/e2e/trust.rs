@@ -78,3 +78,61 @@ async fn two_runs_of_one_user_at_once_never_create_twice() {
     );
     assert_eq!(bed.outlook().len(), 9);
 }
+
+fn crm_ids(bed: &SyncBed) -> Vec<String> {
+    bed.crm()
+        .iter()
+        .map(|event| format!("18x{}", event.crmid))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_small_calendar_wiped_in_the_crm_is_held_not_wiped_in_outlook() {
+    let bed = SyncBed::start().await.unwrap();
+    for n in 0..8 {
+        bed.seed_crm(&format!("Call {n}"), "2026-12-15", "10:00:00", "10:30:00");
+    }
+    settle(&bed).await;
+    assert_eq!(bed.outlook().len(), 8);
+    let crm = bed.bed.sandbox.crm();
+    for id in crm_ids(&bed) {
+        assert!(crm.ui_delete(&id));
+    }
+    let report = bed.sync().await.unwrap();
+    assert_eq!(report.outcome, RunOutcome::GuardTripped, "{report:?}");
+    assert_eq!(bed.outlook().len(), 8, "nothing deleted in Outlook");
+}
+
+#[tokio::test]
+async fn a_confirmation_lets_through_the_deletions_shown_and_no_others() {
+    let bed = SyncBed::start().await.unwrap();
+    for n in 0..60 {
+        bed.seed_crm(&format!("Visit {n:02}"), "2026-12-14", "08:00:00", "08:30:00");
+    }
+    settle(&bed).await;
+    let graph = bed.bed.sandbox.graph();
+    let outlook = bed.outlook();
+    let ids: Vec<&str> = outlook.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    for id in &ids[..30] {
+        graph.delete_event(USER_OID, id).unwrap();
+    }
+    assert_eq!(bed.sync().await.unwrap().outcome, RunOutcome::GuardTripped);
+    let shown = bed.record().await.unwrap().held_deletions;
+    assert_eq!(shown.len(), 30);
+    assert_eq!(bed.confirm_deletions().await.unwrap(), 30);
+
+    // More go before the confirmed run: they were not shown, so they stay held.
+    for id in &ids[30..50] {
+        graph.delete_event(USER_OID, id).unwrap();
+    }
+    let report = bed.sync().await.unwrap();
+    assert_eq!(report.outcome, RunOutcome::GuardTripped, "{report:?}");
+    assert_eq!(report.counts.crm_deleted, 30, "{report:?}");
+    assert_eq!(bed.crm().len(), 30);
+    let record = bed.record().await.unwrap();
+    assert_eq!(record.held_deletions.len(), 20);
+    assert!(record
+        .held_deletions
+        .iter()
+        .all(|held| !shown.iter().any(|s| s.key == held.key)));
+}

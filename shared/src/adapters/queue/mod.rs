@@ -45,9 +45,6 @@ pub struct SyncJob {
     pub reason: JobReason,
     #[serde(default)]
     pub full: bool,
-    /// An operator confirmed the deletions the mass-deletion guard held back.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub confirm_deletions: bool,
 }
 
 impl SyncJob {

@@ -639,7 +639,6 @@ async fn callback(app: &App, request: &Request) -> Result<Outcome, AuthError> {
             user: user.clone(),
             reason: JobReason::Connected,
             full: true,
-            confirm_deletions: false,
         }])
         .await;
     if let Err(e) = &queued {

@@ -16,6 +16,7 @@ pub use links::{sync_pk, JournalEntry, LinkStore};
 pub use outlook::{item_from, OutlookRead};
 pub use target::LiveTarget;
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,12 +33,13 @@ use crate::crypto::random_token;
 use crate::services::tenants::{TenantContext, TenantSettings};
 use crate::services::tokens::{TokenError, Tokens};
 use crate::services::users::{
-    ProblemCode, RunCounts, RunRecord, RunStart, UserStatus, UserWriteError, Users, VersionedUser,
+    GuardNote, ProblemCode, RunCounts, RunRecord, RunStart, UserStatus, UserWriteError, Users,
+    VersionedUser,
 };
 use calsync_core::ids::{CrmUserName, TenantId};
 use calsync_core::sync::{
-    execute, plan, CrmChanges, Execution, FieldSet, Link, Plan, PlanCounts, Policy, Stopped,
-    SyncProgress,
+    execute, plan, CrmChanges, Execution, FieldSet, Link, LinkKey, Plan, PlanCounts, Policy,
+    Stopped, SyncProgress,
 };
 use calsync_core::time::TimeWindow;
 
@@ -58,8 +60,6 @@ const MAX_CRM_READS: usize = 50;
 pub struct RunOptions {
     /// Forget the cursors: list both sides in full and reconcile with the links.
     pub full: bool,
-    /// Let deletions through that the mass-deletion guard would hold back.
-    pub confirm_deletions: bool,
     /// Read and plan, write nothing, commit nothing.
     pub dry_run: bool,
     /// Start no write after this: a Lambda invocation ends at its timeout, and a large first
@@ -342,6 +342,7 @@ impl SyncRunner {
             options,
             now,
             lost: lease.map(|lease| lease.lost.clone()),
+            confirmed: read.record.confirmed_deletions.iter().cloned().collect(),
         };
         let outcome = run.sync(&mailbox, &links, &mut progress).await;
         let Some(lease) = lease else {
@@ -437,6 +438,8 @@ struct Run<'a> {
     now: i64,
     /// Set when the run's lease was lost: no further write may start.
     lost: Option<Arc<AtomicBool>>,
+    /// Deletions an operator confirmed after the guard held them back.
+    confirmed: HashSet<LinkKey>,
 }
 
 /// A finished run: its report, and whether the cursors in the state may be committed.
@@ -444,7 +447,7 @@ struct Done {
     report: RunReport,
     commit: bool,
     linked: Option<u64>,
-    guard: Option<String>,
+    guard: Option<GuardNote>,
 }
 
 impl Run<'_> {
@@ -551,7 +554,7 @@ impl Run<'_> {
             FieldSet::of(self.crm.carried_fields()),
         );
         policy.first_sync = !state.first_sync_done;
-        policy.guard.confirmed = self.options.confirm_deletions;
+        policy.guard.confirmed = self.confirmed.clone();
         let plan = plan(&snapshot, &outlook_changes, &crm_changes, &policy);
         report.skipped.extend(plan.skipped.iter().cloned());
         if self.options.dry_run {
@@ -592,18 +595,21 @@ impl Run<'_> {
                     .map(|(side, id)| format!("{side:?} {id} disappeared while syncing")),
             )
             .collect();
-        let guard = plan.guard.as_ref().map(|trip| {
-            format!(
-                "This sync would have deleted {} events ({} in the CRM, {} in Outlook) of {} linked, more than the safety limit ({} events and {} %). Nothing was deleted. If these deletions are intended, confirm them with `calsync resync --tenant {} --user {} --confirm-deletions`.",
-                trip.crm_deletions + trip.outlook_deletions,
+        let guard = plan.guard.as_ref().map(|trip| GuardNote {
+            detail: format!(
+                "This sync would have deleted {} events ({} in the CRM, {} in Outlook) of {} linked: more than {} % and at least {}, the safety limit. Nothing was deleted. `calsync status --tenant {} --user {}` lists them; if they are intended, confirm exactly those with `calsync resync --tenant {} --user {} --confirm-deletions`.",
+                trip.events,
                 trip.crm_deletions,
                 trip.outlook_deletions,
                 trip.linked,
-                trip.max_events,
                 trip.max_percent,
+                trip.floor,
                 self.tenant.id,
                 self.user,
-            )
+                self.tenant.id,
+                self.user,
+            ),
+            held: trip.held.clone(),
         });
         let commit = execution.all_done() && plan.may_commit_cursors();
         report.outcome = if guard.is_some() {
