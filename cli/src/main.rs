@@ -62,7 +62,7 @@ enum Command {
         #[arg(long)]
         no_sandbox: bool,
     },
-    /// Add, list, show or remove tenants (CRM customers).
+    /// Add, list, show, rotate the secret of, or remove tenants (CRM customers).
     #[command(subcommand)]
     Tenant(tenant_cmd::TenantCommand),
     /// Print a signed link that connects a CRM user to Office 365 (or shows their status).

@@ -212,7 +212,7 @@ pub async fn run(app: &App, command: TenantCommand) -> Result<()> {
             let tenant = TenantId::parse(&tenant)?;
             if !yes {
                 bail!(
-                    "removing {tenant} deletes its users' links and tokens; run again with --yes"
+                    "removing {tenant} deletes its settings, its users with their tokens, and its secret; run again with --yes"
                 );
             }
             if app.tenants.remove(&tenant).await? {

@@ -1,6 +1,7 @@
 //! Time rules both sides share: the synced window, which zone a name means, and how a
 //! wall-clock time in a zone becomes an instant. Graph reports Windows zone names and the CRM
-//! speaks in its server's zone; both adapters convert through here, so the rules are the same.
+//! speaks in its server's zone (IANA names); both adapters resolve names and convert wall-clock
+//! times through here, so the rules are the same.
 
 use jiff::civil::{Date, Time};
 use jiff::tz::TimeZone;

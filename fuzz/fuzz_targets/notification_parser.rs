@@ -2,17 +2,18 @@
 //! resource paths inside it. Any input must give a value or an error, never a panic.
 #![no_main]
 
+use calsync::adapters::graph::notifications::{parse_collection, resource_ids};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(notifications) = calsync::webhook::parse_collection(data) {
+    if let Ok(notifications) = parse_collection(data) {
         for notification in notifications {
             if let Some(resource) = notification.resource.as_deref() {
-                let _ = calsync::webhook::resource_ids(resource);
+                let _ = resource_ids(resource);
             }
         }
     }
     if let Ok(text) = std::str::from_utf8(data) {
-        let _ = calsync::webhook::resource_ids(text);
+        let _ = resource_ids(text);
     }
 });

@@ -12,7 +12,7 @@
 //! - [`app`]: builds the adapters and services once per container.
 //! - [`entry`]: the entry points — the auth and webhook routes, the sync function's events.
 //!
-//! A layer uses only the layers below it (a test, `shared/tests/layers.rs`, checks it). The
+//! A layer uses only the layers below it (a test, `shared/tests/it/layers.rs`, checks it). The
 //! function binaries are thin: build the [`App`], hand it to an entry point.
 
 pub mod adapters;

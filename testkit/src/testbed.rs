@@ -46,9 +46,9 @@ pub struct TestBed {
 pub struct BedOptions {
     /// `CALSYNC_WEBHOOK_URL`, so connecting creates a Graph subscription.
     pub webhook_url: Option<String>,
-    /// The DynamoDB client the App uses (default: a plain client on [`aws_config`]).
+    /// The DynamoDB client the App uses (default: a plain client on [`crate::moto::aws_config()`]).
     pub dynamodb: Option<aws_sdk_dynamodb::Client>,
-    /// The Secrets Manager client the App uses (default: a plain client on [`aws_config`]).
+    /// The Secrets Manager client the App uses (default: a plain client on [`crate::moto::aws_config()`]).
     pub secretsmanager: Option<aws_sdk_secretsmanager::Client>,
 }
 

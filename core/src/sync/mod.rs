@@ -3,7 +3,7 @@
 //! Planning is pure: no I/O, no clock. [`plan`] takes the stored links (the snapshot), both
 //! sides' changes since the last committed cursors and the tenant's [`Policy`], and returns a
 //! [`Plan`]: ordered [`Step`]s of [`Action`]s, conflict journal entries, and the links to store.
-//! [`execute`] carries a plan out against any [`SyncTarget`] by the contract below; the live
+//! [`execute()`] carries a plan out against any [`SyncTarget`] by the contract below; the live
 //! runner (`calsync::services::sync_run`) reads the changes, plans, executes against Graph, the
 //! CRM and the store, and commits the cursors.
 //!
@@ -49,11 +49,12 @@
 //!
 //! # Runner contract
 //!
-//! One run per user at a time: the job queue's FIFO group is the user, so SQS hands out a
-//! user's next job only when the previous one is done.
+//! One run per user at a time: the runner holds the user's run lease for the whole run (the
+//! job queue's FIFO group also keeps a user's queued jobs apart).
 //!
-//! 1. **Read** the links, then the Outlook delta from the committed delta link and the CRM
-//!    feed from the committed cursor. Keep the new cursors in memory. Tombstones go into
+//! 1. **Read** the Outlook delta from the committed delta link and the CRM feed from the
+//!    committed cursor, and the links when either side reports something (or on a
+//!    reconciliation, a full listing or a series check). Keep the new cursors in memory. Tombstones go into
 //!    [`OutlookChanges::deleted`] only once confirmed (a GET says 404); after a full listing
 //!    (a 410 resync, a CRM reconciliation) [`absent_from_listing`] gives the ids to confirm.
 //!    Fill [`CrmChanges::created_by_sync`] when the CRM can tell which records the
@@ -83,7 +84,7 @@
 //!    - Updates and deletes are idempotent: retry on 429/503/timeouts with backoff. A delete
 //!      that finds nothing has reached its goal. An update that finds nothing (404,
 //!      vtiger `ACCESS_DENIED`) means that side deleted the event meanwhile: end the step
-//!      and pass the id as deleted to a re-plan (the next run's feed also reports it).
+//!      and keep the cursors, so the next run reads the deletion from its feed.
 //!    - `Unlink`: delete the link record if it is still at `step.expect`.
 //! 4. **Commit the cursors** read in step 1 only if every step succeeded and
 //!    [`Plan::may_commit_cursors`]. A cursor therefore never passes a change whose writes

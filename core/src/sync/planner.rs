@@ -1033,7 +1033,10 @@ impl<'a> Planner<'a> {
         let linked = guard_units(&by_key, self.snapshot.iter().map(|link| &link.key));
         let deleted = guard_units(
             &by_key,
-            self.steps.iter().filter(|step| is_held(step)).map(|step| &step.key),
+            self.steps
+                .iter()
+                .filter(|step| is_held(step))
+                .map(|step| &step.key),
         );
         let mut guard = None;
         let mut held = 0;
@@ -1064,7 +1067,12 @@ impl<'a> Planner<'a> {
                     })
                 })
                 .collect();
-            let on = |side: Side| held_deletions.iter().filter(|held| held.side == side).count();
+            let on = |side: Side| {
+                held_deletions
+                    .iter()
+                    .filter(|held| held.side == side)
+                    .count()
+            };
             guard = Some(GuardTrip {
                 crm_deletions: on(Side::Crm),
                 outlook_deletions: on(Side::Outlook),

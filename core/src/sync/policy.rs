@@ -36,7 +36,6 @@ pub const ORGANIZER_OWNED: &[EventField] = &[
     EventField::Location,
     EventField::Description,
     EventField::Time,
-    EventField::Status,
 ];
 
 /// How a real same-field conflict is settled: the tenant's setting.

@@ -601,7 +601,12 @@ fn the_guard_holds_back_a_mass_deletion() {
 
     // A confirmation covers the deletions shown, not others that came since.
     let mut partly = policy(ConflictPolicy::Latest);
-    partly.guard.confirmed = trip.held.iter().take(10).map(|held| held.key.clone()).collect();
+    partly.guard.confirmed = trip
+        .held
+        .iter()
+        .take(10)
+        .map(|held| held.key.clone())
+        .collect();
     let plan = super::plan(&links, &outlook, &CrmChanges::default(), &partly);
     assert_eq!(plan.counts.delete_crm, 10, "only the confirmed ten");
     assert_eq!(plan.guard.as_ref().map(|trip| trip.held.len()), Some(40));

@@ -41,7 +41,7 @@ pub struct TenantSecret {
     pub crm_access_key: Secret,
     /// Signs the links the CRM hands its users (HMAC-SHA256).
     pub link_key: Secret,
-    /// Seals refresh tokens at rest (AES-256-GCM, hex).
+    /// Seals refresh and access tokens and PKCE verifiers at rest (AES-256-GCM key, hex).
     pub token_key: Secret,
 }
 
@@ -314,8 +314,9 @@ impl Tenants {
         Ok(out)
     }
 
-    /// Removes the tenant: its settings, every item of its partition (users, sealed tokens,
-    /// states…) and its secret.
+    /// Removes the tenant: its settings, every item of its partition (users with their sealed
+    /// tokens, the account index) and its secret. Links, journal entries and subscription
+    /// records live in other partitions and stay.
     pub async fn remove(&self, tenant: &TenantId) -> Result<bool, TenantError> {
         let pk = tenant_pk(tenant);
         let items = self.store.query(&pk, "").await?;
@@ -384,7 +385,7 @@ impl Tenants {
         self.context_with(tenant, settings).await
     }
 
-    /// [`Self::context`] with settings up to [`SETTINGS_CACHE_TTL`] old: for the sync runs,
+    /// [`Self::context`] with settings up to a minute old: for the sync runs,
     /// where a setting changed a minute ago may apply from the next run.
     pub async fn context_cached(&self, tenant: &TenantId) -> Result<TenantContext, TenantError> {
         let cached = self.settings_cache.lock().ok().and_then(|cache| {

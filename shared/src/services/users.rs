@@ -79,8 +79,10 @@ impl ProblemCode {
         }
     }
 
-    /// The problems a run that could read both sides clears, whatever else it found.
-    const CLEARED_BY_A_FINISHED_RUN: [ProblemCode; 4] = [
+    /// The problems a run that could read both sides clears, whatever else it found (the
+    /// first sync that could not be queued has now run).
+    const CLEARED_BY_A_FINISHED_RUN: [ProblemCode; 5] = [
+        Self::InitialSyncNotQueued,
         Self::CrmUnreachable,
         Self::OutlookUnreachable,
         Self::SyncFailed,
@@ -179,10 +181,11 @@ const RUN_LEASE_SLOT: &str = "run_lease";
 /// The outcome of recent syncs, as status shows it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncSummary {
-    /// Last successful run that brought Outlook changes into the CRM.
+    /// When the last run that committed its cursors ended: the CRM holds every Outlook change
+    /// up to then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to_crm_at: Option<i64>,
-    /// Last successful run that brought CRM changes into Outlook.
+    /// The same moment seen from Outlook: it holds every CRM change up to then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to_outlook_at: Option<i64>,
     /// When the last run ended, successful or not: the scheduler's clock.

@@ -107,7 +107,12 @@ async fn a_small_calendar_wiped_in_the_crm_is_held_not_wiped_in_outlook() {
 async fn a_confirmation_lets_through_the_deletions_shown_and_no_others() {
     let bed = SyncBed::start().await.unwrap();
     for n in 0..60 {
-        bed.seed_crm(&format!("Visit {n:02}"), "2026-12-14", "08:00:00", "08:30:00");
+        bed.seed_crm(
+            &format!("Visit {n:02}"),
+            "2026-12-14",
+            "08:00:00",
+            "08:30:00",
+        );
     }
     settle(&bed).await;
     let graph = bed.bed.sandbox.graph();

@@ -12,7 +12,7 @@ use super::transport::{Call, Reply, Transport};
 use crate::config::Config;
 use calsync_core::secret::Secret;
 
-/// Ask for UTC times, immutable ids and text bodies on every event call (docs/design.md §3).
+/// Ask for UTC times, immutable ids and text bodies on every event call (docs/design.md §7).
 pub const PREFER_UTC: &str = "outlook.timezone=\"UTC\"";
 pub const PREFER_IMMUTABLE_IDS: &str = "IdType=\"ImmutableId\"";
 pub const PREFER_TEXT_BODY: &str = "outlook.body-content-type=\"text\"";

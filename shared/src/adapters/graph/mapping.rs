@@ -43,12 +43,12 @@ pub fn instant(value: &DateTimeTimeZone) -> Result<Timestamp, MappingError> {
         calsync_core::time::resolve_zone(zone_name).ok_or_else(|| MappingError::UnknownZone {
             name: zone_name.to_owned(),
         })?;
-    civil(value)?
-        .to_zoned_datetime(zone)
-        .map(|z| z.timestamp())
-        .map_err(|_| MappingError::BadDateTime {
+    let civil = civil(value)?;
+    calsync_core::time::wall_clock_instant(civil.date(), civil.time(), &zone).map_err(|_| {
+        MappingError::BadDateTime {
             value: value.date_time.clone(),
-        })
+        }
+    })
 }
 
 fn show_as(value: Option<&str>) -> Option<ShowAs> {

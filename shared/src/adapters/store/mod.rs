@@ -1,7 +1,8 @@
 //! The storage port: one table of items addressed by a partition key and a sort key, with
-//! optimistic concurrency (a version number per item), expiry, prefix queries and transactions.
+//! optimistic concurrency (a version number per item), expiry, prefix queries, transactions and
+//! slot claims (a lease kept in one attribute of an item).
 //! Two adapters implement it — DynamoDB and an embedded SQLite file — and both pass the same
-//! contract tests (`shared/tests/it/store_contract.rs`). Typed records (tenants, users, OAuth
+//! contract tests (`shared/tests/it/store_contract.rs`). Typed records (tenants, users, sign-in
 //! states…) are built on top of it once, in the modules that own them.
 
 mod dynamo;

@@ -4,9 +4,10 @@
 //! runner contract gives.
 //!
 //! Cost of a run with nothing to do — what every scheduled run pays for every user
-//! (docs/design.md §6): one read of the user's item (token, cursors), one Graph delta page, one
-//! CRM feed request, one write of the user's item. The links are read only when a side reports
-//! something, when the CRM is reconciled, or on a full listing.
+//! (docs/design.md §4): one claim of the user's item (a conditional write that takes the run
+//! lease and returns token and cursors), one Graph delta page, one CRM feed request, one write
+//! of the user's item. The links are also read when a side reports something, when the CRM is
+//! reconciled, on a full listing, and every 30 minutes when the linked series are listed.
 
 mod links;
 mod outlook;

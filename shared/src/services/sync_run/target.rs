@@ -20,7 +20,7 @@ use calsync_core::sync::{Conflict, Link, LinkKey, Occurrence, SyncTarget, WriteF
 pub struct LiveTarget<'a> {
     pub links: LinkStore<'a>,
     /// The stored version of every link, from the snapshot the plan was made from, kept up
-    /// to date by this run's own writes (runs of one user never overlap: one FIFO group).
+    /// to date by this run's own writes (runs of one user never overlap: the run lease).
     pub versions: Mutex<HashMap<LinkKey, u64>>,
     pub mailbox: &'a MailboxClient,
     pub crm: &'a dyn CrmPort,

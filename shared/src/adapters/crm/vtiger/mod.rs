@@ -125,7 +125,8 @@ impl VtigerCrm {
         let all_day = owner
             .time_zone
             .as_deref()
-            .and_then(|name| TimeZone::get(name).ok())
+            .filter(|name| !name.trim().is_empty())
+            .and_then(calsync_core::time::resolve_zone)
             .unwrap_or_else(|| self.server_zone.clone());
         Zones::new(self.server_zone.clone(), all_day)
     }
