@@ -178,6 +178,11 @@ impl VtigerState {
         self.lock().store.ui_edit(number, &changes)
     }
 
+    /// Invite CRM users (by user number) as the web UI's picker does: the whole list.
+    pub fn ui_invite(&self, id: &str, invitees: &[u64]) -> bool {
+        crmid(id).is_some_and(|number| self.lock().store.ui_invite(number, invitees))
+    }
+
     /// Delete as a CRM user would in the web UI (to the recycle bin).
     pub fn ui_delete(&self, id: &str) -> bool {
         crmid(id).is_some_and(|number| self.lock().store.ui_delete(number))
@@ -206,6 +211,12 @@ impl VtigerState {
     /// Whether a new challenge ends the user's earlier sessions (default: yes).
     pub fn set_challenge_ends_sessions(&self, on: bool) {
         self.lock().store.challenge_ends_sessions = on;
+    }
+
+    /// Install the calsync CRM module: a webservice save that does not name `inviteesid`
+    /// keeps the invitees (stock vtiger clears them).
+    pub fn set_invitee_module(&self, on: bool) {
+        self.lock().store.invitee_module = on;
     }
 
     /// Whether `sync` honours `syncType` (a real install needs an extra registry row).

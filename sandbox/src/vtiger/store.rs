@@ -199,6 +199,9 @@ pub struct Store {
     pub challenge_ends_sessions: bool,
     /// Whether `sync` reads the `syncType` parameter (needs a registry row on real installs).
     pub honour_sync_type: bool,
+    /// The calsync CRM module is installed: a webservice save without an `inviteesid`
+    /// parameter keeps the invitee list instead of clearing it (stock vtiger clears it).
+    pub invitee_module: bool,
 }
 
 impl Default for Store {
@@ -215,6 +218,7 @@ impl Default for Store {
             clock_offset_secs: 0,
             challenge_ends_sessions: true,
             honour_sync_type: true,
+            invitee_module: false,
         }
     }
 }
@@ -362,6 +366,19 @@ impl Store {
         recompute_duration(&mut event.fields, &zone);
         event.modified = now;
         true
+    }
+
+    /// The web UI's invitee picker: its form always sends the whole list.
+    pub fn ui_invite(&mut self, crmid: u64, invitees: &[u64]) -> bool {
+        let now = self.now_civil();
+        match self.events.get_mut(&crmid) {
+            Some(event) if !event.deleted => {
+                event.invitees = invitees.iter().copied().collect();
+                event.modified = now;
+                true
+            }
+            _ => false,
+        }
     }
 
     pub fn ui_delete(&mut self, crmid: u64) -> bool {
@@ -704,11 +721,12 @@ impl Store {
         Ok(element)
     }
 
-    fn invitee_set(&self, raw: Option<&str>) -> BTreeSet<u64> {
+    /// The invitee list a save builds from the raw `inviteesid` parameter: user numbers split
+    /// on `;`, not checked against the users (vtiger 8.2.0 stores an unknown number too).
+    fn invitee_set(raw: Option<&str>) -> BTreeSet<u64> {
         raw.unwrap_or_default()
             .split(';')
             .filter_map(|part| part.trim().parse().ok())
-            .filter(|id| self.users.contains_key(id))
             .collect()
     }
 
@@ -745,7 +763,7 @@ impl Store {
             owner,
             fields,
             reminder: Some(reminder_from(&element).unwrap_or(0)),
-            invitees: self.invitee_set(invitees),
+            invitees: Self::invitee_set(invitees),
             deleted: false,
             created: now,
             modified: now,
@@ -771,7 +789,8 @@ impl Store {
         let element = self.prepare(&element, user, mandatory)?;
         let now = self.now_civil();
         let zone = self.zone.clone();
-        let invitees = self.invitee_set(invitees);
+        let keep_invitees = invitees.is_none() && self.invitee_module;
+        let invitees = Self::invitee_set(invitees);
         let event = self.events.get_mut(&crmid).ok_or_else(WsError::denied)?;
         for (key, value) in &element {
             if key == "assigned_user_id" {
@@ -785,8 +804,11 @@ impl Store {
         recompute_duration(&mut event.fields, &zone);
         // Any edit without a reminder deletes the reminder row.
         event.reminder = reminder_from(&element);
-        // The invitee list is rebuilt from the raw request parameter, empty when absent.
-        event.invitees = invitees;
+        // The invitee list is rebuilt from the raw request parameter, empty when absent —
+        // unless the CRM module keeps it for a request that does not name it.
+        if !keep_invitees {
+            event.invitees = invitees;
+        }
         event.modified = now;
         event.modified_by = user;
         let event = event.clone();

@@ -192,7 +192,6 @@ async fn two_adapters_as_the_same_user_do_not_break_each_other() {
             &maria,
             &NewEvent {
                 event: meeting("shared"),
-                invitees: vec![],
             },
         )
         .await
@@ -301,7 +300,6 @@ async fn a_60_minute_reminder_stays_60_after_ten_round_trips() {
             &maria,
             &NewEvent {
                 event,
-                invitees: vec![],
             },
         )
         .await
@@ -319,7 +317,6 @@ async fn a_60_minute_reminder_stays_60_after_ten_round_trips() {
                 &EventPatch {
                     event: current,
                     fields: vec![EventField::Subject],
-                    invitees: vec![],
                 },
             )
             .await
@@ -335,28 +332,20 @@ async fn a_60_minute_reminder_stays_60_after_ten_round_trips() {
 }
 
 #[tokio::test]
-async fn a_partial_update_keeps_the_reminder_and_the_invitees() {
+async fn a_partial_update_keeps_the_reminder_and_never_names_the_invitees() {
     let crm = start().await;
+    crm.state.set_invitee_module(true);
     let adapter = crm.adapter();
     let maria = user(&adapter, "maria").await;
-    let pedro = user(&adapter, "pedro").await;
     let mut event = meeting("with people");
     event.reminder_minutes = Some(15);
     let created = adapter
-        .create(
-            &maria,
-            &NewEvent {
-                event,
-                invitees: vec![pedro.id.clone()],
-            },
-        )
+        .create(&maria, &NewEvent { event })
         .await
         .unwrap();
     let event_id = id(created.ids.crm.as_deref().unwrap());
-    assert_eq!(
-        crm.state.event(event_id.as_str()).unwrap().invitees.len(),
-        1
-    );
+    // pedro is invited in the CRM's web UI.
+    assert!(crm.state.ui_invite(event_id.as_str(), &[6]));
 
     let mut moved = created.clone();
     moved.location = "Room 2".into();
@@ -367,7 +356,6 @@ async fn a_partial_update_keeps_the_reminder_and_the_invitees() {
             &EventPatch {
                 event: moved,
                 fields: vec![EventField::Location],
-                invitees: vec![pedro.id.clone()],
             },
         )
         .await
@@ -379,10 +367,11 @@ async fn a_partial_update_keeps_the_reminder_and_the_invitees() {
     let stored = crm.state.event(event_id.as_str()).unwrap();
     assert_eq!(stored.invitees.into_iter().collect::<Vec<_>>(), vec![6]);
     assert_eq!(stored.reminder, Some(15));
-    // Every write carried both.
+    // Every write carried the reminder (vtiger drops it otherwise) and none named the
+    // invitees (the module can keep them only then).
     for request in crm.state.requests() {
         if matches!(request.operation.as_str(), "create" | "revise") {
-            assert!(request.params.contains_key("inviteesid"), "{request:?}");
+            assert!(!request.params.contains_key("inviteesid"), "{request:?}");
             assert!(
                 request.params["element"].contains("reminder_time"),
                 "{request:?}"
@@ -401,7 +390,6 @@ async fn deleted_records_are_gone_not_errors() {
             &maria,
             &NewEvent {
                 event: meeting("doomed"),
-                invitees: vec![],
             },
         )
         .await
@@ -419,7 +407,6 @@ async fn deleted_records_are_gone_not_errors() {
     let patch = EventPatch {
         event: created,
         fields: vec![EventField::Subject],
-        invitees: vec![],
     };
     assert_eq!(
         adapter.update(&maria, &event_id, &patch).await.unwrap(),
@@ -453,7 +440,6 @@ async fn times_are_wall_clock_in_the_server_zone_and_durations_recomputed() {
                 &pedro,
                 &NewEvent {
                     event: event.clone(),
-                    invitees: vec![],
                 },
             )
             .await
@@ -480,7 +466,6 @@ async fn times_are_wall_clock_in_the_server_zone_and_durations_recomputed() {
                     ts("2026-12-02T08:00:00Z"),
                     ts("2026-12-02T09:00:00Z"),
                 ),
-                invitees: vec![],
             },
         )
         .await
@@ -498,7 +483,6 @@ async fn times_are_wall_clock_in_the_server_zone_and_durations_recomputed() {
             &EventPatch {
                 event: longer,
                 fields: vec![EventField::Time],
-                invitees: vec![],
             },
         )
         .await
@@ -524,7 +508,6 @@ async fn all_day_events_use_the_owners_zone() {
             &maria,
             &NewEvent {
                 event,
-                invitees: vec![],
             },
         )
         .await

@@ -141,3 +141,53 @@ async fn a_confirmation_lets_through_the_deletions_shown_and_no_others() {
         .iter()
         .all(|held| !shown.iter().any(|s| s.key == held.key)));
 }
+
+/// A CRM event of maria's that pedro (user 6) is invited to, synced to Outlook.
+async fn invited_meeting(bed: &SyncBed) -> String {
+    let id = bed.seed_crm("Board review", "2026-12-16", "09:00:00", "10:00:00");
+    assert!(bed.bed.sandbox.crm().ui_invite(&id, &[6]));
+    settle(bed).await;
+    id
+}
+
+fn invitees(bed: &SyncBed, id: &str) -> Vec<u64> {
+    let event = bed.bed.sandbox.crm().event(id).unwrap();
+    event.invitees.into_iter().collect()
+}
+
+#[tokio::test]
+async fn crm_invitees_survive_an_outlook_edit_when_the_crm_module_keeps_them() {
+    let bed = SyncBed::start().await.unwrap();
+    bed.bed.sandbox.crm().set_invitee_module(true);
+    let id = invited_meeting(&bed).await;
+    let outlook = bed.outlook_event("Board review").unwrap();
+    bed.bed
+        .sandbox
+        .graph()
+        .update_event(USER_OID, outlook["id"].as_str().unwrap(), json!({"subject": "Board review (moved)"}))
+        .unwrap();
+    settle(&bed).await;
+    assert_eq!(bed.crm_subjects(), ["Board review (moved)"]);
+    assert_eq!(invitees(&bed, &id), [6], "the module keeps what calsync does not name");
+}
+
+#[tokio::test]
+async fn an_outlook_edit_of_what_the_crm_does_not_hold_writes_nothing_to_the_crm() {
+    let bed = SyncBed::start().await.unwrap();
+    let id = invited_meeting(&bed).await;
+    let crm = bed.bed.sandbox.crm();
+    crm.reset_counts();
+    let outlook = bed.outlook_event("Board review").unwrap();
+    bed.bed
+        .sandbox
+        .graph()
+        .update_event(
+            USER_OID,
+            outlook["id"].as_str().unwrap(),
+            json!({"showAs": "tentative", "categories": ["Red category"]}),
+        )
+        .unwrap();
+    settle(&bed).await;
+    assert_eq!(crm.request_count("revise"), 0, "{:?}", crm.request_counts());
+    assert_eq!(invitees(&bed, &id), [6], "stock vtiger keeps invitees only when left alone");
+}

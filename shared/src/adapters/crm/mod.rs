@@ -68,23 +68,22 @@ pub struct ChangeSet {
     pub unreadable: Vec<(CrmEventId, String)>,
 }
 
-/// A partial update: the desired event plus the fields to write.
+/// A partial update: the desired event plus the fields to write. Invitees are never named:
+/// stock vtiger rebuilds its invitee list from every save's request (so a calsync update
+/// clears it), and the calsync CRM module keeps the list only for a request that does not
+/// name it.
 #[derive(Debug, Clone)]
 pub struct EventPatch {
     /// The desired state; only `fields` are written (plus what the CRM needs on every write,
     /// e.g. the reminder for vtiger).
     pub event: CalendarEvent,
     pub fields: Vec<EventField>,
-    /// CRM users invited to the event. vtiger rebuilds its invitee list from the request on
-    /// every write and never shows it when reading, so the caller passes the invitees to keep.
-    pub invitees: Vec<CrmUserId>,
 }
 
 /// A new event for an owner.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
     pub event: CalendarEvent,
-    pub invitees: Vec<CrmUserId>,
 }
 
 /// What a delete found.

@@ -155,7 +155,6 @@ impl SyncTarget for LiveTarget<'_> {
     async fn create_in_crm(&self, event: &CalendarEvent) -> Result<CalendarEvent, WriteFailure> {
         let new = NewEvent {
             event: event.clone(),
-            invitees: Vec::new(),
         };
         self.crm.create(self.owner, &new).await.map_err(from_crm)
     }
@@ -184,7 +183,6 @@ impl SyncTarget for LiveTarget<'_> {
         let patch = EventPatch {
             event: event.clone(),
             fields: fields.to_vec(),
-            invitees: Vec::new(),
         };
         self.crm
             .update(self.owner, crm_id, &patch)

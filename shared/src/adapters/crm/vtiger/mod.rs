@@ -158,21 +158,17 @@ impl VtigerCrm {
         wire::records("query", value)
     }
 
-    /// Form fields shared by create and revise: the element plus the raw `inviteesid`.
+    /// Form fields shared by create and revise. Never `inviteesid`: calsync does not carry
+    /// invitees, and only a request without it lets the CRM module keep them.
     async fn write(
         &self,
         operation: &str,
         element: serde_json::Map<String, Value>,
         extra: &[(&str, &str)],
-        invitees: &[CrmUserId],
     ) -> Result<Record, CrmError> {
         let element = Value::Object(element).to_string();
-        // vtiger rebuilds the invitee list from this raw request parameter on every save, and
-        // wipes it when absent; it takes bare user numbers.
-        let invitees = invitee_numbers(invitees);
         let mut params: Vec<(&str, &str)> = extra.to_vec();
         params.push(("element", element.as_str()));
-        params.push(("inviteesid", invitees.as_str()));
         let value = self.client.post(operation, &params).await?;
         wire::decode(operation, value)
     }
@@ -207,16 +203,6 @@ fn is_gone(err: &CrmError) -> bool {
             ..
         }
     )
-}
-
-/// `19x5;19x7` → `5;7`.
-fn invitee_numbers(invitees: &[CrmUserId]) -> String {
-    invitees
-        .iter()
-        .map(|id| id.as_str().rsplit('x').next().unwrap_or_default())
-        .filter(|number| !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()))
-        .collect::<Vec<_>>()
-        .join(";")
 }
 
 #[async_trait]
@@ -284,12 +270,7 @@ impl CrmPort for VtigerCrm {
         // "1" can make the CRM e-mail people; a sync must never do that.
         element.insert("sendnotification".to_owned(), Value::String("0".to_owned()));
         let record = self
-            .write(
-                "create",
-                element,
-                &[("elementType", "Events")],
-                &new.invitees,
-            )
+            .write("create", element, &[("elementType", "Events")])
             .await?;
         self.to_event("create", &record, &zones)
     }
@@ -304,7 +285,7 @@ impl CrmPort for VtigerCrm {
         let mut element = self.element(&patch.event, &patch.fields, &zones)?;
         element.insert("id".to_owned(), Value::String(id.as_str().to_owned()));
         // `revise` is the partial update; `update` would need every mandatory field.
-        match self.write("revise", element, &[], &patch.invitees).await {
+        match self.write("revise", element, &[]).await {
             Ok(record) => Ok(Some(self.to_event("revise", &record, &zones)?)),
             Err(err) if is_gone(&err) => Ok(None),
             Err(err) => Err(err),
@@ -331,17 +312,6 @@ impl CrmPort for VtigerCrm {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn invitee_numbers_strip_prefixes() {
-        let ids = [
-            CrmUserId::new("19x5"),
-            CrmUserId::new("7"),
-            CrmUserId::new("bad"),
-        ];
-        assert_eq!(invitee_numbers(&ids), "5;7");
-        assert_eq!(invitee_numbers(&[]), "");
-    }
 
     #[test]
     fn config_debug_hides_the_key() {
