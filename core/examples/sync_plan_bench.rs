@@ -105,6 +105,7 @@ fn links(events: usize) -> Result<Vec<Link>, jiff::Error> {
                 outlook_creates: 1,
                 occurrence: None,
                 base,
+                as_stored: Default::default(),
             })
         })
         .collect()

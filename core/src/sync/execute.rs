@@ -270,6 +270,13 @@ async fn run_step(
                 link.fill_created(created_crm.clone(), created_outlook.clone());
                 for (side, event) in &returned {
                     link.absorb(*side, event, crm_fields, outlook_fields);
+                    // What the side stored is its form of the base from now on.
+                    let fields = match side {
+                        Side::Crm => crm_fields,
+                        Side::Outlook => outlook_fields,
+                    };
+                    let base = link.base.clone();
+                    link.as_stored.note(*side, event, &base, fields);
                 }
                 if !tried!(store_link(target, &link).await) {
                     return Ok(StepEnd::Stale);

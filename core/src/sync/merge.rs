@@ -3,7 +3,7 @@
 use jiff::Timestamp;
 
 use super::journal::{ConflictKind, Reason};
-use super::model::{differing, FieldSet, Side};
+use super::model::{differing, AsStored, FieldSet, Side};
 use super::policy::{Policy, ORGANIZER_OWNED};
 use crate::event::{CalendarEvent, EventField};
 use crate::sync::ConflictPolicy;
@@ -28,24 +28,31 @@ pub(crate) struct Merged {
     pub outlook_writes: FieldSet,
 }
 
-/// Merges the current CRM and Outlook versions against `base` (the last-synced content).
+/// Merges the current CRM and Outlook versions against `base` (the last-synced content) and
+/// each side's own stored form of it.
 ///
-/// A side changed a field when it carries the field and its value differs from the base; an
-/// unchanged side is passed as the base itself. With no base (a first-sync match) every field
-/// a side carries counts as changed by it, so real disagreements become journalled conflicts.
+/// A side changed a field when it carries the field and its value differs from what that side
+/// is known to hold ([`AsStored::on`]); an unchanged side is passed as that form itself. With
+/// no base (a first-sync match) every field a side carries counts as changed by it, so real
+/// disagreements become journalled conflicts.
 pub(crate) fn merge(
-    base: Option<&CalendarEvent>,
+    base: Option<(&CalendarEvent, &AsStored)>,
     crm: &CalendarEvent,
     outlook: &CalendarEvent,
     policy: &Policy,
 ) -> Merged {
     let (crm_changed, outlook_changed) = match base {
-        Some(base) => (
-            differing(crm, base, policy.crm_fields),
-            differing(outlook, base, policy.outlook_fields),
+        Some((base, stored)) => (
+            differing(crm, stored.on(Side::Crm, base), policy.crm_fields),
+            differing(
+                outlook,
+                stored.on(Side::Outlook, base),
+                policy.outlook_fields,
+            ),
         ),
         None => (policy.crm_fields, policy.outlook_fields),
     };
+    let base = base.map(|(base, _)| base);
     // On a meeting the user only attends, the organizer's values stand.
     let organizer_owned = if outlook.is_organizer == Some(false) {
         FieldSet::of(ORGANIZER_OWNED).intersection(policy.outlook_fields)
@@ -102,8 +109,16 @@ pub(crate) fn merge(
     }
     event.modified.crm = crm.modified.crm;
     event.modified.outlook = outlook.modified.outlook;
-    let crm_writes = differing(&event, crm, policy.writable(Side::Crm));
-    let outlook_writes = differing(&event, outlook, policy.writable(Side::Outlook));
+    // A side that did not change a field whose merged value is still the base's holds its own
+    // form of it already: writing again would only be stored the same way.
+    let unchanged_base = match base {
+        Some(base) => FieldSet::all().without(differing(&event, base, FieldSet::all())),
+        None => FieldSet::EMPTY,
+    };
+    let crm_writes = differing(&event, crm, policy.writable(Side::Crm))
+        .without(unchanged_base.without(crm_changed));
+    let outlook_writes = differing(&event, outlook, policy.writable(Side::Outlook))
+        .without(unchanged_base.without(outlook_changed));
     Merged {
         event,
         conflicts,

@@ -116,8 +116,8 @@ pub use execute::{execute, Execution, Stopped, SyncTarget, Tally, WriteFailure, 
 pub use journal::{field_value, Conflict, ConflictKind, Reason};
 pub use matching::{normalise_subject, MatchKey};
 pub use model::{
-    absent_from_listing, differing, CrmChanges, FieldSet, Link, LinkKey, LinkState, Occurrence,
-    Origin, OutlookChanges, OutlookItem, Side,
+    absent_from_listing, differing, AsStored, CrmChanges, FieldSet, Link, LinkKey, LinkState,
+    Occurrence, Origin, OutlookChanges, OutlookItem, Side,
 };
 pub use planner::{plan, Action, GuardTrip, HeldDeletion, Plan, PlanCounts, Step};
 pub use policy::{

@@ -190,6 +190,52 @@ pub struct Link {
     pub occurrence: Option<Occurrence>,
     /// The last-synced content: the common ancestor of the three-way merge.
     pub base: CalendarEvent,
+    /// What each side actually holds where it stored the base differently (vtiger cuts a
+    /// subject at 255 characters, keeps no 0-minute reminder, knows no "personal").
+    #[serde(default, skip_serializing_if = "AsStored::is_empty")]
+    pub as_stored: AsStored,
+}
+
+/// Each side's own form of a link's base, kept only where it differs. A side's edits are
+/// measured against its own form, and a side that still holds its form of the merged value
+/// is not written again: what a side stored after calsync's write never comes back as an edit.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AsStored {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crm: Option<Box<CalendarEvent>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outlook: Option<Box<CalendarEvent>>,
+}
+
+impl AsStored {
+    pub fn is_empty(&self) -> bool {
+        self.crm.is_none() && self.outlook.is_none()
+    }
+
+    /// What `side` is known to hold: its own form, or the base.
+    pub fn on<'e>(&'e self, side: Side, base: &'e CalendarEvent) -> &'e CalendarEvent {
+        let own = match side {
+            Side::Crm => &self.crm,
+            Side::Outlook => &self.outlook,
+        };
+        own.as_deref().unwrap_or(base)
+    }
+
+    /// Records what `side` holds now (`held`), kept only if it differs from `base` in a field
+    /// that side carries.
+    pub fn note(
+        &mut self,
+        side: Side,
+        held: &CalendarEvent,
+        base: &CalendarEvent,
+        fields: FieldSet,
+    ) {
+        let own = (!differing(held, base, fields).is_empty()).then(|| Box::new(held.clone()));
+        match side {
+            Side::Crm => self.crm = own,
+            Side::Outlook => self.outlook = own,
+        }
+    }
 }
 
 impl Link {

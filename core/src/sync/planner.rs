@@ -10,8 +10,8 @@ use super::journal::{field_value, Conflict, ConflictKind, Reason};
 use super::matching::MatchKey;
 use super::merge::{merge, Merged};
 use super::model::{
-    differing, CrmChanges, FieldSet, Link, LinkKey, LinkState, Occurrence, Origin, OutlookChanges,
-    OutlookItem, Side,
+    differing, AsStored, CrmChanges, FieldSet, Link, LinkKey, LinkState, Occurrence, Origin,
+    OutlookChanges, OutlookItem, Side,
 };
 use super::policy::{outlook_transaction_id, Policy};
 use crate::crm::{CrmEventId, GoneReason};
@@ -579,22 +579,25 @@ impl<'a> Planner<'a> {
         crm: Seen<'a, CalendarEvent>,
     ) {
         let base = &link.base;
+        // A side that reported nothing still holds what it held: its own form of the base.
         let outlook_event = match outlook {
             Seen::Upsert(item) => &item.event,
-            _ => base,
+            _ => link.as_stored.on(Side::Outlook, base),
         };
         let crm_event = match crm {
             Seen::Upsert(event) => event,
-            _ => base,
+            _ => link.as_stored.on(Side::Crm, base),
         };
-        let outlook_changed = match outlook {
-            Seen::Upsert(item) => differing(&item.event, base, self.policy.outlook_fields),
-            _ => FieldSet::EMPTY,
-        };
-        let crm_changed = match crm {
-            Seen::Upsert(event) => differing(event, base, self.policy.crm_fields),
-            _ => FieldSet::EMPTY,
-        };
+        let outlook_changed = differing(
+            outlook_event,
+            link.as_stored.on(Side::Outlook, base),
+            self.policy.outlook_fields,
+        );
+        let crm_changed = differing(
+            crm_event,
+            link.as_stored.on(Side::Crm, base),
+            self.policy.crm_fields,
+        );
         // The common case, echoes included: neither side changed anything this link tracks.
         if link.state == LinkState::Linked
             && outlook_changed.is_empty()
@@ -676,6 +679,8 @@ impl<'a> Planner<'a> {
                     intent.outlook_tx = Some(transaction_id.clone());
                     intent.outlook_creates = generation + 1;
                     intent.crm_id = Some(crm_id.clone());
+                    intent.as_stored =
+                        stored_forms(&intent.base, crm_event, outlook_event, self.policy);
                     self.push_outlook_create(
                         link,
                         intent,
@@ -750,6 +755,8 @@ impl<'a> Planner<'a> {
                     intent.state = LinkState::CreatingInCrm;
                     intent.origin = Origin::Outlook;
                     intent.outlook_id = Some(outlook_id);
+                    intent.as_stored =
+                        stored_forms(&intent.base, crm_event, outlook_event, self.policy);
                     self.push_crm_create(link, intent, vec![Action::RecordConflict(conflict)]);
                 }
             }
@@ -771,13 +778,21 @@ impl<'a> Planner<'a> {
                 &item.event,
                 item.occurrence.clone().or_else(|| link.occurrence.clone()),
             ),
-            _ => (base, link.occurrence.clone()),
+            _ => (
+                link.as_stored.on(Side::Outlook, base),
+                link.occurrence.clone(),
+            ),
         };
         let crm_event = match crm {
             Seen::Upsert(event) => event,
-            _ => base,
+            _ => link.as_stored.on(Side::Crm, base),
         };
-        let merged = merge(Some(base), crm_event, outlook_event, self.policy);
+        let merged = merge(
+            Some((base, &link.as_stored)),
+            crm_event,
+            outlook_event,
+            self.policy,
+        );
         let meta_changed = link.state != LinkState::Linked
             || link.crm_id != crm_id
             || link.outlook_id != outlook_id
@@ -787,6 +802,7 @@ impl<'a> Planner<'a> {
             && merged.outlook_writes.is_empty()
             && !meta_changed
             && merged.event.same_content(base)
+            && stored_forms(&link.base, crm_event, outlook_event, self.policy) == link.as_stored
         {
             // Nothing new on either side, or the echo of our own writes.
             return;
@@ -849,6 +865,14 @@ impl<'a> Planner<'a> {
                 occurrence: next.occurrence.clone(),
             });
         }
+        // What each side will hold, taking the writes as asked; the executor replaces that
+        // with what a side returns from a write.
+        next.as_stored = stored_forms(
+            &event,
+            &apply_fields(crm_event, &event, merged.crm_writes),
+            &apply_fields(outlook_event, &event, merged.outlook_writes),
+            self.policy,
+        );
         next.base = event;
         actions.push(Action::Link(next));
         actions
@@ -874,6 +898,7 @@ impl<'a> Planner<'a> {
                 outlook_creates: 0,
                 occurrence: item.occurrence.clone(),
                 base: merged.event.clone(),
+                as_stored: AsStored::default(),
             };
             let actions = self.merge_actions(&key, link, merged, crm_event, &item.event);
             self.steps.push(Step {
@@ -901,6 +926,7 @@ impl<'a> Planner<'a> {
                 outlook_creates: 0,
                 occurrence: item.occurrence.clone(),
                 base: item.event.clone(),
+                as_stored: AsStored::default(),
             };
             let create = Action::CreateInCrm {
                 event: intent.base.clone(),
@@ -925,6 +951,7 @@ impl<'a> Planner<'a> {
                 outlook_creates: 1,
                 occurrence: None,
                 base,
+                as_stored: AsStored::default(),
             };
             let create = Action::CreateInOutlook {
                 crm_id,
@@ -1155,6 +1182,19 @@ fn occurrence_unchanged(link: &Link, outlook: Seen<'_, OutlookItem>) -> bool {
 
 fn in_series(occurrence: Option<&Occurrence>, deleted: &HashSet<&str>) -> bool {
     occurrence.is_some_and(|occurrence| deleted.contains(occurrence.series_master_id.as_str()))
+}
+
+/// Each side's own form of `base`, from what the sides hold now.
+fn stored_forms(
+    base: &CalendarEvent,
+    crm: &CalendarEvent,
+    outlook: &CalendarEvent,
+    policy: &Policy,
+) -> AsStored {
+    let mut forms = AsStored::default();
+    forms.note(Side::Crm, crm, base, policy.crm_fields);
+    forms.note(Side::Outlook, outlook, base, policy.outlook_fields);
+    forms
 }
 
 fn next_version(link: &Link) -> Link {

@@ -83,6 +83,7 @@ fn linked(crm: &str, outlook: &str, mut base: CalendarEvent, origin: Origin) -> 
         outlook_creates: 0,
         occurrence: None,
         base,
+        as_stored: AsStored::default(),
     }
 }
 
@@ -818,6 +819,7 @@ fn crm_intent(outlook: &str, base: CalendarEvent) -> Link {
         outlook_creates: 0,
         occurrence: None,
         base,
+        as_stored: AsStored::default(),
     }
 }
 
@@ -895,6 +897,7 @@ fn an_interrupted_outlook_create_is_adopted_by_its_transaction_id() {
         outlook_creates: 1,
         occurrence: None,
         base,
+        as_stored: AsStored::default(),
     };
     let mut created = item("AAA", event("Demo"), "2026-11-01T10:00:03Z");
     created.transaction_id = Some(tx.clone());
@@ -1246,6 +1249,7 @@ fn a_second_event_with_a_pending_create_key_is_removed() {
         outlook_creates: 1,
         occurrence: None,
         base,
+        as_stored: AsStored::default(),
     };
     let mut first = item("AAA", event("Demo"), "2026-11-01T10:00:03Z");
     first.transaction_id = Some(tx.clone());

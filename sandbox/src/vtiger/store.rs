@@ -255,6 +255,28 @@ pub fn reminder_minutes_from_seconds(seconds: u64) -> u32 {
     u32::try_from(days * 1_440 + hours * 60 + minutes).unwrap_or(u32::MAX)
 }
 
+/// What a column keeps of a value, as vtiger 8.2.0 on MariaDB does without strict mode: the
+/// tables are utf8mb3, so a character outside the BMP (an emoji) becomes four `?`, and a value
+/// longer than its column is cut, both without an error.
+pub(super) fn stored_text(column: &str, value: &str) -> String {
+    let mut kept = String::with_capacity(value.len());
+    for c in value.chars() {
+        if c.len_utf8() == 4 {
+            kept.push_str("????");
+        } else {
+            kept.push(c);
+        }
+    }
+    let limit = match column {
+        "subject" => 255,
+        "location" => 150,
+        "visibility" => 50,
+        "eventstatus" | "activitytype" => 200,
+        _ => return kept,
+    };
+    kept.chars().take(limit).collect()
+}
+
 pub(super) fn value_text(value: &Value) -> String {
     match value {
         Value::String(text) => text.clone(),
@@ -320,7 +342,7 @@ impl Store {
         let mut fields = default_fields();
         for (key, value) in &seed.fields {
             if WRITABLE.contains(&key.as_str()) {
-                fields.insert(key.clone(), value.clone());
+                fields.insert(key.clone(), stored_text(key, value));
             }
         }
         recompute_duration(&mut fields, &self.zone);
@@ -360,7 +382,7 @@ impl Store {
                     event.owner = owner;
                 }
             } else if WRITABLE.contains(&key.as_str()) {
-                event.fields.insert(key.clone(), value.clone());
+                event.fields.insert(key.clone(), stored_text(key, value));
             }
         }
         recompute_duration(&mut event.fields, &zone);
@@ -754,7 +776,7 @@ impl Store {
             if key == "assigned_user_id" {
                 owner = split_id(&value_text(value)).map(|(_, n)| n).unwrap_or(user);
             } else if WRITABLE.contains(&key.as_str()) {
-                fields.insert(key.clone(), value_text(value));
+                fields.insert(key.clone(), stored_text(key, &value_text(value)));
             }
         }
         recompute_duration(&mut fields, &self.zone);
@@ -798,7 +820,9 @@ impl Store {
                     event.owner = number;
                 }
             } else if WRITABLE.contains(&key.as_str()) && key != "source" {
-                event.fields.insert(key.clone(), value_text(value));
+                event
+                    .fields
+                    .insert(key.clone(), stored_text(key, &value_text(value)));
             }
         }
         recompute_duration(&mut event.fields, &zone);
@@ -923,6 +947,16 @@ fn recompute_duration(fields: &mut BTreeMap<String, String>, zone: &TimeZone) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn columns_keep_what_the_real_install_keeps() {
+        let long = "é".repeat(300);
+        assert_eq!(stored_text("subject", &long).chars().count(), 255);
+        assert_eq!(stored_text("location", &long).chars().count(), 150);
+        assert_eq!(stored_text("description", &long), long);
+        assert_eq!(stored_text("subject", "Party 😀 time"), "Party ???? time");
+        assert_eq!(stored_text("subject", "会議 café"), "会議 café");
+    }
 
     #[test]
     fn reminder_bump_matches_the_real_install() {

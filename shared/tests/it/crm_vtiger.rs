@@ -295,15 +295,7 @@ async fn a_60_minute_reminder_stays_60_after_ten_round_trips() {
     let maria = user(&adapter, "maria").await;
     let mut event = meeting("reminder");
     event.reminder_minutes = Some(60);
-    let created = adapter
-        .create(
-            &maria,
-            &NewEvent {
-                event,
-            },
-        )
-        .await
-        .unwrap();
+    let created = adapter.create(&maria, &NewEvent { event }).await.unwrap();
     assert_eq!(created.reminder_minutes, Some(60));
     let event_id = id(created.ids.crm.as_deref().unwrap());
     for round in 0..10 {
@@ -339,10 +331,7 @@ async fn a_partial_update_keeps_the_reminder_and_never_names_the_invitees() {
     let maria = user(&adapter, "maria").await;
     let mut event = meeting("with people");
     event.reminder_minutes = Some(15);
-    let created = adapter
-        .create(&maria, &NewEvent { event })
-        .await
-        .unwrap();
+    let created = adapter.create(&maria, &NewEvent { event }).await.unwrap();
     let event_id = id(created.ids.crm.as_deref().unwrap());
     // pedro is invited in the CRM's web UI.
     assert!(crm.state.ui_invite(event_id.as_str(), &[6]));
@@ -503,15 +492,7 @@ async fn all_day_events_use_the_owners_zone() {
     let mut event = CalendarEvent::all_day("Fiesta", start, end);
     event.status = EventStatus::Held;
     event.sensitivity = Sensitivity::Private;
-    let created = adapter
-        .create(
-            &maria,
-            &NewEvent {
-                event,
-            },
-        )
-        .await
-        .unwrap();
+    let created = adapter.create(&maria, &NewEvent { event }).await.unwrap();
     assert_eq!(created.time, EventTime::AllDay { start, end });
     assert_eq!(created.status, EventStatus::Held);
     assert_eq!(created.sensitivity, Sensitivity::Private);

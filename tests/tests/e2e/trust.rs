@@ -164,11 +164,19 @@ async fn crm_invitees_survive_an_outlook_edit_when_the_crm_module_keeps_them() {
     bed.bed
         .sandbox
         .graph()
-        .update_event(USER_OID, outlook["id"].as_str().unwrap(), json!({"subject": "Board review (moved)"}))
+        .update_event(
+            USER_OID,
+            outlook["id"].as_str().unwrap(),
+            json!({"subject": "Board review (moved)"}),
+        )
         .unwrap();
     settle(&bed).await;
     assert_eq!(bed.crm_subjects(), ["Board review (moved)"]);
-    assert_eq!(invitees(&bed, &id), [6], "the module keeps what calsync does not name");
+    assert_eq!(
+        invitees(&bed, &id),
+        [6],
+        "the module keeps what calsync does not name"
+    );
 }
 
 #[tokio::test]
@@ -189,5 +197,52 @@ async fn an_outlook_edit_of_what_the_crm_does_not_hold_writes_nothing_to_the_crm
         .unwrap();
     settle(&bed).await;
     assert_eq!(crm.request_count("revise"), 0, "{:?}", crm.request_counts());
-    assert_eq!(invitees(&bed, &id), [6], "stock vtiger keeps invitees only when left alone");
+    assert_eq!(
+        invitees(&bed, &id),
+        [6],
+        "stock vtiger keeps invitees only when left alone"
+    );
+}
+
+#[tokio::test]
+async fn values_the_crm_stores_differently_do_not_come_back_as_edits() {
+    let bed = SyncBed::start().await.unwrap();
+    let graph = bed.bed.sandbox.graph();
+    let long_subject = format!("Quarterly review {}", "x".repeat(280));
+    let long_location = format!("Building 7, {}", "floor ".repeat(40));
+    let edge = [
+        json!({"subject": "", "reminderMinutesBeforeStart": 0, "isReminderOn": true}),
+        json!({"subject": long_subject, "sensitivity": "personal"}),
+        json!({"subject": "Lunch 🍱 with Ana", "location": long_location, "sensitivity": "confidential"}),
+        json!({"subject": "会議 — café ñandú", "body": {"contentType": "text", "content": "Notes ✅ ready"}}),
+    ];
+    for (n, extra) in edge.iter().enumerate() {
+        let mut body = outlook_event(
+            "",
+            &format!("2026-12-1{n}T09:00:00"),
+            &format!("2026-12-1{n}T10:00:00"),
+        );
+        for (key, value) in extra.as_object().unwrap() {
+            body[key] = value.clone();
+        }
+        graph.insert_event(USER_OID, body).unwrap();
+    }
+    let first = bed.sync().await.unwrap();
+    assert_eq!(first.counts.crm_created, 4, "{first:?}");
+    let before: Vec<Value> = bed.outlook();
+    let crm = bed.bed.sandbox.crm();
+    crm.reset_counts();
+    graph.clear_requests();
+    for _ in 0..2 {
+        let again = bed.sync().await.unwrap();
+        assert_eq!(again.counts.writes(), 0, "{again:?}");
+    }
+    assert_eq!(crm.request_count("revise"), 0, "{:?}", crm.request_counts());
+    let outlook_writes: Vec<_> = graph
+        .requests()
+        .into_iter()
+        .filter(|r| r.method != "GET")
+        .collect();
+    assert!(outlook_writes.is_empty(), "{outlook_writes:?}");
+    assert_eq!(bed.outlook(), before, "Outlook keeps what the user typed");
 }
