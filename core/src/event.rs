@@ -24,6 +24,24 @@ impl EventTime {
     pub fn is_all_day(&self) -> bool {
         matches!(self, EventTime::AllDay { .. })
     }
+
+    /// Whether the event overlaps `window`, as Graph's calendar view decides it: it starts
+    /// before the window ends and ends after it starts (an event without duration counts at
+    /// its start). Whole days are taken as UTC days, the zone calsync asks Graph to use.
+    pub fn overlaps(&self, window: &crate::time::TimeWindow) -> bool {
+        let (start, end) = match self {
+            EventTime::Timed { start, end } => (*start, *end),
+            EventTime::AllDay { start, end } => {
+                let utc = |date: &Date| {
+                    jiff::tz::TimeZone::UTC
+                        .to_timestamp(date.to_datetime(jiff::civil::Time::midnight()))
+                        .unwrap_or(Timestamp::MIN)
+                };
+                (utc(start), utc(end))
+            }
+        };
+        start < window.end && (end > window.start || (end == start && start >= window.start))
+    }
 }
 
 /// Whether the event is still going to happen.
@@ -210,6 +228,22 @@ impl CalendarEvent {
     /// Same content, ignoring ids and modification times.
     pub fn same_content(&self, other: &Self) -> bool {
         self.differing_fields(other).is_empty()
+    }
+
+    /// Whether the field holds nothing a person entered: an empty text (or the CRM's
+    /// placeholder subject), no categories, no reminder. Other fields always hold a value.
+    pub fn is_blank(&self, field: EventField) -> bool {
+        match field {
+            EventField::Subject => {
+                let subject = self.subject.trim();
+                subject.is_empty() || subject == EMPTY_SUBJECT
+            }
+            EventField::Location => self.location.trim().is_empty(),
+            EventField::Description => self.description.trim().is_empty(),
+            EventField::Categories => self.categories.is_empty(),
+            EventField::Reminder => self.reminder_minutes.is_none(),
+            _ => false,
+        }
     }
 
     /// Overwrite one content field with its value in `from`.

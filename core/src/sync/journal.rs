@@ -43,6 +43,9 @@ pub enum Reason {
     NotOrganizer,
     /// A cancelled occurrence cannot be re-created in its series, so the deletion stands.
     Occurrence,
+    /// Two copies matched on a first sync: Outlook's body (its formatting, an online-meeting
+    /// block) is kept over the CRM's plain description, which no edit has made newer.
+    OutlookBody,
 }
 
 /// One journal entry.

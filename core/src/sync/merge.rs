@@ -89,8 +89,21 @@ pub(crate) fn merge(
                     event.copy_field(crm, field);
                     continue;
                 }
+                if base.is_none() {
+                    // Two copies matched: what one side has beats nothing on the other.
+                    if outlook.is_blank(field) {
+                        event.copy_field(crm, field);
+                        continue;
+                    }
+                    if crm.is_blank(field) {
+                        event.copy_field(outlook, field);
+                        continue;
+                    }
+                }
                 let (winner, reason) = if organizer_owned.contains(field) {
                     (Side::Outlook, Reason::NotOrganizer)
+                } else if base.is_none() && field == EventField::Description {
+                    (Side::Outlook, Reason::OutlookBody)
                 } else {
                     decide(policy.conflict, crm.modified.crm, outlook.modified.outlook)
                 };

@@ -911,7 +911,18 @@ impl<'a> Planner<'a> {
 
     /// Whatever is still new on one side gets created on the other.
     fn plan_creates(&mut self) {
-        for item in std::mem::take(&mut self.new_outlook).into_iter().flatten() {
+        let window = |time: &crate::event::EventTime| self.policy.in_window(time);
+        let new_outlook: Vec<&OutlookItem> = std::mem::take(&mut self.new_outlook)
+            .into_iter()
+            .flatten()
+            .filter(|item| window(&item.event.time))
+            .collect();
+        let new_crm: Vec<&CalendarEvent> = std::mem::take(&mut self.new_crm)
+            .into_iter()
+            .flatten()
+            .filter(|event| window(&event.time))
+            .collect();
+        for item in new_outlook {
             let Some(outlook_id) = item.id() else {
                 continue;
             };
@@ -933,7 +944,7 @@ impl<'a> Planner<'a> {
             };
             self.push_create(None, Vec::new(), intent, create);
         }
-        for event in std::mem::take(&mut self.new_crm).into_iter().flatten() {
+        for event in new_crm {
             let Some(crm_id) = event.ids.crm.as_deref().map(CrmEventId::new) else {
                 continue;
             };

@@ -9,6 +9,7 @@ use std::collections::HashSet;
 use super::model::{FieldSet, LinkKey};
 use crate::crm::CrmEventId;
 use crate::event::EventField;
+use crate::time::TimeWindow;
 
 /// What Graph events carry in calsync's mapping. `Status` is left out on purpose: Outlook can
 /// show "cancelled" but cannot store "held", and a cancellation can only be sent as e-mail to
@@ -96,6 +97,10 @@ pub struct Policy {
     pub outlook_fields: FieldSet,
     /// Scopes the Outlook create keys: the mailbox (Entra object id) being synced.
     pub mailbox: String,
+    /// The window the Outlook listing covers. An unlinked event of either side that falls
+    /// outside it is left alone: the other side's copy, if any, is outside every listing too,
+    /// so copying it would duplicate it. `None`: no bound.
+    pub window: Option<TimeWindow>,
 }
 
 impl Policy {
@@ -108,7 +113,13 @@ impl Policy {
             crm_fields,
             outlook_fields: FieldSet::of(OUTLOOK_FIELDS),
             mailbox: mailbox.into(),
+            window: None,
         }
+    }
+
+    /// Whether a new (unlinked) event at `time` is in the synced window.
+    pub fn in_window(&self, time: &crate::event::EventTime) -> bool {
+        self.window.is_none_or(|window| time.overlaps(&window))
     }
 
     pub fn fields(&self, side: super::Side) -> FieldSet {

@@ -764,12 +764,12 @@ fn first_sync_links_identical_events_instead_of_copying() {
     assert_eq!(link.origin, Origin::Matched);
     assert_eq!(link.outlook_id.as_deref(), Some("AAA"));
     assert_eq!(link.crm_id.as_ref().map(CrmEventId::as_str), Some("18x1"));
-    // The copies disagreed on the subject's spelling and the location: journalled.
+    // The copies disagreed on the subject's spelling: journalled. The location only Outlook
+    // has is kept, and reaches the CRM, without a conflict.
     let fields: Vec<_> = plan.conflicts().map(|conflict| conflict.field).collect();
-    assert_eq!(
-        fields,
-        [Some(EventField::Subject), Some(EventField::Location)]
-    );
+    assert_eq!(fields, [Some(EventField::Subject)]);
+    assert_eq!(link.base.location, "Teams");
+    assert!(update_fields(step, Side::Crm).contains(&EventField::Location));
     assert!(plan
         .conflicts()
         .all(|conflict| conflict.kind == ConflictKind::FirstSyncMatch));

@@ -246,3 +246,96 @@ async fn values_the_crm_stores_differently_do_not_come_back_as_edits() {
     assert!(outlook_writes.is_empty(), "{outlook_writes:?}");
     assert_eq!(bed.outlook(), before, "Outlook keeps what the user typed");
 }
+
+/// `now` moved by `hours` (negative: the past), as a UTC date and time.
+fn hours_from_now(hours: i64) -> (String, String) {
+    let at = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(hours);
+    (
+        at.strftime("%Y-%m-%d").to_string(),
+        at.strftime("%H:00:00").to_string(),
+    )
+}
+
+#[tokio::test]
+async fn an_event_just_outside_the_window_on_both_sides_is_not_copied() {
+    let bed = SyncBed::start().await.unwrap();
+    // The window reaches 30 days back; this meeting ended 13 hours before its start.
+    let (day, start) = hours_from_now(-30 * 24 - 14);
+    let (end_day, end) = hours_from_now(-30 * 24 - 13);
+    bed.seed_crm("Old review", &day, &start, &end);
+    let graph = bed.bed.sandbox.graph();
+    graph
+        .insert_event(
+            USER_OID,
+            outlook_event(
+                "Old review",
+                &format!("{day}T{start}"),
+                &format!("{end_day}T{end}"),
+            ),
+        )
+        .unwrap();
+    settle(&bed).await;
+    assert_eq!(bed.outlook().len(), 1, "{:?}", bed.outlook_subjects());
+    assert_eq!(bed.crm().len(), 1);
+    assert_eq!(graph.counters(USER_OID).creates, 1, "only the user's own");
+}
+
+#[tokio::test]
+async fn a_crm_event_outside_the_window_stays_out_when_it_is_edited() {
+    let bed = SyncBed::start().await.unwrap();
+    let (day, start) = hours_from_now(-40 * 24);
+    let (_, end) = hours_from_now(-40 * 24 + 1);
+    let id = bed.seed_crm("Long ago", &day, &start, &end);
+    settle(&bed).await;
+    assert!(bed
+        .bed
+        .sandbox
+        .crm()
+        .ui_edit(&id, &[("location", "Archive")]));
+    settle(&bed).await;
+    assert!(bed.outlook().is_empty(), "{:?}", bed.outlook_subjects());
+}
+
+#[tokio::test]
+async fn matching_copies_keeps_what_either_side_has_and_the_outlook_body() {
+    let bed = SyncBed::start().await.unwrap();
+    let graph = bed.bed.sandbox.graph();
+    let mut teams = outlook_event("Kick-off", "2026-12-17T15:00:00", "2026-12-17T16:00:00");
+    teams["body"] = json!({
+        "contentType": "html",
+        "content": "<html><body><p><b>Agenda</b></p><p>Join Microsoft Teams Meeting</p></body></html>",
+    });
+    graph.insert_event(USER_OID, teams).unwrap();
+    let mut room = outlook_event("Budget", "2026-12-18T15:00:00", "2026-12-18T16:00:00");
+    room["location"] = json!({"displayName": ""});
+    graph.insert_event(USER_OID, room).unwrap();
+    // The CRM copies were edited after the Outlook ones, so "latest" would pick the CRM's.
+    let kickoff = bed.seed_crm("Kick-off", "2026-12-17", "15:00:00", "16:00:00");
+    let budget = bed.seed_crm("Budget", "2026-12-18", "15:00:00", "16:00:00");
+    let crm = bed.bed.sandbox.crm();
+    crm.advance_clock(Duration::from_secs(3600));
+    assert!(crm.ui_edit(&kickoff, &[("description", "Bring the slides")]));
+    assert!(crm.ui_edit(&budget, &[("location", "Room 4")]));
+    settle(&bed).await;
+
+    let body = bed.outlook_event("Kick-off").unwrap()["body"].clone();
+    assert_eq!(body["contentType"], "html", "{body}");
+    assert!(
+        body["content"]
+            .as_str()
+            .unwrap()
+            .contains("Join Microsoft Teams Meeting"),
+        "{body}"
+    );
+    assert_eq!(
+        bed.outlook_event("Budget").unwrap()["location"]["displayName"],
+        "Room 4",
+        "a value beats an empty one"
+    );
+    assert_eq!(
+        bed.crm_event("Budget").unwrap().fields["location"],
+        "Room 4"
+    );
+    assert_eq!(bed.outlook().len(), 2);
+    assert_eq!(bed.crm().len(), 2);
+}

@@ -556,6 +556,8 @@ impl Run<'_> {
         );
         policy.first_sync = !state.first_sync_done;
         policy.guard.confirmed = self.confirmed.clone();
+        // Both sides by the bounds of the Outlook listing.
+        policy.window = Some(outlook_window);
         let plan = plan(&snapshot, &outlook_changes, &crm_changes, &policy);
         report.skipped.extend(plan.skipped.iter().cloned());
         if self.options.dry_run {
