@@ -143,7 +143,7 @@ fn print_plan(plan: &Plan) {
     for step in &plan.steps {
         for action in &step.actions {
             let line = match action {
-                Action::CreateInCrm { event } => {
+                Action::CreateInCrm { event, .. } => {
                     format!("create in the CRM: {:?} {}", event.subject, when(event))
                 }
                 Action::CreateInOutlook { event, .. } => {

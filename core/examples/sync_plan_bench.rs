@@ -106,6 +106,8 @@ fn links(events: usize) -> Result<Vec<Link>, jiff::Error> {
                 occurrence: None,
                 base,
                 as_stored: Default::default(),
+                crm_marker: None,
+                crm_creates: 0,
             })
         })
         .collect()

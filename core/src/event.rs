@@ -100,6 +100,10 @@ pub struct SideIds {
     pub outlook: Option<String>,
     /// The iCalendar UID, when a side exposes one.
     pub ical_uid: Option<String>,
+    /// The marker calsync's create carried, on a CRM record calsync created
+    /// (`calsync_core::sync::crm_create_marker`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crm_marker: Option<String>,
 }
 
 /// When each side last changed the event, as that side reports it.

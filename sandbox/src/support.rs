@@ -114,6 +114,45 @@ pub(crate) fn html_escape(text: &str) -> String {
     escaped
 }
 
+/// A body that sends its first bytes and then fails, so the server aborts the connection
+/// in the middle of the answer.
+struct CutShort {
+    first: Option<axum::body::Bytes>,
+}
+
+impl http_body::Body for CutShort {
+    type Data = axum::body::Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::task::Poll::Ready(Some(match self.first.take() {
+            Some(bytes) => Ok(http_body::Frame::data(bytes)),
+            None => Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "connection dropped on purpose",
+            )),
+        }))
+    }
+}
+
+/// An answer that sends `first` and then drops the connection: the client sees a transport
+/// error after the server did the work.
+pub(crate) fn cut_answer(
+    first: axum::body::Bytes,
+    content_type: &'static str,
+) -> axum::response::Response {
+    let mut response =
+        axum::response::Response::new(axum::body::Body::new(CutShort { first: Some(first) }));
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static(content_type),
+    );
+    response
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -98,7 +98,11 @@ impl SyncTarget for Encoding {
     async fn record_conflict(&self, _conflict: &Conflict) -> Result<(), WriteFailure> {
         Ok(())
     }
-    async fn create_in_crm(&self, event: &CalendarEvent) -> Result<CalendarEvent, WriteFailure> {
+    async fn create_in_crm(
+        &self,
+        event: &CalendarEvent,
+        _marker: &str,
+    ) -> Result<CalendarEvent, WriteFailure> {
         let fields = fields_for_write(event, &EventField::ALL, &self.zones)
             .map_err(|e| WriteFailure::Rejected(calsync_core::cause::Cause::new(e)))?;
         std::hint::black_box(serde_json::to_string(&fields).ok());
@@ -106,6 +110,15 @@ impl SyncTarget for Encoding {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         stored.ids.crm = Some(format!("18x{id}"));
         Ok(stored)
+    }
+    async fn find_crm_created(&self, _marker: &str) -> Result<Option<CalendarEvent>, WriteFailure> {
+        Ok(None)
+    }
+    async fn find_outlook_created(
+        &self,
+        _crm_id: &CrmEventId,
+    ) -> Result<Option<CalendarEvent>, WriteFailure> {
+        Ok(None)
     }
     async fn create_in_outlook(
         &self,

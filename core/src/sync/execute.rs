@@ -55,8 +55,15 @@ pub trait SyncTarget: Send + Sync {
     async fn delete_link(&self, key: &LinkKey, expect: Option<u64>) -> Result<(), WriteFailure>;
     /// Puts the journal entry by its id.
     async fn record_conflict(&self, conflict: &Conflict) -> Result<(), WriteFailure>;
-    /// Returns the record as the CRM stored it (`ids.crm` set).
-    async fn create_in_crm(&self, event: &CalendarEvent) -> Result<CalendarEvent, WriteFailure>;
+    /// Returns the record as the CRM stored it (`ids.crm` set). The record carries `marker`.
+    async fn create_in_crm(
+        &self,
+        event: &CalendarEvent,
+        marker: &str,
+    ) -> Result<CalendarEvent, WriteFailure>;
+    /// The record a CRM create with `marker` made, if there is one: how a create whose answer
+    /// was lost is resolved.
+    async fn find_crm_created(&self, marker: &str) -> Result<Option<CalendarEvent>, WriteFailure>;
     /// Returns the event as Outlook stored it (`ids.outlook` set).
     async fn create_in_outlook(
         &self,
@@ -64,6 +71,12 @@ pub trait SyncTarget: Send + Sync {
         transaction_id: &str,
         event: &CalendarEvent,
     ) -> Result<CalendarEvent, WriteFailure>;
+    /// The Outlook event stamped with `crm_id`, if there is one: how an Outlook create whose
+    /// answer was lost is resolved before it is sent again.
+    async fn find_outlook_created(
+        &self,
+        crm_id: &CrmEventId,
+    ) -> Result<Option<CalendarEvent>, WriteFailure>;
     /// `None` when the record is gone.
     async fn update_crm(
         &self,
@@ -183,14 +196,9 @@ enum Tried<T> {
     Failed(String),
 }
 
-/// Tries a write up to [`ATTEMPTS`] times. `retry_lost_answers` is false only for CRM creates:
-/// a create whose answer was lost may have happened, and the CRM cannot deduplicate a second
-/// one, so the step ends and the next run adopts the record. `Err` is a fatal failure's cause.
-async fn attempt<T, F, Fut>(
-    target: &dyn SyncTarget,
-    retry_lost_answers: bool,
-    mut write: F,
-) -> Result<Tried<T>, Cause>
+/// Tries an idempotent write (or a read) up to [`ATTEMPTS`] times. `Err` is a fatal failure's
+/// cause.
+async fn attempt<T, F, Fut>(target: &dyn SyncTarget, mut write: F) -> Result<Tried<T>, Cause>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, WriteFailure>>,
@@ -206,12 +214,56 @@ where
             Err(failure @ WriteFailure::Rejected(_)) => {
                 return Ok(Tried::Failed(failure.describe()))
             }
-            Err(failure @ WriteFailure::Ambiguous(_)) if !retry_lost_answers => {
-                return Ok(Tried::Failed(format!(
-                    "{} (left for the next run)",
-                    failure.describe()
-                )))
+            Err(failure) => last = failure.describe(),
+        }
+    }
+    Ok(Tried::Failed(format!("{ATTEMPTS} attempts: {last}")))
+}
+
+/// Tries a create up to [`ATTEMPTS`] times. A create that surely did nothing is sent again;
+/// once one may have happened (its answer was lost), it is never sent blind: `look` finds
+/// what it made. Found, that is the answer. Not found, it is sent again only if `resend` (the
+/// side deduplicates, as Graph's transactionId does); otherwise the step ends and the next run,
+/// which reads the record from the CRM's feed, adopts it by its marker.
+async fn create<T, C, CF, L, LF>(
+    target: &dyn SyncTarget,
+    resend: bool,
+    mut write: C,
+    mut look: L,
+) -> Result<Tried<T>, Cause>
+where
+    C: FnMut() -> CF,
+    CF: std::future::Future<Output = Result<T, WriteFailure>>,
+    L: FnMut() -> LF,
+    LF: std::future::Future<Output = Result<Option<T>, WriteFailure>>,
+{
+    let mut last = String::new();
+    for n in 0..ATTEMPTS {
+        if n > 0 {
+            target.pause(n).await;
+        }
+        match write().await {
+            Ok(value) => return Ok(Tried::Done(value)),
+            Err(WriteFailure::Fatal(reason)) => return Err(reason),
+            Err(failure @ WriteFailure::Rejected(_)) => {
+                return Ok(Tried::Failed(failure.describe()))
             }
+            Err(failure @ WriteFailure::Ambiguous(_)) => match attempt(target, &mut look).await? {
+                Tried::Done(Some(found)) => return Ok(Tried::Done(found)),
+                Tried::Done(None) if resend => last = failure.describe(),
+                Tried::Done(None) => {
+                    return Ok(Tried::Failed(format!(
+                        "{}; nothing it made is visible yet (left for the next run)",
+                        failure.describe()
+                    )))
+                }
+                Tried::Failed(why) => {
+                    return Ok(Tried::Failed(format!(
+                        "{}; looking for what it made failed: {why}",
+                        failure.describe()
+                    )))
+                }
+            },
             Err(failure) => last = failure.describe(),
         }
     }
@@ -230,13 +282,11 @@ macro_rules! tried {
 /// Stores a link by [`SyncTarget::put_link`]. A retried put whose first answer was lost finds
 /// its own write in place; that counts as stored (one user's runs never overlap).
 async fn store_link(target: &dyn SyncTarget, link: &Link) -> Result<Tried<bool>, Cause> {
-    match attempt(target, true, || target.put_link(link)).await? {
-        Tried::Done(false) => {
-            match attempt(target, true, || target.stored_version(&link.key)).await? {
-                Tried::Done(stored) => Ok(Tried::Done(stored == Some(link.version))),
-                Tried::Failed(why) => Ok(Tried::Failed(why)),
-            }
-        }
+    match attempt(target, || target.put_link(link)).await? {
+        Tried::Done(false) => match attempt(target, || target.stored_version(&link.key)).await? {
+            Tried::Done(stored) => Ok(Tried::Done(stored == Some(link.version))),
+            Tried::Failed(why) => Ok(Tried::Failed(why)),
+        },
         other => Ok(other),
     }
 }
@@ -248,7 +298,7 @@ async fn run_step(
     outlook_fields: FieldSet,
     done: &mut Execution,
 ) -> Result<StepEnd, Cause> {
-    let stored = tried!(attempt(target, true, || target.stored_version(&step.key)).await);
+    let stored = tried!(attempt(target, || target.stored_version(&step.key)).await);
     if stored != step.expect {
         return Ok(StepEnd::Stale);
     }
@@ -258,7 +308,7 @@ async fn run_step(
     for action in &step.actions {
         match action {
             Action::RecordConflict(conflict) => {
-                tried!(attempt(target, true, || target.record_conflict(conflict)).await);
+                tried!(attempt(target, || target.record_conflict(conflict)).await);
             }
             Action::Remember(link) => {
                 if !tried!(store_link(target, link).await) {
@@ -283,10 +333,18 @@ async fn run_step(
                 }
             }
             Action::Unlink => {
-                tried!(attempt(target, true, || target.delete_link(&step.key, step.expect)).await);
+                tried!(attempt(target, || target.delete_link(&step.key, step.expect)).await);
             }
-            Action::CreateInCrm { event } => {
-                let stored = tried!(attempt(target, false, || target.create_in_crm(event)).await);
+            Action::CreateInCrm { event, marker } => {
+                let stored = tried!(
+                    create(
+                        target,
+                        false,
+                        || target.create_in_crm(event, marker),
+                        || target.find_crm_created(marker),
+                    )
+                    .await
+                );
                 done.crm.created += 1;
                 created_crm = stored.ids.crm.clone().map(CrmEventId::new);
                 returned.push((Side::Crm, stored));
@@ -296,13 +354,15 @@ async fn run_step(
                 transaction_id,
                 event,
             } => {
-                // Graph answers a repeated transactionId with the event it made: retry freely.
+                // Graph answers a repeated transactionId with the event it made, so a create
+                // that left nothing visible may be sent again.
                 let stored = tried!(
-                    attempt(target, true, || target.create_in_outlook(
-                        crm_id,
-                        transaction_id,
-                        event
-                    ))
+                    create(
+                        target,
+                        true,
+                        || target.create_in_outlook(crm_id, transaction_id, event),
+                        || target.find_outlook_created(crm_id),
+                    )
                     .await
                 );
                 done.outlook.created += 1;
@@ -314,9 +374,7 @@ async fn run_step(
                 fields,
                 event,
             } => {
-                match tried!(
-                    attempt(target, true, || target.update_crm(crm_id, fields, event)).await
-                ) {
+                match tried!(attempt(target, || target.update_crm(crm_id, fields, event)).await) {
                     Some(stored) => returned.push((Side::Crm, stored)),
                     None => return Ok(StepEnd::Gone(Side::Crm, crm_id.to_string())),
                 }
@@ -329,7 +387,7 @@ async fn run_step(
                 occurrence,
             } => {
                 match tried!(
-                    attempt(target, true, || target.update_outlook(
+                    attempt(target, || target.update_outlook(
                         outlook_id,
                         fields,
                         event,
@@ -343,11 +401,11 @@ async fn run_step(
                 done.outlook.updated += 1;
             }
             Action::DeleteInCrm { crm_id } => {
-                tried!(attempt(target, true, || target.delete_in_crm(crm_id)).await);
+                tried!(attempt(target, || target.delete_in_crm(crm_id)).await);
                 done.crm.deleted += 1;
             }
             Action::DeleteInOutlook { outlook_id } => {
-                tried!(attempt(target, true, || target.delete_in_outlook(outlook_id)).await);
+                tried!(attempt(target, || target.delete_in_outlook(outlook_id)).await);
                 done.outlook.deleted += 1;
             }
         }

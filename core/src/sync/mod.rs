@@ -121,7 +121,7 @@ pub use model::{
 };
 pub use planner::{plan, Action, GuardTrip, HeldDeletion, Plan, PlanCounts, Step};
 pub use policy::{
-    outlook_transaction_id, ConflictPolicy, DeletionGuard, Policy, NEVER_WRITTEN, ORGANIZER_OWNED,
-    OUTLOOK_FIELDS,
+    crm_create_marker, outlook_transaction_id, ConflictPolicy, DeletionGuard, Policy,
+    CRM_MARKER_PREFIX, NEVER_WRITTEN, ORGANIZER_OWNED, OUTLOOK_FIELDS,
 };
 pub use progress::SyncProgress;

@@ -186,6 +186,12 @@ pub struct Link {
     /// re-creating an event the user deleted is not answered with the deleted one.
     #[serde(default)]
     pub outlook_creates: u32,
+    /// The marker of the CRM create calsync made (or is making) for this link.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crm_marker: Option<String>,
+    /// How many CRM creates were issued for this link: part of the next marker.
+    #[serde(default)]
+    pub crm_creates: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub occurrence: Option<Occurrence>,
     /// The last-synced content: the common ancestor of the three-way merge.

@@ -13,7 +13,7 @@ use super::model::{
     differing, AsStored, CrmChanges, FieldSet, Link, LinkKey, LinkState, Occurrence, Origin,
     OutlookChanges, OutlookItem, Side,
 };
-use super::policy::{outlook_transaction_id, Policy};
+use super::policy::{crm_create_marker, outlook_transaction_id, Policy};
 use crate::crm::{CrmEventId, GoneReason};
 use crate::event::{CalendarEvent, EventField};
 use crate::sync::ConflictPolicy;
@@ -29,9 +29,12 @@ pub enum Action {
     /// Store the link *before* the writes that follow: the intent of a create, so a crash
     /// after the create is recognised by the next run instead of creating again.
     Remember(Link),
-    /// Create the CRM record (owner = the synced user, no notifications, no invitees).
+    /// Create the CRM record (owner = the synced user, no notifications, no invitees),
+    /// carrying `marker` ([`crm_create_marker`](super::crm_create_marker)) so it can be found
+    /// if the answer is lost.
     CreateInCrm {
         event: CalendarEvent,
+        marker: String,
     },
     /// Create the Outlook event with this transactionId, stamped with `crm_id`, without
     /// attendees.
@@ -430,6 +433,27 @@ impl<'a> Planner<'a> {
             (Some(ours), Some(id)) => ours.contains(id),
             (Some(_), None) => false,
         };
+        // The marker the create carried is proof: those first, whatever the content now.
+        let by_marker: HashMap<&str, usize> = pending
+            .iter()
+            .filter_map(|&index| Some((self.snapshot[index].crm_marker.as_deref()?, index)))
+            .collect();
+        for slot in 0..self.new_crm.len() {
+            let Some(event) = self.new_crm[slot] else {
+                continue;
+            };
+            let found = event
+                .ids
+                .crm_marker
+                .as_deref()
+                .and_then(|marker| by_marker.get(marker))
+                .copied()
+                .filter(|index| self.crm_seen[*index].is_nothing());
+            if let Some(index) = found {
+                self.crm_seen[index] = Seen::Upsert(event);
+                self.new_crm[slot] = None;
+            }
+        }
         let mut by_outlook: HashMap<&str, usize> = HashMap::new();
         let mut by_key: HashMap<MatchKey, Vec<usize>> = HashMap::new();
         for &index in &pending {
@@ -896,6 +920,8 @@ impl<'a> Planner<'a> {
                 outlook_id: Some(outlook_id.to_owned()),
                 outlook_tx: item.transaction_id.clone(),
                 outlook_creates: 0,
+                crm_marker: crm_event.ids.crm_marker.clone(),
+                crm_creates: 0,
                 occurrence: item.occurrence.clone(),
                 base: merged.event.clone(),
                 as_stored: AsStored::default(),
@@ -926,7 +952,7 @@ impl<'a> Planner<'a> {
             let Some(outlook_id) = item.id() else {
                 continue;
             };
-            let intent = Link {
+            let mut intent = Link {
                 key: LinkKey::for_outlook(outlook_id),
                 version: 1,
                 state: LinkState::CreatingInCrm,
@@ -935,13 +961,13 @@ impl<'a> Planner<'a> {
                 outlook_id: Some(outlook_id.to_owned()),
                 outlook_tx: item.transaction_id.clone(),
                 outlook_creates: 0,
+                crm_marker: None,
+                crm_creates: 0,
                 occurrence: item.occurrence.clone(),
                 base: item.event.clone(),
                 as_stored: AsStored::default(),
             };
-            let create = Action::CreateInCrm {
-                event: intent.base.clone(),
-            };
+            let create = self.crm_create(&mut intent, true);
             self.push_create(None, Vec::new(), intent, create);
         }
         for event in new_crm {
@@ -960,6 +986,8 @@ impl<'a> Planner<'a> {
                 outlook_id: None,
                 outlook_tx: Some(transaction_id.clone()),
                 outlook_creates: 1,
+                crm_marker: None,
+                crm_creates: 0,
                 occurrence: None,
                 base,
                 as_stored: AsStored::default(),
@@ -973,6 +1001,8 @@ impl<'a> Planner<'a> {
         }
     }
 
+    /// An intent to create in the CRM with no record found: create again with the same marker,
+    /// so a record that turns up later is still recognised as this one.
     fn create_in_crm(&mut self, link: &Link, base: CalendarEvent, occurrence: Option<Occurrence>) {
         let mut intent = next_version(link);
         intent.base = base;
@@ -980,14 +1010,33 @@ impl<'a> Planner<'a> {
         if occurrence.is_some() {
             intent.occurrence = occurrence;
         }
-        self.push_crm_create(link, intent, Vec::new());
+        let create = self.crm_create(&mut intent, false);
+        self.push_create(Some(link.version), Vec::new(), intent, create);
     }
 
-    fn push_crm_create(&mut self, link: &Link, intent: Link, before: Vec<Action>) {
-        let create = Action::CreateInCrm {
-            event: intent.base.clone(),
-        };
+    /// A CRM create that replaces a deleted record: a new marker generation.
+    fn push_crm_create(&mut self, link: &Link, mut intent: Link, before: Vec<Action>) {
+        let create = self.crm_create(&mut intent, true);
         self.push_create(Some(link.version), before, intent, create);
+    }
+
+    /// The create action for `intent`, with its marker: the intent's own unless `fresh` (or it
+    /// has none), otherwise the next generation's.
+    fn crm_create(&self, intent: &mut Link, fresh: bool) -> Action {
+        let marker = match (&intent.crm_marker, fresh) {
+            (Some(marker), false) => marker.clone(),
+            _ => {
+                let marker =
+                    crm_create_marker(&self.policy.mailbox, &intent.key, intent.crm_creates);
+                intent.crm_creates += 1;
+                intent.crm_marker = Some(marker.clone());
+                marker
+            }
+        };
+        Action::CreateInCrm {
+            event: intent.base.clone(),
+            marker,
+        }
     }
 
     fn push_outlook_create(

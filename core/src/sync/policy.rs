@@ -148,3 +148,19 @@ pub fn outlook_transaction_id(mailbox: &str, crm_id: &CrmEventId, generation: u3
     let digest = Sha256::digest(input);
     format!("calsync-{}", &hex::encode(digest)[..40])
 }
+
+/// The prefix of every [`crm_create_marker`].
+pub const CRM_MARKER_PREFIX: &str = "CALSYNC-";
+
+/// The marker the `generation`-th CRM create for a link carries (vtiger keeps it in the
+/// record's `source`, in capitals, at most 100 characters): the create can be found again
+/// after its answer was lost, and the record is known to be calsync's.
+pub fn crm_create_marker(mailbox: &str, key: &LinkKey, generation: u32) -> String {
+    let digest = Sha256::digest(format!(
+        "calsync\0crm-create\0{mailbox}\0{key}\0{generation}"
+    ));
+    format!(
+        "{CRM_MARKER_PREFIX}{}",
+        hex::encode_upper(digest).get(..32).unwrap_or_default()
+    )
+}

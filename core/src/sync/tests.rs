@@ -84,6 +84,8 @@ fn linked(crm: &str, outlook: &str, mut base: CalendarEvent, origin: Origin) -> 
         occurrence: None,
         base,
         as_stored: AsStored::default(),
+        crm_marker: None,
+        crm_creates: 0,
     }
 }
 
@@ -820,6 +822,8 @@ fn crm_intent(outlook: &str, base: CalendarEvent) -> Link {
         occurrence: None,
         base,
         as_stored: AsStored::default(),
+        crm_marker: None,
+        crm_creates: 0,
     }
 }
 
@@ -898,6 +902,8 @@ fn an_interrupted_outlook_create_is_adopted_by_its_transaction_id() {
         occurrence: None,
         base,
         as_stored: AsStored::default(),
+        crm_marker: None,
+        crm_creates: 0,
     };
     let mut created = item("AAA", event("Demo"), "2026-11-01T10:00:03Z");
     created.transaction_id = Some(tx.clone());
@@ -957,7 +963,7 @@ fn repeated_items_in_a_change_set_count_once_last_wins() {
         &policy(ConflictPolicy::Latest),
     );
     let step = only_step(&plan);
-    let Action::CreateInCrm { event } = &step.actions[1] else {
+    let Action::CreateInCrm { event, .. } = &step.actions[1] else {
         panic!()
     };
     assert_eq!(event.subject, "Final");
@@ -1001,7 +1007,7 @@ fn occurrences_become_crm_records_and_a_madrid_series_keeps_its_wall_clock_acros
     let madrid = TimeZone::get("Europe/Madrid").unwrap();
     let mut starts = Vec::new();
     for step in &plan.steps {
-        let Action::CreateInCrm { event } = &step.actions[1] else {
+        let Action::CreateInCrm { event, .. } = &step.actions[1] else {
             panic!()
         };
         let EventTime::Timed { start, .. } = event.time else {
@@ -1250,6 +1256,8 @@ fn a_second_event_with_a_pending_create_key_is_removed() {
         occurrence: None,
         base,
         as_stored: AsStored::default(),
+        crm_marker: None,
+        crm_creates: 0,
     };
     let mut first = item("AAA", event("Demo"), "2026-11-01T10:00:03Z");
     first.transaction_id = Some(tx.clone());

@@ -92,6 +92,8 @@ pub struct Calendar {
     pub seq: u64,
     next_id: u64,
     by_transaction: HashMap<String, String>,
+    /// Outlook: which event carries which CRM id stamp.
+    by_crm_stamp: HashMap<String, String>,
 }
 
 impl Calendar {
@@ -106,6 +108,7 @@ impl Calendar {
             seq: 0,
             next_id: 0,
             by_transaction: HashMap::new(),
+            by_crm_stamp: HashMap::new(),
         }
     }
 
@@ -954,7 +957,7 @@ impl World {
         })
     }
 
-    fn create_crm(&mut self, event: &CalendarEvent) -> CalendarEvent {
+    fn create_crm(&mut self, event: &CalendarEvent, marker: &str) -> CalendarEvent {
         let now = self.tick();
         let truth = event
             .ids
@@ -974,6 +977,7 @@ impl World {
         if stored.activity_type.is_none() {
             stored.activity_type = Some("Meeting".into());
         }
+        stored.ids.crm_marker = Some(marker.to_owned());
         let mut record = Record {
             event: stored,
             truth,
@@ -1033,6 +1037,9 @@ impl World {
         record.synced = record.event.clone();
         let out = record.event.clone();
         self.outlook.records.insert(id.clone(), record);
+        self.outlook
+            .by_crm_stamp
+            .insert(crm_id.as_str().to_owned(), id.clone());
         self.outlook
             .by_transaction
             .insert(transaction_id.to_owned(), id);
@@ -1448,8 +1455,37 @@ impl SyncTarget for Target<'_> {
         })
     }
 
-    async fn create_in_crm(&self, event: &CalendarEvent) -> Result<CalendarEvent, WriteFailure> {
-        self.call(|world| world.create_crm(event))
+    async fn create_in_crm(
+        &self,
+        event: &CalendarEvent,
+        marker: &str,
+    ) -> Result<CalendarEvent, WriteFailure> {
+        self.call(|world| world.create_crm(event, marker))
+    }
+
+    async fn find_crm_created(&self, marker: &str) -> Result<Option<CalendarEvent>, WriteFailure> {
+        self.call(|world| {
+            world
+                .crm
+                .records
+                .values()
+                .find(|record| record.event.ids.crm_marker.as_deref() == Some(marker))
+                .map(|record| record.event.clone())
+        })
+    }
+
+    async fn find_outlook_created(
+        &self,
+        crm_id: &CrmEventId,
+    ) -> Result<Option<CalendarEvent>, WriteFailure> {
+        self.call(|world| {
+            let id = world.outlook.by_crm_stamp.get(crm_id.as_str())?;
+            world
+                .outlook
+                .records
+                .get(id)
+                .map(|record| record.event.clone())
+        })
     }
 
     async fn create_in_outlook(

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -597,40 +597,9 @@ fn unavailable(retry_after: Option<u64>, headers: &HeaderMap) -> Response {
     response
 }
 
-/// A body that sends its first bytes and then fails, so the server aborts the connection
-/// in the middle of the answer.
-struct CutShort {
-    first: Option<Bytes>,
-}
-
-impl http_body::Body for CutShort {
-    type Data = Bytes;
-    type Error = std::io::Error;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        _cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
-        std::task::Poll::Ready(Some(match self.first.take() {
-            Some(bytes) => Ok(http_body::Frame::data(bytes)),
-            None => Err(std::io::Error::new(
-                std::io::ErrorKind::ConnectionReset,
-                "connection dropped on purpose",
-            )),
-        }))
-    }
-}
-
 /// An answer that starts and never finishes: the client sees the connection drop.
 fn dropped() -> Response {
-    let mut response = Response::new(Body::new(CutShort {
-        first: Some(Bytes::from_static(b"{\"value\":[")),
-    }));
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
+    crate::support::cut_answer(Bytes::from_static(b"{\"value\":["), "application/json")
 }
 
 #[cfg(test)]

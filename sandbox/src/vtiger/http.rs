@@ -121,8 +121,10 @@ async fn webservice(
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
+    let cut = matches!(fault, Some(Fault::CutAfterWrite));
     match fault {
         Some(Fault::Delay(delay)) => tokio::time::sleep(delay).await,
+        Some(Fault::CutAfterWrite) => {}
         Some(Fault::Raw {
             status,
             content_type,
@@ -149,9 +151,22 @@ async fn webservice(
         Kind::Post => &post_params,
     };
     let session = request.get("sessionName").map(String::as_str);
-    envelope(dispatch(
+    let answer = envelope(dispatch(
         &state, &method, &operation, prelogin, session, params, &request,
-    ))
+    ));
+    if cut {
+        return cut_short(answer).await;
+    }
+    answer
+}
+
+/// The first half of `answer`, then a dropped connection.
+async fn cut_short(answer: Response) -> Response {
+    let body = axum::body::to_bytes(answer.into_body(), usize::MAX)
+        .await
+        .unwrap_or_default();
+    let half = body.slice(..body.len() / 2);
+    crate::support::cut_answer(half, "application/json; charset=UTF-8")
 }
 
 fn dispatch(

@@ -36,6 +36,9 @@ pub enum Fault {
     Delay(Duration),
     /// A PHP fatal error: HTTP 500, empty `text/html` body.
     Fatal,
+    /// Carry the request out, then drop the connection halfway through the answer: the work
+    /// is done and the client never learns its outcome.
+    CutAfterWrite,
 }
 
 impl Fault {

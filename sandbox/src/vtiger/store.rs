@@ -257,8 +257,15 @@ pub fn reminder_minutes_from_seconds(seconds: u64) -> u32 {
 
 /// What a column keeps of a value, as vtiger 8.2.0 on MariaDB does without strict mode: the
 /// tables are utf8mb3, so a character outside the BMP (an emoji) becomes four `?`, and a value
-/// longer than its column is cut, both without an error.
+/// longer than its column is cut, both without an error. `source` (which a webservice create
+/// may set) is stored in capitals.
 pub(super) fn stored_text(column: &str, value: &str) -> String {
+    if column == "source" {
+        return stored_text("", &value.to_uppercase())
+            .chars()
+            .take(100)
+            .collect();
+    }
     let mut kept = String::with_capacity(value.len());
     for c in value.chars() {
         if c.len_utf8() == 4 {
@@ -956,6 +963,7 @@ mod tests {
         assert_eq!(stored_text("description", &long), long);
         assert_eq!(stored_text("subject", "Party 😀 time"), "Party ???? time");
         assert_eq!(stored_text("subject", "会議 café"), "会議 café");
+        assert_eq!(stored_text("source", "calsync-7f3a"), "CALSYNC-7F3A");
     }
 
     #[test]

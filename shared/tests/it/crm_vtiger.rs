@@ -192,6 +192,7 @@ async fn two_adapters_as_the_same_user_do_not_break_each_other() {
             &maria,
             &NewEvent {
                 event: meeting("shared"),
+                marker: None,
             },
         )
         .await
@@ -295,7 +296,16 @@ async fn a_60_minute_reminder_stays_60_after_ten_round_trips() {
     let maria = user(&adapter, "maria").await;
     let mut event = meeting("reminder");
     event.reminder_minutes = Some(60);
-    let created = adapter.create(&maria, &NewEvent { event }).await.unwrap();
+    let created = adapter
+        .create(
+            &maria,
+            &NewEvent {
+                event,
+                marker: None,
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(created.reminder_minutes, Some(60));
     let event_id = id(created.ids.crm.as_deref().unwrap());
     for round in 0..10 {
@@ -331,7 +341,16 @@ async fn a_partial_update_keeps_the_reminder_and_never_names_the_invitees() {
     let maria = user(&adapter, "maria").await;
     let mut event = meeting("with people");
     event.reminder_minutes = Some(15);
-    let created = adapter.create(&maria, &NewEvent { event }).await.unwrap();
+    let created = adapter
+        .create(
+            &maria,
+            &NewEvent {
+                event,
+                marker: None,
+            },
+        )
+        .await
+        .unwrap();
     let event_id = id(created.ids.crm.as_deref().unwrap());
     // pedro is invited in the CRM's web UI.
     assert!(crm.state.ui_invite(event_id.as_str(), &[6]));
@@ -379,6 +398,7 @@ async fn deleted_records_are_gone_not_errors() {
             &maria,
             &NewEvent {
                 event: meeting("doomed"),
+                marker: None,
             },
         )
         .await
@@ -429,6 +449,7 @@ async fn times_are_wall_clock_in_the_server_zone_and_durations_recomputed() {
                 &pedro,
                 &NewEvent {
                     event: event.clone(),
+                    marker: None,
                 },
             )
             .await
@@ -455,6 +476,7 @@ async fn times_are_wall_clock_in_the_server_zone_and_durations_recomputed() {
                     ts("2026-12-02T08:00:00Z"),
                     ts("2026-12-02T09:00:00Z"),
                 ),
+                marker: None,
             },
         )
         .await
@@ -492,7 +514,16 @@ async fn all_day_events_use_the_owners_zone() {
     let mut event = CalendarEvent::all_day("Fiesta", start, end);
     event.status = EventStatus::Held;
     event.sensitivity = Sensitivity::Private;
-    let created = adapter.create(&maria, &NewEvent { event }).await.unwrap();
+    let created = adapter
+        .create(
+            &maria,
+            &NewEvent {
+                event,
+                marker: None,
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(created.time, EventTime::AllDay { start, end });
     assert_eq!(created.status, EventStatus::Held);
     assert_eq!(created.sensitivity, Sensitivity::Private);

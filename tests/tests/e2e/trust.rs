@@ -339,3 +339,53 @@ async fn matching_copies_keeps_what_either_side_has_and_the_outlook_body() {
     assert_eq!(bed.outlook().len(), 2);
     assert_eq!(bed.crm().len(), 2);
 }
+
+#[tokio::test]
+async fn a_crm_create_whose_answer_is_cut_off_makes_one_record() {
+    let bed = SyncBed::start().await.unwrap();
+    bed.bed
+        .sandbox
+        .graph()
+        .insert_event(
+            USER_OID,
+            outlook_event("Site visit", "2026-12-15T08:00:00", "2026-12-15T09:00:00"),
+        )
+        .unwrap();
+    let crm = bed.bed.sandbox.crm();
+    crm.inject("create", Fault::CutAfterWrite, Some(1));
+    let report = bed.sync().await.unwrap();
+    assert_eq!(bed.crm().len(), 1, "{:?} {report:?}", bed.crm_subjects());
+    assert_eq!(
+        report.outcome,
+        RunOutcome::Synced,
+        "found by its marker at once: {report:?}"
+    );
+    settle(&bed).await;
+    assert_eq!(bed.crm().len(), 1);
+    assert_eq!(crm.request_count("create"), 1, "never sent twice");
+    // Linked: a CRM edit reaches Outlook.
+    let id = format!("18x{}", bed.crm()[0].crmid);
+    assert!(crm.ui_edit(&id, &[("location", "Gate 3")]));
+    settle(&bed).await;
+    assert_eq!(
+        bed.outlook_event("Site visit").unwrap()["location"]["displayName"],
+        "Gate 3"
+    );
+}
+
+#[tokio::test]
+async fn an_outlook_create_whose_answer_is_lost_makes_one_event() {
+    let bed = SyncBed::start().await.unwrap();
+    bed.seed_crm("Supplier call", "2026-12-15", "11:00:00", "11:30:00");
+    let graph = bed.bed.sandbox.graph();
+    graph.add_fault(calsync_sandbox::FaultRule {
+        route: calsync_sandbox::FaultRoute::EventWrites,
+        mailbox: None,
+        fault: calsync_sandbox::GraphFault::Drop,
+        rate: calsync_sandbox::FaultRate::Next(1),
+    });
+    bed.sync().await.unwrap();
+    settle(&bed).await;
+    assert_eq!(bed.outlook_subjects(), ["Supplier call"]);
+    assert_eq!(graph.counters(USER_OID).creates, 1);
+}

@@ -93,9 +93,18 @@ pub enum CrmError {
     #[error("CRM {operation} timed out after {after:?}")]
     Timeout { operation: String, after: Duration },
 
-    /// The request got no answer. The source leaves the URL out: a GET's carries the session.
+    /// The request never reached the CRM (no connection). The source leaves the URL out: a
+    /// GET's carries the session.
     #[error("CRM {operation} could not be sent")]
     Transport {
+        operation: String,
+        #[source]
+        source: reqwest::Error,
+    },
+
+    /// The request went out but its answer was cut off: the CRM may have carried it out.
+    #[error("CRM {operation}: the answer was lost after the request was sent")]
+    AnswerLost {
         operation: String,
         #[source]
         source: reqwest::Error,
@@ -198,9 +207,10 @@ impl CrmError {
     /// data or configuration first.
     pub fn is_transient(&self) -> bool {
         match self {
-            CrmError::Timeout { .. } | CrmError::Transport { .. } | CrmError::Malformed { .. } => {
-                true
-            }
+            CrmError::Timeout { .. }
+            | CrmError::Transport { .. }
+            | CrmError::AnswerLost { .. }
+            | CrmError::Malformed { .. } => true,
             CrmError::Http { status, .. } => *status >= 500 || *status == 429,
             CrmError::Api { code, .. } => {
                 matches!(

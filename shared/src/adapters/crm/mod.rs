@@ -84,6 +84,8 @@ pub struct EventPatch {
 #[derive(Debug, Clone)]
 pub struct NewEvent {
     pub event: CalendarEvent,
+    /// What the record carries so it can be found again ([`CrmPort::find_created`]).
+    pub marker: Option<String>,
 }
 
 /// What a delete found.
@@ -152,6 +154,14 @@ pub trait CrmPort: Send + Sync {
 
     /// Create an event owned by `owner`; returns it as the CRM stored it.
     async fn create(&self, owner: &CrmUser, new: &NewEvent) -> Result<CalendarEvent, CrmError>;
+
+    /// The owner's record a create with `marker` made, if any (how a create whose answer was
+    /// lost is resolved).
+    async fn find_created(
+        &self,
+        owner: &CrmUser,
+        marker: &str,
+    ) -> Result<Option<CalendarEvent>, CrmError>;
 
     /// Write some fields; returns the event as the CRM stored it, `None` when it is gone.
     async fn update(

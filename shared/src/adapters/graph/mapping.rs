@@ -249,6 +249,7 @@ pub fn to_calendar_event(event: &GraphEvent) -> Result<CalendarEvent, MappingErr
             crm: event.extended_property(CRM_ID_PROPERTY).map(str::to_owned),
             outlook: Some(event.id.clone()),
             ical_uid: event.ical_uid.clone(),
+            crm_marker: None,
         },
         modified: SideTimes {
             crm: None,

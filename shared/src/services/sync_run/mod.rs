@@ -692,6 +692,15 @@ impl Run<'_> {
             }
         }
         let cursor = cursor.ok_or(RunError::Crm(CrmError::Config(ConfigProblem::NoCursor)))?;
+        // calsync's creates carry a marker, so the CRM tells which records are calsync's.
+        changes.created_by_sync = Some(
+            changes
+                .upserts
+                .iter()
+                .filter(|event| event.ids.crm_marker.is_some())
+                .filter_map(|event| event.ids.crm.as_deref().map(CrmEventId::new))
+                .collect(),
+        );
         Ok((changes, cursor))
     }
 }

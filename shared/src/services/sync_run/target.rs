@@ -96,7 +96,7 @@ fn from_crm(e: CrmError) -> WriteFailure {
     match &e {
         CrmError::Login { .. } | CrmError::Config(_) => WriteFailure::Fatal(Cause::new(e)),
         // The request went out; whether it was carried out is unknown.
-        CrmError::Timeout { .. } | CrmError::Malformed { .. } => {
+        CrmError::Timeout { .. } | CrmError::AnswerLost { .. } | CrmError::Malformed { .. } => {
             WriteFailure::Ambiguous(Cause::new(e))
         }
         CrmError::Http { status, .. } if *status >= 500 => WriteFailure::Ambiguous(Cause::new(e)),
@@ -152,11 +152,37 @@ impl SyncTarget for LiveTarget<'_> {
             .map_err(from_store)
     }
 
-    async fn create_in_crm(&self, event: &CalendarEvent) -> Result<CalendarEvent, WriteFailure> {
+    async fn create_in_crm(
+        &self,
+        event: &CalendarEvent,
+        marker: &str,
+    ) -> Result<CalendarEvent, WriteFailure> {
         let new = NewEvent {
             event: event.clone(),
+            marker: Some(marker.to_owned()),
         };
         self.crm.create(self.owner, &new).await.map_err(from_crm)
+    }
+
+    async fn find_crm_created(&self, marker: &str) -> Result<Option<CalendarEvent>, WriteFailure> {
+        self.crm
+            .find_created(self.owner, marker)
+            .await
+            .map_err(from_crm)
+    }
+
+    async fn find_outlook_created(
+        &self,
+        crm_id: &CrmEventId,
+    ) -> Result<Option<CalendarEvent>, WriteFailure> {
+        let found = self
+            .mailbox
+            .find_by_crm_id(crm_id.as_str())
+            .await
+            .map_err(from_graph)?;
+        Ok(found
+            .first()
+            .and_then(|event| to_calendar_event(event).ok()))
     }
 
     async fn create_in_outlook(

@@ -286,12 +286,13 @@ impl VtigerClient {
         let response = request
             .send()
             .await
-            .map_err(|err| self.transport(operation, err))?;
+            .map_err(|err| self.transport(operation, err, err_is_unsent))?;
         let status = response.status().as_u16();
+        // The answer has begun: whatever breaks now broke after the CRM had the request.
         let body = response
             .bytes()
             .await
-            .map_err(|err| self.transport(operation, err))?;
+            .map_err(|err| self.transport(operation, err, |_| false))?;
         tracing::debug!(
             operation,
             status,
@@ -302,20 +303,35 @@ impl VtigerClient {
         wire::parse_reply(operation, status, &body)
     }
 
-    fn transport(&self, operation: &str, err: reqwest::Error) -> CrmError {
+    fn transport(
+        &self,
+        operation: &str,
+        err: reqwest::Error,
+        unsent: impl Fn(&reqwest::Error) -> bool,
+    ) -> CrmError {
+        let operation = operation.to_owned();
         if err.is_timeout() {
-            CrmError::Timeout {
-                operation: operation.to_owned(),
+            return CrmError::Timeout {
+                operation,
                 after: self.timeout,
-            }
+            };
+        }
+        let was_unsent = unsent(&err);
+        // `without_url`: the URL of a GET carries the session id.
+        let source = err.without_url();
+        if was_unsent {
+            CrmError::Transport { operation, source }
         } else {
-            // `without_url`: the URL of a GET carries the session id.
-            CrmError::Transport {
-                operation: operation.to_owned(),
-                source: err.without_url(),
-            }
+            CrmError::AnswerLost { operation, source }
         }
     }
+}
+
+/// Whether a failed send never reached the CRM: only a failed connection proves it. Any
+/// other failure (a reset while the request was on its way, or while waiting for the answer)
+/// may have left the request with the server.
+fn err_is_unsent(err: &reqwest::Error) -> bool {
+    err.is_connect()
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use super::wire::Record;
 use calsync_core::event::{
     plain_text, CalendarEvent, EventField, EventStatus, EventTime, Sensitivity,
 };
+use calsync_core::sync::CRM_MARKER_PREFIX;
 
 /// The content fields vtiger Events carry.
 pub const CARRIED_FIELDS: &[EventField] = &[
@@ -215,6 +216,9 @@ pub fn event_from_record(record: &Record, zones: &Zones) -> Result<CalendarEvent
         CalendarEvent::timed(String::new(), Timestamp::UNIX_EPOCH, Timestamp::UNIX_EPOCH);
     event.time = time;
     event.ids.crm = Some(record.id()).filter(|id| !id.is_empty());
+    // calsync's creates set `source` to their marker (vtiger stores it in capitals).
+    let source = record.text("source");
+    event.ids.crm_marker = Some(source).filter(|source| source.starts_with(CRM_MARKER_PREFIX));
     let modified = record.text("modifiedtime");
     if !modified.trim().is_empty() {
         event.modified.crm = Some(parse_server_datetime(

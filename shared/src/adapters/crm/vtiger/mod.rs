@@ -269,10 +269,28 @@ impl CrmPort for VtigerCrm {
         );
         // "1" can make the CRM e-mail people; a sync must never do that.
         element.insert("sendnotification".to_owned(), Value::String("0".to_owned()));
+        // A webservice create may set `source` (vtiger 8.2.0 keeps it, in capitals, and no
+        // later save changes it): the marker that finds this record if the answer is lost.
+        if let Some(marker) = &new.marker {
+            element.insert("source".to_owned(), Value::String(marker.clone()));
+        }
         let record = self
             .write("create", element, &[("elementType", "Events")])
             .await?;
         self.to_event("create", &record, &zones)
+    }
+
+    async fn find_created(
+        &self,
+        owner: &CrmUser,
+        marker: &str,
+    ) -> Result<Option<CalendarEvent>, CrmError> {
+        let zones = self.zones(owner);
+        let records = self.query(&vtql::by_marker(marker)).await?;
+        match records.first() {
+            Some(record) => Ok(Some(self.to_event("query", record, &zones)?)),
+            None => Ok(None),
+        }
     }
 
     async fn update(

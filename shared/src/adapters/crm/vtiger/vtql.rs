@@ -27,6 +27,15 @@ pub fn changed_since(owner_id: &str, since: &str, inclusive: bool) -> String {
     )
 }
 
+/// The event a calsync create marked with `marker` (kept in `source`; VTQL compares it
+/// without regard to case).
+pub fn by_marker(marker: &str) -> String {
+    format!(
+        "SELECT * FROM Events WHERE source = {} LIMIT 2;",
+        quote(marker)
+    )
+}
+
 /// One page of the owner's events changed exactly at `at`, when more than a page share it.
 pub fn changed_at(owner_id: &str, at: &str, offset: usize) -> String {
     format!(
