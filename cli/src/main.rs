@@ -295,6 +295,14 @@ fn user_json(record: &UserRecord) -> serde_json::Value {
         "problems": record.problems,
         "held_deletions": record.held_deletions,
         "confirmed_deletions": record.confirmed_deletions,
+        "parked": record.parked.iter().map(|p| serde_json::json!({
+            "key": p.key,
+            "subject": p.subject,
+            "why": p.why,
+            "attempts": p.attempts,
+            "since": p.since,
+            "next_at": p.next_at,
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -384,6 +392,15 @@ async fn status(app: &App, tenant: &str, user: Option<&str>, json: bool) -> Resu
                 for held in &u.held_deletions {
                     println!("  {}", resync::held_line(held));
                 }
+            }
+            for parked in &u.parked {
+                let next = jiff::Timestamp::from_second(parked.next_at)
+                    .map(|at| at.strftime("%Y-%m-%d %H:%M:%SZ").to_string())
+                    .unwrap_or_default();
+                println!(
+                    "set aside: {:?} ({}), refused {} time(s), next try {next}: {}",
+                    parked.subject, parked.key, parked.attempts, parked.why
+                );
             }
             if !u.confirmed_deletions.is_empty() {
                 println!(

@@ -246,6 +246,7 @@ mod tests {
             last_sync: None,
             held_deletions: Vec::new(),
             confirmed_deletions: Vec::new(),
+            parked: Vec::new(),
             run_lease: None,
             progress: None,
         };

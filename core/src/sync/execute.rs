@@ -115,8 +115,11 @@ pub struct Execution {
     pub completed: usize,
     /// Steps skipped because the stored link was no longer where the plan expected it.
     pub stale: usize,
-    /// Steps that ended early, with why.
+    /// Steps that ended early, with why; tried again by the next run.
     pub failed: Vec<(LinkKey, String)>,
+    /// Steps a side refused for good (invalid data, a rule of the CRM), with why. They do not
+    /// hold the cursors back: the runner parks them and tries them again later.
+    pub refused: Vec<(LinkKey, String)>,
     /// Updates that found the event gone on that side (the next run's feed reports it).
     pub gone: Vec<(Side, String)>,
     /// Steps not started because the run ran out of time.
@@ -172,6 +175,10 @@ pub async fn execute(
                 tracing::warn!(link = %step.key, reason = %why, "sync step failed");
                 done.failed.push((step.key.clone(), why));
             }
+            Ok(StepEnd::Refused(why)) => {
+                tracing::warn!(link = %step.key, reason = %why, "sync step refused");
+                done.refused.push((step.key.clone(), why));
+            }
             Err(reason) => {
                 return Err(Stopped {
                     reason,
@@ -188,12 +195,15 @@ enum StepEnd {
     Stale,
     Gone(Side, String),
     Failed(String),
+    Refused(String),
 }
 
 /// A write's outcome after retries.
 enum Tried<T> {
     Done(T),
     Failed(String),
+    /// Refused for good: trying again now cannot help.
+    Refused(String),
 }
 
 /// Tries an idempotent write (or a read) up to [`ATTEMPTS`] times. `Err` is a fatal failure's
@@ -212,7 +222,7 @@ where
             Ok(value) => return Ok(Tried::Done(value)),
             Err(WriteFailure::Fatal(reason)) => return Err(reason),
             Err(failure @ WriteFailure::Rejected(_)) => {
-                return Ok(Tried::Failed(failure.describe()))
+                return Ok(Tried::Refused(failure.describe()))
             }
             Err(failure) => last = failure.describe(),
         }
@@ -246,7 +256,7 @@ where
             Ok(value) => return Ok(Tried::Done(value)),
             Err(WriteFailure::Fatal(reason)) => return Err(reason),
             Err(failure @ WriteFailure::Rejected(_)) => {
-                return Ok(Tried::Failed(failure.describe()))
+                return Ok(Tried::Refused(failure.describe()))
             }
             Err(failure @ WriteFailure::Ambiguous(_)) => match attempt(target, &mut look).await? {
                 Tried::Done(Some(found)) => return Ok(Tried::Done(found)),
@@ -257,7 +267,7 @@ where
                         failure.describe()
                     )))
                 }
-                Tried::Failed(why) => {
+                Tried::Failed(why) | Tried::Refused(why) => {
                     return Ok(Tried::Failed(format!(
                         "{}; looking for what it made failed: {why}",
                         failure.describe()
@@ -275,6 +285,7 @@ macro_rules! tried {
         match $e? {
             Tried::Done(value) => value,
             Tried::Failed(why) => return Ok(StepEnd::Failed(why)),
+            Tried::Refused(why) => return Ok(StepEnd::Refused(why)),
         }
     };
 }
@@ -286,6 +297,7 @@ async fn store_link(target: &dyn SyncTarget, link: &Link) -> Result<Tried<bool>,
         Tried::Done(false) => match attempt(target, || target.stored_version(&link.key)).await? {
             Tried::Done(stored) => Ok(Tried::Done(stored == Some(link.version))),
             Tried::Failed(why) => Ok(Tried::Failed(why)),
+            Tried::Refused(why) => Ok(Tried::Refused(why)),
         },
         other => Ok(other),
     }

@@ -119,6 +119,17 @@ impl LinkKey {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The side the event was first seen on and its id there.
+    pub fn origin(&self) -> Option<(Side, &str)> {
+        if let Some(id) = self.0.strip_prefix("crm:") {
+            Some((Side::Crm, id))
+        } else {
+            self.0
+                .strip_prefix("outlook:")
+                .map(|id| (Side::Outlook, id))
+        }
+    }
 }
 
 impl fmt::Display for LinkKey {
@@ -284,7 +295,7 @@ impl Link {
 
 /// An Outlook event as the Graph side delivers it: single events, exceptions, and occurrences
 /// completed from their series master. Series masters themselves are never items.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OutlookItem {
     /// `ids.outlook` must be set; `modified.outlook` feeds the `latest` policy.
     pub event: CalendarEvent,

@@ -541,6 +541,10 @@ impl<'a> Planner<'a> {
         let link = &self.snapshot[index];
         let outlook = self.outlook_seen[index];
         let crm = self.crm_seen[index];
+        if self.policy.parked.contains(&link.key) && outlook.is_nothing() && crm.is_nothing() {
+            // Refused for good last time and not due yet: nothing new to try.
+            return;
+        }
         match link.state {
             LinkState::Linked if outlook.is_nothing() && crm.is_nothing() => {}
             LinkState::Detached => match (outlook, crm) {

@@ -101,6 +101,9 @@ pub struct Policy {
     /// outside it is left alone: the other side's copy, if any, is outside every listing too,
     /// so copying it would duplicate it. `None`: no bound.
     pub window: Option<TimeWindow>,
+    /// Links whose last step a side refused for good, waiting for their next try: left alone
+    /// unless a side reports something new about them.
+    pub parked: HashSet<LinkKey>,
 }
 
 impl Policy {
@@ -114,6 +117,7 @@ impl Policy {
             outlook_fields: FieldSet::of(OUTLOOK_FIELDS),
             mailbox: mailbox.into(),
             window: None,
+            parked: HashSet::new(),
         }
     }
 

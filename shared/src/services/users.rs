@@ -17,8 +17,9 @@ use crate::adapters::store::{
 };
 use crate::services::tenants::tenant_pk;
 use calsync_core::crm::CrmUser;
+use calsync_core::event::CalendarEvent;
 use calsync_core::ids::{CrmUserName, TenantId};
-use calsync_core::sync::{HeldDeletion, LinkKey, SyncProgress};
+use calsync_core::sync::{HeldDeletion, LinkKey, OutlookItem, SyncProgress};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -61,6 +62,8 @@ pub enum ProblemCode {
     DeletionGuard,
     /// Some events failed in the last run.
     SyncErrors,
+    /// A side refused some events for good; they are parked and tried again later.
+    EventsParked,
 }
 
 impl ProblemCode {
@@ -76,6 +79,7 @@ impl ProblemCode {
             Self::CrmUserMissing => "crm_user_missing",
             Self::DeletionGuard => "deletion_guard",
             Self::SyncErrors => "sync_errors",
+            Self::EventsParked => "events_parked",
         }
     }
 
@@ -143,6 +147,9 @@ pub struct UserRecord {
     /// exactly these through until a run commits.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub confirmed_deletions: Vec<LinkKey>,
+    /// Events a side refused for good, waiting for their next try.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parked: Vec<ParkedEvent>,
     /// The sync run that holds the user now, if any (see [`Users::begin_run`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_lease: Option<RunLease>,
@@ -153,6 +160,28 @@ pub struct UserRecord {
         skip_serializing_if = "Option::is_none"
     )]
     pub progress: Option<SyncProgress>,
+}
+
+/// An event whose sync a side refused for good (a CRM rule, data it will not take). The run
+/// moves on without it; it is tried again at `next_at`, with growing delays, or at once on a
+/// full resync.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ParkedEvent {
+    pub key: LinkKey,
+    pub subject: String,
+    /// Why it was refused, the last time.
+    pub why: String,
+    pub attempts: u32,
+    /// When it was first refused (epoch seconds).
+    pub since: i64,
+    /// When it is tried again (epoch seconds).
+    pub next_at: i64,
+    /// The versions the refused step was planned from: the cursors have moved past them, so
+    /// the next try feeds them to the planner again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crm: Option<CalendarEvent>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outlook: Option<OutlookItem>,
 }
 
 /// A sync run's hold on its user: one run per user at a time, across processes. It lapses at
@@ -301,6 +330,8 @@ pub enum RunRecord<'a> {
         guard: Option<GuardNote>,
         /// Steps that failed, with why.
         failures: &'a [String],
+        /// Every event parked after this run.
+        parked: Vec<ParkedEvent>,
         /// The progress to commit, when every step succeeded.
         committed: Option<&'a SyncProgress>,
         /// The CRM user resolved by this run, kept even when nothing is committed.
@@ -472,6 +503,10 @@ impl Users {
             // A new connection starts without confirmations; a run that trips lists again.
             held_deletions: Vec::new(),
             confirmed_deletions: Vec::new(),
+            parked: previous
+                .as_ref()
+                .map(|p| p.parked.clone())
+                .unwrap_or_default(),
             run_lease: previous.as_ref().and_then(|p| p.run_lease.clone()),
             progress: previous.as_ref().and_then(|p| p.progress.clone()),
         };
@@ -838,6 +873,7 @@ fn apply_run(record: &mut UserRecord, run: &RunRecord<'_>, now: i64) {
             linked,
             guard,
             failures,
+            parked,
             committed,
             owner,
             mailbox,
@@ -872,6 +908,26 @@ fn apply_run(record: &mut UserRecord, run: &RunRecord<'_>, now: i64) {
                     now,
                 ),
             }
+            match parked.first() {
+                None => record.clear_problem(ProblemCode::EventsParked),
+                Some(first) => {
+                    let next = parked.iter().map(|p| p.next_at).min().unwrap_or(now);
+                    record.set_problem(
+                        ProblemCode::EventsParked,
+                        format!(
+                            "{} events were refused and are set aside (first: {:?}: {}). calsync tries them again later, next at {}, and at once on `calsync resync --full`.",
+                            parked.len(),
+                            first.subject,
+                            first.why,
+                            jiff::Timestamp::from_second(next)
+                                .map(|at| at.strftime("%Y-%m-%d %H:%M UTC").to_string())
+                                .unwrap_or_default(),
+                        ),
+                        now,
+                    );
+                }
+            }
+            record.parked = parked.clone();
             match committed {
                 Some(progress) => {
                     let summary = record.summary();

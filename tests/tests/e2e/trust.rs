@@ -389,3 +389,59 @@ async fn an_outlook_create_whose_answer_is_lost_makes_one_event() {
     assert_eq!(bed.outlook_subjects(), ["Supplier call"]);
     assert_eq!(graph.counters(USER_OID).creates, 1);
 }
+
+#[tokio::test]
+async fn an_event_the_crm_refuses_is_parked_and_the_rest_moves_on() {
+    let bed = SyncBed::start().await.unwrap();
+    let graph = bed.bed.sandbox.graph();
+    graph
+        .insert_event(
+            USER_OID,
+            outlook_event("Refused", "2026-12-15T08:00:00", "2026-12-15T09:00:00"),
+        )
+        .unwrap();
+    let crm = bed.bed.sandbox.crm();
+    // A mandatory custom field the integration cannot fill: refused for good.
+    crm.inject(
+        "create",
+        Fault::error("MANDATORY_FIELDS_MISSING", "cf_851 does not have a value"),
+        Some(1),
+    );
+    bed.sync().await.unwrap();
+    assert!(bed.crm().is_empty());
+    let record = bed.record().await.unwrap();
+    let problem = record
+        .problems
+        .iter()
+        .find(|p| p.code.as_str() == "events_parked")
+        .unwrap_or_else(|| panic!("{:?}", record.problems));
+    assert!(problem.detail.contains("Refused"), "{}", problem.detail);
+    assert_eq!(record.parked.len(), 1);
+
+    // Everything else moves on: a new event syncs, the cursors advance past the refusal, and
+    // the refused create is not sent again on every run.
+    graph
+        .insert_event(
+            USER_OID,
+            outlook_event("Accepted", "2026-12-16T08:00:00", "2026-12-16T09:00:00"),
+        )
+        .unwrap();
+    crm.reset_counts();
+    let report = bed.sync().await.unwrap();
+    assert!(!report.outlook_full, "{report:?}");
+    assert_eq!(bed.crm_subjects(), ["Accepted"]);
+    assert_eq!(crm.request_count("create"), 1, "only the new one");
+    let quiet = bed.sync().await.unwrap();
+    assert_eq!(quiet.counts.writes(), 0, "{quiet:?}");
+
+    // Once it is due (or on a full resync), it is tried again; now it goes through.
+    let retried = bed.run(bed.job(true)).await.unwrap();
+    assert_eq!(retried.counts.crm_created, 1, "{retried:?}");
+    assert_eq!(bed.crm_subjects(), ["Accepted", "Refused"]);
+    let record = bed.record().await.unwrap();
+    assert!(record.parked.is_empty());
+    assert!(record
+        .problems
+        .iter()
+        .all(|p| p.code.as_str() != "events_parked"));
+}

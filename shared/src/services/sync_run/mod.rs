@@ -11,6 +11,7 @@
 
 mod links;
 mod outlook;
+mod parking;
 mod target;
 
 pub use links::{sync_pk, JournalEntry, LinkStore};
@@ -34,8 +35,8 @@ use crate::crypto::random_token;
 use crate::services::tenants::{TenantContext, TenantSettings};
 use crate::services::tokens::{TokenError, Tokens};
 use crate::services::users::{
-    GuardNote, ProblemCode, RunCounts, RunRecord, RunStart, UserStatus, UserWriteError, Users,
-    VersionedUser,
+    GuardNote, ParkedEvent, ProblemCode, RunCounts, RunRecord, RunStart, UserStatus,
+    UserWriteError, Users, VersionedUser,
 };
 use calsync_core::ids::{CrmUserName, TenantId};
 use calsync_core::sync::{
@@ -344,6 +345,7 @@ impl SyncRunner {
             now,
             lost: lease.map(|lease| lease.lost.clone()),
             confirmed: read.record.confirmed_deletions.iter().cloned().collect(),
+            parking: parking::Parking::new(&read.record.parked, now, options.full),
         };
         let outcome = run.sync(&mailbox, &links, &mut progress).await;
         let Some(lease) = lease else {
@@ -360,6 +362,7 @@ impl SyncRunner {
                 linked: done.linked,
                 guard: done.guard.clone(),
                 failures: &done.report.failures,
+                parked: done.parked.clone(),
                 committed: done.commit.then_some(&progress),
                 owner: progress.crm_owner.as_ref(),
                 mailbox: &progress.mailbox,
@@ -441,6 +444,8 @@ struct Run<'a> {
     lost: Option<Arc<AtomicBool>>,
     /// Deletions an operator confirmed after the guard held them back.
     confirmed: HashSet<LinkKey>,
+    /// Events refused earlier: which wait, which are tried now.
+    parking: parking::Parking,
 }
 
 /// A finished run: its report, and whether the cursors in the state may be committed.
@@ -449,6 +454,8 @@ struct Done {
     commit: bool,
     linked: Option<u64>,
     guard: Option<GuardNote>,
+    /// The parked events after the run.
+    parked: Vec<ParkedEvent>,
 }
 
 impl Run<'_> {
@@ -499,14 +506,18 @@ impl Run<'_> {
                 .series_checked_at
                 .is_none_or(|at| self.now - at >= SERIES_CHECK_SECS);
         // The links are read up front only when something needs them anyway.
-        let mut snapshot: Option<Vec<Link>> =
-            if !outlook.is_quiet() || cursor.is_none() || reconcile || check_series {
-                Some(links.links().await?)
-            } else {
-                None
-            };
+        let mut snapshot: Option<Vec<Link>> = if !outlook.is_quiet()
+            || cursor.is_none()
+            || reconcile
+            || check_series
+            || self.parking.has_due()
+        {
+            Some(links.links().await?)
+        } else {
+            None
+        };
         let full_crm_listing = cursor.is_none();
-        let (crm_changes, crm_cursor) = self
+        let (mut crm_changes, crm_cursor) = self
             .read_crm(&owner, cursor, reconcile, &window, snapshot.as_deref())
             .await?;
 
@@ -537,13 +548,14 @@ impl Run<'_> {
                 commit: true,
                 linked: None,
                 guard: None,
+                parked: self.parking.before().to_vec(),
             });
         }
         let snapshot = match snapshot.take() {
             Some(snapshot) => snapshot,
             None => links.links().await?,
         };
-        let (outlook_changes, skipped) = outlook
+        let (mut outlook_changes, skipped) = outlook
             .into_changes(mailbox, &snapshot, check_series)
             .await
             .map_err(RunError::Outlook)?;
@@ -558,6 +570,9 @@ impl Run<'_> {
         policy.guard.confirmed = self.confirmed.clone();
         // Both sides by the bounds of the Outlook listing.
         policy.window = Some(outlook_window);
+        policy.parked = self.parking.waiting();
+        self.parking
+            .feed_due(&mut outlook_changes, &mut crm_changes);
         let plan = plan(&snapshot, &outlook_changes, &crm_changes, &policy);
         report.skipped.extend(plan.skipped.iter().cloned());
         if self.options.dry_run {
@@ -568,6 +583,7 @@ impl Run<'_> {
                 commit: false,
                 linked: None,
                 guard: None,
+                parked: self.parking.before().to_vec(),
             });
         }
 
@@ -629,11 +645,20 @@ impl Run<'_> {
             advance(state);
             state.first_sync_done = true;
         }
+        let parked = self.parking.after(
+            &plan,
+            &execution,
+            &snapshot,
+            &outlook_changes,
+            &crm_changes,
+            self.now,
+        );
         Ok(Done {
             report,
             commit,
             linked,
             guard,
+            parked,
         })
     }
 
@@ -723,6 +748,9 @@ fn counts(planned: &PlanCounts, execution: &Execution) -> RunCounts {
         outlook_updated: execution.outlook.updated as u64,
         outlook_deleted: execution.outlook.deleted as u64,
         conflicts: planned.conflicts as u64,
-        failed: (execution.failed.len() + execution.gone.len() + execution.stale) as u64,
+        failed: (execution.failed.len()
+            + execution.refused.len()
+            + execution.gone.len()
+            + execution.stale) as u64,
     }
 }
