@@ -136,6 +136,10 @@ pub struct CalendarEvent {
     pub organizer: Option<Organizer>,
     /// Whether the calendar's owner organises it; `None` when unknown.
     pub is_organizer: Option<bool>,
+    /// Whether people are invited (Outlook): a change the organizer's calendar announces, or
+    /// a deletion, mails every one of them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub has_attendees: bool,
 }
 
 /// The content fields of [`CalendarEvent`], the unit of the three-way merge.
@@ -199,6 +203,7 @@ impl CalendarEvent {
             categories: Vec::new(),
             organizer: None,
             is_organizer: None,
+            has_attendees: false,
         }
     }
 
@@ -216,7 +221,9 @@ impl CalendarEvent {
             EventField::ActivityType => self.activity_type == other.activity_type,
             EventField::Categories => self.categories == other.categories,
             EventField::Organizer => {
-                self.organizer == other.organizer && self.is_organizer == other.is_organizer
+                self.organizer == other.organizer
+                    && self.is_organizer == other.is_organizer
+                    && self.has_attendees == other.has_attendees
             }
         }
     }
@@ -232,6 +239,12 @@ impl CalendarEvent {
     /// Same content, ignoring ids and modification times.
     pub fn same_content(&self, other: &Self) -> bool {
         self.differing_fields(other).is_empty()
+    }
+
+    /// Whether a change to the meeting on the organizer's calendar would mail people: the
+    /// user organises it and has invited someone.
+    pub fn mails_attendees(&self) -> bool {
+        self.has_attendees && self.is_organizer != Some(false)
     }
 
     /// Whether the field holds nothing a person entered: an empty text (or the CRM's
@@ -266,6 +279,7 @@ impl CalendarEvent {
             EventField::Organizer => {
                 self.organizer.clone_from(&from.organizer);
                 self.is_organizer = from.is_organizer;
+                self.has_attendees = from.has_attendees;
             }
         }
     }

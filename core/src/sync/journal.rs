@@ -43,6 +43,9 @@ pub enum Reason {
     NotOrganizer,
     /// A cancelled occurrence cannot be re-created in its series, so the deletion stands.
     Occurrence,
+    /// The user organises the meeting and has invited people: changing or deleting it in
+    /// Outlook would mail every attendee, so Outlook's meeting stands.
+    HasAttendees,
     /// Two copies matched on a first sync: Outlook's body (its formatting, an online-meeting
     /// block) is kept over the CRM's plain description, which no edit has made newer.
     OutlookBody,

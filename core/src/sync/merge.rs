@@ -53,11 +53,20 @@ pub(crate) fn merge(
         None => (policy.crm_fields, policy.outlook_fields),
     };
     let base = base.map(|(base, _)| base);
-    // On a meeting the user only attends, the organizer's values stand.
-    let organizer_owned = if outlook.is_organizer == Some(false) {
-        FieldSet::of(ORGANIZER_OWNED).intersection(policy.outlook_fields)
+    // On a meeting the user only attends, the organizer's values stand; on one the user
+    // organises with attendees, Outlook's announced values do (writing them would mail people).
+    let (organizer_owned, owned_reason) = if outlook.is_organizer == Some(false) {
+        (
+            FieldSet::of(ORGANIZER_OWNED).intersection(policy.outlook_fields),
+            Reason::NotOrganizer,
+        )
+    } else if outlook.mails_attendees() {
+        (
+            FieldSet::of(ORGANIZER_OWNED).intersection(policy.outlook_fields),
+            Reason::HasAttendees,
+        )
     } else {
-        FieldSet::EMPTY
+        (FieldSet::EMPTY, Reason::NotOrganizer)
     };
     let both_kind = if base.is_some() {
         ConflictKind::SameField
@@ -77,7 +86,7 @@ pub(crate) fn merge(
                         field,
                         kind: ConflictKind::OrganizerOwned,
                         winner: Side::Outlook,
-                        reason: Reason::NotOrganizer,
+                        reason: owned_reason.clone(),
                     });
                 } else {
                     event.copy_field(crm, field);
@@ -101,7 +110,7 @@ pub(crate) fn merge(
                     }
                 }
                 let (winner, reason) = if organizer_owned.contains(field) {
-                    (Side::Outlook, Reason::NotOrganizer)
+                    (Side::Outlook, owned_reason.clone())
                 } else if base.is_none() && field == EventField::Description {
                     (Side::Outlook, Reason::OutlookBody)
                 } else {

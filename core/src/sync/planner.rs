@@ -13,7 +13,7 @@ use super::model::{
     differing, AsStored, CrmChanges, FieldSet, Link, LinkKey, LinkState, Occurrence, Origin,
     OutlookChanges, OutlookItem, Side,
 };
-use super::policy::{crm_create_marker, outlook_transaction_id, Policy};
+use super::policy::{crm_create_marker, outlook_transaction_id, Policy, ORGANIZER_OWNED};
 use crate::crm::{CrmEventId, GoneReason};
 use crate::event::{CalendarEvent, EventField};
 use crate::sync::ConflictPolicy;
@@ -384,6 +384,7 @@ impl<'a> Planner<'a> {
                         self.new_outlook[slot] = None;
                     } else if link.outlook_id.as_deref() != Some(id)
                         && item.event.is_organizer != Some(false)
+                        && !item.event.has_attendees
                     {
                         // A second Outlook copy of a CRM record that already has one: calsync
                         // made it, so removing it loses nothing and notifies no one.
@@ -725,6 +726,7 @@ impl<'a> Planner<'a> {
                     Some(outlook_id)
                         if link.origin == Origin::Crm
                             && !not_organizer
+                            && !outlook_event.mails_attendees()
                             && outlook_changed.is_empty() =>
                     {
                         self.delete(link, Action::DeleteInOutlook { outlook_id })
@@ -739,6 +741,23 @@ impl<'a> Planner<'a> {
                 if not_organizer {
                     // Deleting an attendee's copy would decline the meeting: keep it, detached.
                     return self.detach(link, outlook_event);
+                }
+                if outlook_event.mails_attendees() {
+                    // Deleting it would send every attendee a cancellation: keep it, detached,
+                    // and say so in the journal.
+                    let conflict = Conflict::new(
+                        &link.key,
+                        crm_id.as_ref(),
+                        Some(&outlook_id),
+                        &outlook_event.subject,
+                        ConflictKind::EditVsDelete,
+                        None,
+                        None,
+                        Some(fields_value(outlook_event, FieldSet::of(ORGANIZER_OWNED))),
+                        Side::Outlook,
+                        Reason::HasAttendees,
+                    );
+                    return self.detach_noting(link, outlook_event, Some(conflict));
                 }
                 if outlook_changed.is_empty() {
                     return self.delete(link, Action::DeleteInOutlook { outlook_id });
@@ -1098,6 +1117,11 @@ impl<'a> Planner<'a> {
     }
 
     fn detach(&mut self, link: &Link, outlook_event: &CalendarEvent) {
+        self.detach_noting(link, outlook_event, None);
+    }
+
+    /// Detaches, journalling `why` first when given.
+    fn detach_noting(&mut self, link: &Link, outlook_event: &CalendarEvent, why: Option<Conflict>) {
         if link.state == LinkState::Detached {
             return;
         }
@@ -1108,7 +1132,11 @@ impl<'a> Planner<'a> {
         self.steps.push(Step {
             key: link.key.clone(),
             expect: Some(link.version),
-            actions: vec![Action::Link(next)],
+            actions: why
+                .map(Action::RecordConflict)
+                .into_iter()
+                .chain([Action::Link(next)])
+                .collect(),
         });
     }
 

@@ -32,6 +32,8 @@ pub const NEVER_WRITTEN: &[EventField] = &[EventField::Organizer];
 
 /// On a meeting the user only attends, these belong to the organizer: an attendee's copy
 /// cannot meaningfully be changed, so a CRM edit of them is reverted (with a journal entry).
+/// They are also what Exchange announces: on a meeting the user organises with attendees, a
+/// change to them would mail every attendee, so there too Outlook's values stand.
 pub const ORGANIZER_OWNED: &[EventField] = &[
     EventField::Subject,
     EventField::Location,

@@ -85,6 +85,31 @@ pub(crate) struct MailboxState {
     pub transaction_dedupes: u64,
     pub invitations_sent: u64,
     pub cancellations_sent: u64,
+    pub updates_sent: u64,
+}
+
+/// The properties whose change Exchange announces to a meeting's attendees: an organizer's
+/// PATCH that sets any of them sends every attendee an update. The rest (categories,
+/// reminders, show-as, sensitivity) are the organizer's own.
+const ANNOUNCED: [&str; 8] = [
+    "subject",
+    "body",
+    "start",
+    "end",
+    "isAllDay",
+    "location",
+    "locations",
+    "recurrence",
+];
+
+/// How many attendees an organizer's PATCH of `fields` with `body` sends an update to.
+fn updates_for(fields: &EventFields, body: &Value) -> u64 {
+    let announced = ANNOUNCED.iter().any(|key| body.get(*key).is_some());
+    if fields.is_organizer && announced {
+        fields.attendees.len() as u64
+    } else {
+        0
+    }
 }
 
 fn text<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
@@ -224,6 +249,7 @@ impl MailboxState {
             creates: 0,
             transaction_dedupes: 0,
             invitations_sent: 0,
+            updates_sent: 0,
             cancellations_sent: 0,
         }
     }
@@ -425,6 +451,7 @@ impl MailboxState {
                 if event.fields.is_organizer && event.fields.attendees.len() > before {
                     self.invitations_sent += (event.fields.attendees.len() - before) as u64;
                 }
+                self.updates_sent += updates_for(&event.fields, body);
                 let version = self.bump(&event_id);
                 event.version = version;
                 event.change_key = change_key.clone();
@@ -440,6 +467,7 @@ impl MailboxState {
                 Self::check_if_match(&view_key, if_match)?;
                 let mut fields = event.instance_fields(Some(*date));
                 apply_fields(&mut fields, body)?;
+                self.updates_sent += updates_for(&fields, body);
                 let version = self.bump(&event_id);
                 if let Some(series) = event.series.as_mut() {
                     series.exceptions.insert(
@@ -490,6 +518,10 @@ impl MailboxState {
                         None => Err(e),
                     }
                 })?;
+                if event.fields.is_organizer {
+                    // Cancelling one date of one's own series tells its attendees too.
+                    self.cancellations_sent += event.fields.attendees.len() as u64;
+                }
                 if let Some(series) = event.series.as_mut() {
                     series.exceptions.remove(date);
                     series.cancelled.insert(*date, seq);

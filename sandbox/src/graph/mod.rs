@@ -88,6 +88,8 @@ pub struct MailboxCounters {
     pub invitations_sent: u64,
     /// Attendees sent cancellations by deletes of meetings the user organises.
     pub cancellations_sent: u64,
+    /// Attendees sent updates by patches of meetings the user organises.
+    pub updates_sent: u64,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -343,6 +345,7 @@ impl Graph {
                 transaction_dedupes: m.transaction_dedupes,
                 invitations_sent: m.invitations_sent,
                 cancellations_sent: m.cancellations_sent,
+                updates_sent: m.updates_sent,
             })
             .unwrap_or_default()
     }

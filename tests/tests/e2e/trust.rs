@@ -445,3 +445,134 @@ async fn an_event_the_crm_refuses_is_parked_and_the_rest_moves_on() {
         .iter()
         .all(|p| p.code.as_str() != "events_parked"));
 }
+
+/// maria's meeting with two customers, organised by her in Outlook and synced to the CRM.
+async fn meeting_with_customers(bed: &SyncBed) -> (String, String) {
+    let mut meeting = outlook_event(
+        "Contract review",
+        "2026-12-17T10:00:00",
+        "2026-12-17T11:00:00",
+    );
+    meeting["attendees"] = json!([
+        {"emailAddress": {"address": "ana@customer.example", "name": "Ana"}},
+        {"emailAddress": {"address": "luis@customer.example", "name": "Luis"}},
+    ]);
+    let outlook_id = bed
+        .bed
+        .sandbox
+        .graph()
+        .insert_event(USER_OID, meeting)
+        .unwrap();
+    settle(bed).await;
+    let crm_id = format!("18x{}", bed.crm_event("Contract review").unwrap().crmid);
+    (outlook_id, crm_id)
+}
+
+fn mail_to_attendees(bed: &SyncBed) -> (u64, u64, u64) {
+    let counters = bed.bed.sandbox.graph().counters(USER_OID);
+    (
+        counters.invitations_sent,
+        counters.updates_sent,
+        counters.cancellations_sent,
+    )
+}
+
+#[tokio::test]
+async fn a_crm_deletion_of_a_meeting_with_attendees_detaches_it_and_mails_no_one() {
+    let bed = SyncBed::start().await.unwrap();
+    let (outlook_id, crm_id) = meeting_with_customers(&bed).await;
+    let before = mail_to_attendees(&bed);
+    assert!(bed.bed.sandbox.crm().ui_delete(&crm_id));
+    settle(&bed).await;
+    assert_eq!(mail_to_attendees(&bed), before, "no cancellation went out");
+    assert!(bed
+        .bed
+        .sandbox
+        .graph()
+        .event(USER_OID, &outlook_id)
+        .is_some());
+    assert!(
+        bed.crm().is_empty(),
+        "and it is not brought back to the CRM"
+    );
+    let journal = bed
+        .bed
+        .app
+        .runner
+        .journal(&bed.bed.tenant, &bed.bed.user, 10)
+        .await
+        .unwrap();
+    assert!(
+        journal
+            .iter()
+            .any(|entry| entry.conflict.subject == "Contract review"),
+        "{journal:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_reassigned_crm_meeting_with_attendees_stays_in_outlook() {
+    let bed = SyncBed::start().await.unwrap();
+    // Made in the CRM, so calsync made the Outlook copy; then maria invited people to it.
+    let crm_id = bed.seed_crm("Demo", "2026-12-18", "10:00:00", "11:00:00");
+    settle(&bed).await;
+    let graph = bed.bed.sandbox.graph();
+    let outlook_id = bed.outlook_event("Demo").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    graph
+        .update_event(
+            USER_OID,
+            &outlook_id,
+            json!({"attendees": [{"emailAddress": {"address": "ana@customer.example"}}]}),
+        )
+        .unwrap();
+    settle(&bed).await;
+    let before = mail_to_attendees(&bed);
+    assert!(bed
+        .bed
+        .sandbox
+        .crm()
+        .ui_edit(&crm_id, &[("assigned_user_id", "19x6")]));
+    settle(&bed).await;
+    assert_eq!(mail_to_attendees(&bed), before);
+    assert!(graph.event(USER_OID, &outlook_id).is_some());
+}
+
+#[tokio::test]
+async fn crm_edits_of_a_meeting_with_attendees_never_send_them_an_update() {
+    let bed = SyncBed::start().await.unwrap();
+    let (outlook_id, crm_id) = meeting_with_customers(&bed).await;
+    let before = mail_to_attendees(&bed);
+    let crm = bed.bed.sandbox.crm();
+    // Announced fields: the Outlook meeting's stand; the CRM edit is undone and journalled.
+    assert!(crm.ui_edit(
+        &crm_id,
+        &[
+            ("subject", "Contract review (internal)"),
+            ("time_start", "10:30:00")
+        ]
+    ));
+    settle(&bed).await;
+    assert_eq!(mail_to_attendees(&bed), before, "no update went out");
+    assert_eq!(bed.crm_subjects(), ["Contract review"]);
+    let outlook = bed
+        .bed
+        .sandbox
+        .graph()
+        .event(USER_OID, &outlook_id)
+        .unwrap();
+    assert_eq!(outlook["subject"], "Contract review");
+    // A field only the organizer sees goes through.
+    assert!(crm.ui_edit(&crm_id, &[("visibility", "Private")]));
+    settle(&bed).await;
+    assert_eq!(mail_to_attendees(&bed), before);
+    let outlook = bed
+        .bed
+        .sandbox
+        .graph()
+        .event(USER_OID, &outlook_id)
+        .unwrap();
+    assert_eq!(outlook["sensitivity"], "private");
+}

@@ -278,6 +278,7 @@ pub fn to_calendar_event(event: &GraphEvent) -> Result<CalendarEvent, MappingErr
         categories: event.categories.clone().unwrap_or_default(),
         organizer,
         is_organizer: event.is_organizer,
+        has_attendees: event.attendees.as_ref().is_some_and(|a| !a.is_empty()),
     })
 }
 

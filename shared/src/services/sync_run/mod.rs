@@ -230,6 +230,21 @@ impl SyncRunner {
         LinkStore::new(self.store.as_ref(), &tenant.id, user)
     }
 
+    /// The newest `limit` entries of a user's conflict journal: what calsync settled, and the
+    /// values it did not keep.
+    pub async fn journal(
+        &self,
+        tenant: &TenantId,
+        user: &CrmUserName,
+        limit: usize,
+    ) -> Result<Vec<JournalEntry>, StoreError> {
+        let mut entries = LinkStore::new(self.store.as_ref(), tenant, user)
+            .journal()
+            .await?;
+        entries.truncate(limit);
+        Ok(entries)
+    }
+
     /// Syncs one user once. Records the outcome in the user's status either way.
     pub async fn sync_user(
         &self,
