@@ -160,7 +160,9 @@ fn print_plan(plan: &Plan) {
                     format!("update Outlook {:?}: {fields:?}", event.subject)
                 }
                 Action::DeleteInCrm { crm_id } => format!("delete CRM {crm_id}"),
-                Action::DeleteInOutlook { outlook_id } => format!("delete Outlook {outlook_id}"),
+                Action::DeleteInOutlook { outlook_id, .. } => {
+                    format!("delete Outlook {outlook_id}")
+                }
                 Action::RecordConflict(c) => format!(
                     "conflict on {:?} ({:?}): {:?} wins",
                     c.subject, c.field, c.winner

@@ -104,6 +104,10 @@ pub struct SideIds {
     /// (`calsync_core::sync::crm_create_marker`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crm_marker: Option<String>,
+    /// The Outlook version (Graph `changeKey`) this copy was read at: a write carries it as
+    /// `If-Match`, so it never lands on a newer version unseen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outlook_change_key: Option<String>,
 }
 
 /// When each side last changed the event, as that side reports it.

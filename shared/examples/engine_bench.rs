@@ -148,7 +148,11 @@ impl SyncTarget for Encoding {
     async fn delete_in_crm(&self, _crm_id: &CrmEventId) -> Result<(), WriteFailure> {
         Ok(())
     }
-    async fn delete_in_outlook(&self, _outlook_id: &str) -> Result<(), WriteFailure> {
+    async fn delete_in_outlook(
+        &self,
+        _outlook_id: &str,
+        _if_match: Option<&str>,
+    ) -> Result<(), WriteFailure> {
         Ok(())
     }
 }

@@ -21,6 +21,11 @@ pub enum WriteFailure {
     /// It may have happened but the answer was lost (a timeout).
     #[error("no answer")]
     Ambiguous(#[source] Cause),
+    /// The record changed on its side since the plan read it (a `changeKey` that no longer
+    /// matches, a newer CRM modification time): nothing was written, and the next run plans
+    /// again from the newer version.
+    #[error("changed since it was read")]
+    Stale(#[source] Cause),
     /// Refused for good (invalid data, no permission): trying again will not help.
     #[error("refused")]
     Rejected(#[source] Cause),
@@ -94,7 +99,12 @@ pub trait SyncTarget: Send + Sync {
     ) -> Result<Option<CalendarEvent>, WriteFailure>;
     /// Succeeds when the record is gone afterwards, deleted now or before.
     async fn delete_in_crm(&self, crm_id: &CrmEventId) -> Result<(), WriteFailure>;
-    async fn delete_in_outlook(&self, outlook_id: &str) -> Result<(), WriteFailure>;
+    /// Succeeds when the event is gone afterwards; with `if_match`, only the version read.
+    async fn delete_in_outlook(
+        &self,
+        outlook_id: &str,
+        if_match: Option<&str>,
+    ) -> Result<(), WriteFailure>;
     /// Waits before the `attempt`-th retry (1-based). The live target backs off; a simulation
     /// need not wait.
     async fn pause(&self, _attempt: u32) {}
@@ -224,6 +234,12 @@ where
             Err(failure @ WriteFailure::Rejected(_)) => {
                 return Ok(Tried::Refused(failure.describe()))
             }
+            Err(failure @ WriteFailure::Stale(_)) => {
+                return Ok(Tried::Failed(format!(
+                    "{} (planned again by the next run)",
+                    failure.describe()
+                )))
+            }
             Err(failure) => last = failure.describe(),
         }
     }
@@ -257,6 +273,12 @@ where
             Err(WriteFailure::Fatal(reason)) => return Err(reason),
             Err(failure @ WriteFailure::Rejected(_)) => {
                 return Ok(Tried::Refused(failure.describe()))
+            }
+            Err(failure @ WriteFailure::Stale(_)) => {
+                return Ok(Tried::Failed(format!(
+                    "{} (planned again by the next run)",
+                    failure.describe()
+                )))
             }
             Err(failure @ WriteFailure::Ambiguous(_)) => match attempt(target, &mut look).await? {
                 Tried::Done(Some(found)) => return Ok(Tried::Done(found)),
@@ -332,6 +354,13 @@ async fn run_step(
                 link.fill_created(created_crm.clone(), created_outlook.clone());
                 for (side, event) in &returned {
                     link.absorb(*side, event, crm_fields, outlook_fields);
+                    // The version this run's write made is the one the next write expects.
+                    match side {
+                        Side::Crm => link.base.modified.crm = event.modified.crm,
+                        Side::Outlook => {
+                            link.base.ids.outlook_change_key = event.ids.outlook_change_key.clone()
+                        }
+                    }
                     // What the side stored is its form of the base from now on.
                     let fields = match side {
                         Side::Crm => crm_fields,
@@ -416,8 +445,15 @@ async fn run_step(
                 tried!(attempt(target, || target.delete_in_crm(crm_id)).await);
                 done.crm.deleted += 1;
             }
-            Action::DeleteInOutlook { outlook_id } => {
-                tried!(attempt(target, || target.delete_in_outlook(outlook_id)).await);
+            Action::DeleteInOutlook {
+                outlook_id,
+                if_match,
+            } => {
+                tried!(
+                    attempt(target, || target
+                        .delete_in_outlook(outlook_id, if_match.as_deref()))
+                    .await
+                );
                 done.outlook.deleted += 1;
             }
         }

@@ -44,13 +44,16 @@ pub enum Action {
         event: CalendarEvent,
     },
     /// Partial write of `fields` (vtiger `revise`), values taken from `event`.
+    /// Write `fields` of `event` to the CRM record, unless it changed after
+    /// `event.modified.crm` (the version the plan read).
     UpdateCrm {
         crm_id: CrmEventId,
         fields: Vec<EventField>,
         event: CalendarEvent,
     },
     /// PATCH of `fields` on this exact event; for an occurrence that is the occurrence's own
-    /// id (it becomes an exception), never the series master.
+    /// id (it becomes an exception), never the series master. `If-Match` is
+    /// `event.ids.outlook_change_key`, the version the plan read.
     UpdateOutlook {
         outlook_id: String,
         fields: Vec<EventField>,
@@ -61,8 +64,10 @@ pub enum Action {
         crm_id: CrmEventId,
     },
     /// Only ever planned for events the user organises (or whose organizer is unknown).
+    /// `if_match`: the version the plan read (`None`: whatever is there).
     DeleteInOutlook {
         outlook_id: String,
+        if_match: Option<String>,
     },
     /// Store the link as it stands after the writes before it in the step (a first-sync match
     /// or adoption when there are none). Ids returned by creates of the step are filled in
@@ -393,6 +398,7 @@ impl<'a> Planner<'a> {
                             expect: None,
                             actions: vec![Action::DeleteInOutlook {
                                 outlook_id: id.to_owned(),
+                                if_match: item.event.ids.outlook_change_key.clone(),
                             }],
                         });
                         self.new_outlook[slot] = None;
@@ -631,6 +637,7 @@ impl<'a> Planner<'a> {
         if link.state == LinkState::Linked
             && outlook_changed.is_empty()
             && crm_changed.is_empty()
+            && same_versions(base, crm_event, outlook_event)
             && matches!(outlook, Seen::Nothing | Seen::Upsert(_))
             && matches!(crm, Seen::Nothing | Seen::Upsert(_))
             && occurrence_unchanged(link, outlook)
@@ -729,7 +736,13 @@ impl<'a> Planner<'a> {
                             && !outlook_event.mails_attendees()
                             && outlook_changed.is_empty() =>
                     {
-                        self.delete(link, Action::DeleteInOutlook { outlook_id })
+                        self.delete(
+                            link,
+                            Action::DeleteInOutlook {
+                                outlook_id,
+                                if_match: outlook_event.ids.outlook_change_key.clone(),
+                            },
+                        )
                     }
                     _ => self.detach(link, outlook_event),
                 }
@@ -760,7 +773,13 @@ impl<'a> Planner<'a> {
                     return self.detach_noting(link, outlook_event, Some(conflict));
                 }
                 if outlook_changed.is_empty() {
-                    return self.delete(link, Action::DeleteInOutlook { outlook_id });
+                    return self.delete(
+                        link,
+                        Action::DeleteInOutlook {
+                            outlook_id,
+                            if_match: outlook_event.ids.outlook_change_key.clone(),
+                        },
+                    );
                 }
                 let (deletion_wins, reason) = match self.policy.conflict {
                     ConflictPolicy::CrmWins => (true, policy_reason(self.policy)),
@@ -789,7 +808,10 @@ impl<'a> Planner<'a> {
                         expect: Some(link.version),
                         actions: vec![
                             Action::RecordConflict(conflict),
-                            Action::DeleteInOutlook { outlook_id },
+                            Action::DeleteInOutlook {
+                                outlook_id,
+                                if_match: outlook_event.ids.outlook_change_key.clone(),
+                            },
                             Action::Unlink,
                         ],
                     });
@@ -849,6 +871,7 @@ impl<'a> Planner<'a> {
             && merged.outlook_writes.is_empty()
             && !meta_changed
             && merged.event.same_content(base)
+            && same_versions(base, crm_event, outlook_event)
             && stored_forms(&link.base, crm_event, outlook_event, self.policy) == link.as_stored
         {
             // Nothing new on either side, or the echo of our own writes.
@@ -897,6 +920,11 @@ impl<'a> Planner<'a> {
         if event.ids.ical_uid.is_none() {
             event.ids.ical_uid.clone_from(&outlook_event.ids.ical_uid);
         }
+        // The versions read: a write must not land on a newer one.
+        event
+            .ids
+            .outlook_change_key
+            .clone_from(&outlook_event.ids.outlook_change_key);
         if let (Some(crm_id), false) = (&next.crm_id, merged.crm_writes.is_empty()) {
             actions.push(Action::UpdateCrm {
                 crm_id: crm_id.clone(),
@@ -1274,6 +1302,14 @@ fn occurrence_unchanged(link: &Link, outlook: Seen<'_, OutlookItem>) -> bool {
 
 fn in_series(occurrence: Option<&Occurrence>, deleted: &HashSet<&str>) -> bool {
     occurrence.is_some_and(|occurrence| deleted.contains(occurrence.series_master_id.as_str()))
+}
+
+/// Whether the sides are still at the versions the link knows. A side can move on without a
+/// change calsync carries (an attendee answered, a field calsync does not sync): the link
+/// then learns the new version, or the next write would be refused as if someone had edited.
+fn same_versions(base: &CalendarEvent, crm: &CalendarEvent, outlook: &CalendarEvent) -> bool {
+    base.modified.crm == crm.modified.crm
+        && base.ids.outlook_change_key == outlook.ids.outlook_change_key
 }
 
 /// Each side's own form of `base`, from what the sides hold now.

@@ -279,8 +279,10 @@ fn outlook_change_is_copied_to_the_crm() {
 
 #[test]
 fn echoes_of_our_own_writes_are_no_ops() {
-    let link = linked("18x1", "AAA", event("Demo"), Origin::Crm);
-    // Both sides report the event with new modification times but the synced content.
+    let mut link = linked("18x1", "AAA", event("Demo"), Origin::Crm);
+    // Both sides report the event at the versions calsync's writes made (the executor keeps
+    // the CRM's modification time a write returned), with the synced content.
+    link.base.modified.crm = Some(at("2026-11-03T10:00:01Z"));
     let plan = super::plan(
         &[link],
         &outlook_only(vec![item("AAA", event("Demo"), "2026-11-03T10:00:00Z")]),
@@ -300,6 +302,7 @@ fn fields_a_side_does_not_carry_are_not_changes() {
     let mut base = event("Demo");
     base.categories = vec!["Blue".into()];
     base.activity_type = Some("Call".into());
+    base.modified.crm = Some(at("2026-11-03T10:00:00Z"));
     let link = linked("18x1", "AAA", base, Origin::Crm);
     // The CRM never reports categories; Outlook never reports an activity type.
     let crm_view = crm_event(
@@ -327,6 +330,30 @@ fn fields_a_side_does_not_carry_are_not_changes() {
         &policy(ConflictPolicy::Latest),
     );
     assert!(plan.is_empty(), "{plan:#?}");
+}
+
+#[test]
+fn a_side_that_moved_on_without_a_carried_change_teaches_the_link_its_version() {
+    let mut link = linked("18x1", "AAA", event("Demo"), Origin::Crm);
+    link.base.modified.crm = Some(at("2026-11-03T10:00:00Z"));
+    // An edit in the CRM of something calsync does not carry: same content, newer version.
+    let plan = super::plan(
+        &[link],
+        &OutlookChanges::default(),
+        &crm_only(vec![crm_event(
+            "18x1",
+            event("Demo"),
+            "2026-11-04T09:00:00Z",
+        )]),
+        &policy(ConflictPolicy::Latest),
+    );
+    let step = only_step(&plan);
+    assert_eq!(kinds(step), ["link"]);
+    assert_eq!(
+        step.final_link().unwrap().base.modified.crm,
+        Some(at("2026-11-04T09:00:00Z")),
+        "the next write expects this version, not the old one"
+    );
 }
 
 #[test]
@@ -948,7 +975,7 @@ fn an_interrupted_outlook_create_is_adopted_by_its_transaction_id() {
     let step = only_step(&plan);
     assert_eq!(kinds(step), ["delete_outlook"]);
     assert!(
-        matches!(&step.actions[0], Action::DeleteInOutlook { outlook_id } if outlook_id == "ZZZ")
+        matches!(&step.actions[0], Action::DeleteInOutlook { outlook_id, .. } if outlook_id == "ZZZ")
     );
 }
 

@@ -1520,7 +1520,11 @@ impl SyncTarget for Target<'_> {
         self.call(|world| world.remove(Side::Crm, crm_id.as_str()))
     }
 
-    async fn delete_in_outlook(&self, outlook_id: &str) -> Result<(), WriteFailure> {
+    async fn delete_in_outlook(
+        &self,
+        outlook_id: &str,
+        _if_match: Option<&str>,
+    ) -> Result<(), WriteFailure> {
         self.call(|world| world.remove(Side::Outlook, outlook_id))
     }
 }

@@ -18,6 +18,9 @@ pub enum GraphFault {
     Slow(Duration),
     /// Start the answer and cut the connection.
     Drop,
+    /// The mailbox's owner edits the event (this patch) just before the request is handled:
+    /// an edit made while a sync run was under way.
+    UserEditsFirst(serde_json::Value),
 }
 
 /// Which requests a fault applies to.

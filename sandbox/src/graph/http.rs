@@ -553,6 +553,16 @@ async fn answer(
             )
         }
         Some(GraphFault::Slow(delay)) => tokio::time::sleep(delay).await,
+        Some(GraphFault::UserEditsFirst(patch)) => {
+            if let (
+                Route::Mailbox(_, MailboxOp::UpdateEvent(id) | MailboxOp::DeleteEvent(id)),
+                Some(mailbox),
+            ) = (route, mailbox)
+            {
+                // Whether the edit applies is the test's business; the request goes on.
+                let _ = graph.update_event(mailbox, id, patch);
+            }
+        }
         Some(GraphFault::Drop) | None => {}
     }
     let response = match route {

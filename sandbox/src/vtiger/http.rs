@@ -125,6 +125,21 @@ async fn webservice(
     match fault {
         Some(Fault::Delay(delay)) => tokio::time::sleep(delay).await,
         Some(Fault::CutAfterWrite) => {}
+        Some(Fault::UserEditsFirst(changes)) => {
+            let named = request.get("id").cloned().or_else(|| {
+                request
+                    .get("element")
+                    .and_then(|element| serde_json::from_str::<Value>(element).ok())
+                    .and_then(|element| element["id"].as_str().map(str::to_owned))
+            });
+            if let Some(id) = named {
+                let changes: Vec<(&str, &str)> = changes
+                    .iter()
+                    .map(|(key, value)| (key.as_str(), value.as_str()))
+                    .collect();
+                state.ui_edit(&id, &changes);
+            }
+        }
         Some(Fault::Raw {
             status,
             content_type,

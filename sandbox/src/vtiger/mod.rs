@@ -39,6 +39,9 @@ pub enum Fault {
     /// Carry the request out, then drop the connection halfway through the answer: the work
     /// is done and the client never learns its outcome.
     CutAfterWrite,
+    /// A CRM user edits the record the request names (its `id`, or the element's) in the web
+    /// UI just before the request is handled: an edit made while a sync run was under way.
+    UserEditsFirst(Vec<(String, String)>),
 }
 
 impl Fault {

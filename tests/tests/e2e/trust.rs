@@ -576,3 +576,124 @@ async fn crm_edits_of_a_meeting_with_attendees_never_send_them_an_update() {
         .unwrap();
     assert_eq!(outlook["sensitivity"], "private");
 }
+
+/// One event on both sides, linked: (CRM id, Outlook id).
+async fn one_linked_event(bed: &SyncBed) -> (String, String) {
+    let crm_id = bed.seed_crm("Planning", "2026-12-21", "09:00:00", "10:00:00");
+    settle(bed).await;
+    let outlook_id = bed.outlook_event("Planning").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (crm_id, outlook_id)
+}
+
+async fn journal_fields(bed: &SyncBed) -> Vec<String> {
+    bed.bed
+        .app
+        .runner
+        .journal(&bed.bed.tenant, &bed.bed.user, 50)
+        .await
+        .unwrap()
+        .iter()
+        .map(|entry| format!("{:?}", entry.conflict.field))
+        .collect()
+}
+
+#[tokio::test]
+async fn an_outlook_edit_made_during_a_run_is_not_overwritten_silently() {
+    let bed = SyncBed::start().await.unwrap();
+    let (crm_id, outlook_id) = one_linked_event(&bed).await;
+    let crm = bed.bed.sandbox.crm();
+    assert!(crm.ui_edit(&crm_id, &[("location", "Room A")]));
+    // maria moves the meeting to Room B in Outlook while calsync is writing Room A.
+    let graph = bed.bed.sandbox.graph();
+    graph.add_fault(calsync_sandbox::FaultRule {
+        route: calsync_sandbox::FaultRoute::EventWrites,
+        mailbox: None,
+        fault: calsync_sandbox::GraphFault::UserEditsFirst(
+            json!({"location": {"displayName": "Room B"}}),
+        ),
+        rate: calsync_sandbox::FaultRate::Next(1),
+    });
+    bed.sync().await.unwrap();
+    settle(&bed).await;
+    let location = graph.event(USER_OID, &outlook_id).unwrap()["location"]["displayName"].clone();
+    assert_eq!(location, "Room B", "the later edit stands");
+    assert_eq!(
+        bed.crm_event("Planning").unwrap().fields["location"],
+        "Room B"
+    );
+    assert!(
+        journal_fields(&bed)
+            .await
+            .iter()
+            .any(|f| f.contains("Location")),
+        "the value that lost is journalled"
+    );
+}
+
+#[tokio::test]
+async fn a_crm_edit_made_during_a_run_is_not_overwritten_silently() {
+    let bed = SyncBed::start().await.unwrap();
+    let (crm_id, outlook_id) = one_linked_event(&bed).await;
+    let graph = bed.bed.sandbox.graph();
+    graph
+        .update_event(
+            USER_OID,
+            &outlook_id,
+            json!({"location": {"displayName": "Room A"}}),
+        )
+        .unwrap();
+    let crm = bed.bed.sandbox.crm();
+    // A second later someone sets Room B in the CRM, while calsync is about to write Room A.
+    crm.advance_clock(Duration::from_secs(2));
+    crm.inject(
+        "retrieve",
+        Fault::UserEditsFirst(vec![("location".into(), "Room B".into())]),
+        Some(1),
+    );
+    crm.inject(
+        "revise",
+        Fault::UserEditsFirst(vec![("location".into(), "Room B".into())]),
+        Some(1),
+    );
+    bed.sync().await.unwrap();
+    settle(&bed).await;
+    assert_eq!(
+        bed.crm_event("Planning").unwrap().fields["location"],
+        "Room B"
+    );
+    let location = graph.event(USER_OID, &outlook_id).unwrap()["location"]["displayName"].clone();
+    assert_eq!(location, "Room B");
+    assert!(journal_fields(&bed)
+        .await
+        .iter()
+        .any(|f| f.contains("Location")));
+    let _ = crm_id;
+}
+
+#[tokio::test]
+async fn an_outlook_event_edited_while_its_crm_deletion_syncs_is_kept() {
+    let bed = SyncBed::start().await.unwrap();
+    let (crm_id, outlook_id) = one_linked_event(&bed).await;
+    assert!(bed.bed.sandbox.crm().ui_delete(&crm_id));
+    let graph = bed.bed.sandbox.graph();
+    graph.add_fault(calsync_sandbox::FaultRule {
+        route: calsync_sandbox::FaultRoute::EventWrites,
+        mailbox: None,
+        fault: calsync_sandbox::GraphFault::UserEditsFirst(json!({"subject": "Planning (keep!)"})),
+        rate: calsync_sandbox::FaultRate::Next(1),
+    });
+    bed.sync().await.unwrap();
+    settle(&bed).await;
+    assert!(
+        graph.event(USER_OID, &outlook_id).is_some(),
+        "the edited event was not deleted"
+    );
+    assert_eq!(
+        bed.crm_subjects(),
+        ["Planning (keep!)"],
+        "the edit wins over the deletion"
+    );
+}

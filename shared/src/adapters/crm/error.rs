@@ -142,6 +142,14 @@ pub enum CrmError {
         message: String,
     },
 
+    /// The record changed after the version a write was planned from: nothing was written.
+    #[error("CRM record {id} changed at {modified} (after {expected}): not overwritten")]
+    ChangedMeanwhile {
+        id: String,
+        modified: String,
+        expected: String,
+    },
+
     /// A well-formed reply whose content does not fit (missing field, bad date, ...).
     #[error("CRM {operation} returned unusable data{}", record_suffix(.record))]
     InvalidData {
@@ -222,6 +230,7 @@ impl CrmError {
             }
             CrmError::Login { code, .. } => *code == CrmErrorCode::InvalidAuthToken,
             CrmError::InvalidData { .. }
+            | CrmError::ChangedMeanwhile { .. }
             | CrmError::Unexpected { .. }
             | CrmError::Unwritable(_)
             | CrmError::UnknownUser { .. }

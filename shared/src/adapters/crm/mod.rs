@@ -164,6 +164,8 @@ pub trait CrmPort: Send + Sync {
     ) -> Result<Option<CalendarEvent>, CrmError>;
 
     /// Write some fields; returns the event as the CRM stored it, `None` when it is gone.
+    /// When `patch.event.modified.crm` is set, a record modified after it is not written
+    /// ([`CrmError::ChangedMeanwhile`]): someone edited it since the sync read it.
     async fn update(
         &self,
         owner: &CrmUser,

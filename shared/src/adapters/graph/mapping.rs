@@ -250,6 +250,7 @@ pub fn to_calendar_event(event: &GraphEvent) -> Result<CalendarEvent, MappingErr
             outlook: Some(event.id.clone()),
             ical_uid: event.ical_uid.clone(),
             crm_marker: None,
+            outlook_change_key: event.version().map(str::to_owned),
         },
         modified: SideTimes {
             crm: None,

@@ -83,9 +83,8 @@ fn from_store(e: StoreError) -> WriteFailure {
 fn from_graph(e: GraphError) -> WriteFailure {
     match e {
         GraphError::Unauthorized { .. } => WriteFailure::Fatal(Cause::new(e)),
-        GraphError::Throttled { .. } | GraphError::Conflict { .. } => {
-            WriteFailure::Transient(Cause::new(e))
-        }
+        GraphError::Throttled { .. } => WriteFailure::Transient(Cause::new(e)),
+        GraphError::Conflict { .. } => WriteFailure::Stale(Cause::new(e)),
         // Graph retried these itself; what is left may or may not have happened.
         GraphError::Unavailable { .. } => WriteFailure::Ambiguous(Cause::new(e)),
         _ => WriteFailure::Rejected(Cause::new(e)),
@@ -95,6 +94,7 @@ fn from_graph(e: GraphError) -> WriteFailure {
 fn from_crm(e: CrmError) -> WriteFailure {
     match &e {
         CrmError::Login { .. } | CrmError::Config(_) => WriteFailure::Fatal(Cause::new(e)),
+        CrmError::ChangedMeanwhile { .. } => WriteFailure::Stale(Cause::new(e)),
         // The request went out; whether it was carried out is unknown.
         CrmError::Timeout { .. } | CrmError::AnswerLost { .. } | CrmError::Malformed { .. } => {
             WriteFailure::Ambiguous(Cause::new(e))
@@ -225,7 +225,12 @@ impl SyncTarget for LiveTarget<'_> {
     ) -> Result<Option<CalendarEvent>, WriteFailure> {
         // An occurrence is patched by its own id, which turns it into an exception.
         let draft = draft_from_event(event, fields);
-        match self.mailbox.update_event(outlook_id, &draft, None).await {
+        let if_match = event.ids.outlook_change_key.as_deref();
+        match self
+            .mailbox
+            .update_event(outlook_id, &draft, if_match)
+            .await
+        {
             Ok(stored) => Ok(Some(returned(event, &stored))),
             Err(GraphError::NotFound { .. }) => Ok(None),
             Err(e) => Err(from_graph(e)),
@@ -236,9 +241,13 @@ impl SyncTarget for LiveTarget<'_> {
         self.crm.delete(crm_id).await.map(|_| ()).map_err(from_crm)
     }
 
-    async fn delete_in_outlook(&self, outlook_id: &str) -> Result<(), WriteFailure> {
+    async fn delete_in_outlook(
+        &self,
+        outlook_id: &str,
+        if_match: Option<&str>,
+    ) -> Result<(), WriteFailure> {
         self.mailbox
-            .delete_event(outlook_id, None)
+            .delete_event(outlook_id, if_match)
             .await
             .map(|_| ())
             .map_err(from_graph)

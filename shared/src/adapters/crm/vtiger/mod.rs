@@ -300,6 +300,21 @@ impl CrmPort for VtigerCrm {
         patch: &EventPatch,
     ) -> Result<Option<CalendarEvent>, CrmError> {
         let zones = self.zones(owner);
+        if let Some(expected) = patch.event.modified.crm {
+            // vtiger has no conditional write: look first. A save in the instant between the
+            // look and the revise (or within the same second) can still be missed.
+            let Some(record) = self.retrieve(id).await? else {
+                return Ok(None);
+            };
+            let current = self.to_event("retrieve", &record, &zones)?;
+            if let Some(modified) = current.modified.crm.filter(|at| *at > expected) {
+                return Err(CrmError::ChangedMeanwhile {
+                    id: id.to_string(),
+                    modified: modified.to_string(),
+                    expected: expected.to_string(),
+                });
+            }
+        }
         let mut element = self.element(&patch.event, &patch.fields, &zones)?;
         element.insert("id".to_owned(), Value::String(id.as_str().to_owned()));
         // `revise` is the partial update; `update` would need every mandatory field.
