@@ -14,6 +14,12 @@ impl Cause {
         Self(Arc::new(error))
     }
 
+    /// The adapter's error, when it is of type `E` (for the caller that must react to one
+    /// kind, such as a refused access token).
+    pub fn downcast_ref<E: Error + 'static>(&self) -> Option<&E> {
+        self.0.downcast_ref::<E>()
+    }
+
     /// A cause that is only a message (simulations, invariants of the caller's own).
     pub fn message(text: impl Into<String>) -> Self {
         Self(Arc::new(Message(text.into())))

@@ -368,6 +368,19 @@ impl Identity {
         self.lock().revoke_user(oid)
     }
 
+    /// A critical event under continuous access evaluation (sessions revoked, a risky sign-in,
+    /// a network change): Graph refuses the user's access tokens issued so far at once, before
+    /// they expire.
+    pub fn revoke_access_tokens(&self, oid: &str) {
+        self.lock().access_tokens.retain(|_, token| {
+            token
+                .info
+                .oid
+                .as_deref()
+                .is_none_or(|o| !o.eq_ignore_ascii_case(oid))
+        });
+    }
+
     /// Lifetime of access tokens issued from now on (`expires_in`); zero issues tokens that
     /// are already expired.
     pub fn set_access_token_lifetime(&self, lifetime: Duration) {

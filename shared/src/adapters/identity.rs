@@ -287,6 +287,17 @@ impl Identity {
         token_set(response, app.client_id)
     }
 
+    /// Forgets the cached app-only token if it is `refused` (Graph turned it down): the next
+    /// [`Self::app_token`] asks for a new one.
+    pub fn forget_app_token(&self, app: AppRegistration<'_>, refused: &Secret) {
+        let key = format!("{}\0{}", app.directory, app.client_id);
+        if let Ok(mut cache) = self.app_tokens.lock() {
+            if cache.get(&key).is_some_and(|(token, _)| token == refused) {
+                cache.remove(&key);
+            }
+        }
+    }
+
     /// An app-only Graph token for the directory, cached until shortly before it expires.
     pub async fn app_token(&self, app: AppRegistration<'_>) -> Result<Secret, IdentityError> {
         let key = format!("{}\0{}", app.directory, app.client_id);

@@ -107,6 +107,40 @@ impl Tokens {
         }
     }
 
+    /// Graph refused `refused` (a revoked grant, continuous access evaluation): forget it and
+    /// get a new one, once. A refresh Microsoft turns down marks the user
+    /// `reconnect_required` ([`TokenError::ReconnectRequired`]).
+    pub async fn after_refusal(
+        &self,
+        tenant: &TenantContext,
+        record: &UserRecord,
+        refused: &Secret,
+    ) -> Result<Secret, TokenError> {
+        match tenant.settings.mode {
+            AccessMode::Delegated => {
+                let user = &record.user;
+                let lock = self.user_lock(&tenant.id, user);
+                let _in_process = lock.lock().await;
+                let lease = Lease::acquire(
+                    self.store.as_ref(),
+                    &tenant_pk(&tenant.id),
+                    &format!("LEASE#token#{user}"),
+                    REFRESH_LEASE_TTL,
+                    REFRESH_LEASE_TTL,
+                )
+                .await?;
+                let outcome = self.refresh_under_lease(tenant, user, Some(refused)).await;
+                lease.release().await;
+                outcome
+            }
+            AccessMode::AppOnly => {
+                self.identity
+                    .forget_app_token(app_registration(tenant), refused);
+                Ok(self.identity.app_token(app_registration(tenant)).await?)
+            }
+        }
+    }
+
     /// A valid access token for a connected user, read from the store.
     pub async fn user_access_token(
         &self,
@@ -143,7 +177,7 @@ impl Tokens {
             REFRESH_LEASE_TTL,
         )
         .await?;
-        let outcome = self.refresh_under_lease(tenant, user).await;
+        let outcome = self.refresh_under_lease(tenant, user, None).await;
         lease.release().await;
         outcome
     }
@@ -156,12 +190,14 @@ impl Tokens {
         }
     }
 
+    /// Refreshes the user's tokens, unless the stored access token is usable and is not
+    /// `refused` (another process refreshed while we waited for the lease).
     async fn refresh_under_lease(
         &self,
         tenant: &TenantContext,
         user: &CrmUserName,
+        refused: Option<&Secret>,
     ) -> Result<Secret, TokenError> {
-        // Another process may have refreshed while we waited for the lease.
         let record = self
             .users
             .get(&tenant.id, user)
@@ -169,7 +205,9 @@ impl Tokens {
             .ok_or(TokenError::NotConnected)?
             .record;
         if let Some(token) = usable_access_token(tenant, &record)? {
-            return Ok(token);
+            if refused != Some(&token) {
+                return Ok(token);
+            }
         }
         let context = UserRecord::seal_context(&tenant.id, user);
         let sealed = record

@@ -697,3 +697,38 @@ async fn an_outlook_event_edited_while_its_crm_deletion_syncs_is_kept() {
         "the edit wins over the deletion"
     );
 }
+
+#[tokio::test]
+async fn a_revoked_grant_asks_for_a_new_connection_at_once() {
+    let bed = SyncBed::start().await.unwrap();
+    one_linked_event(&bed).await;
+    // An admin revokes maria's sessions; under continuous access evaluation Graph refuses
+    // her current token at once, although it has not expired.
+    let identity = bed.bed.sandbox.identity();
+    identity.revoke_user(USER_OID).unwrap();
+    identity.revoke_access_tokens(USER_OID);
+    let report = bed.sync().await.unwrap();
+    assert_eq!(report.outcome, RunOutcome::ReconnectRequired, "{report:?}");
+    let record = bed.record().await.unwrap();
+    let codes: Vec<&str> = record.problems.iter().map(|p| p.code.as_str()).collect();
+    assert!(codes.contains(&"reconnect_required"), "{codes:?}");
+    assert!(!codes.contains(&"outlook_unreachable"), "{codes:?}");
+}
+
+#[tokio::test]
+async fn a_token_graph_refuses_early_is_replaced_once() {
+    let bed = SyncBed::start().await.unwrap();
+    one_linked_event(&bed).await;
+    bed.seed_crm("After the event", "2026-12-22", "09:00:00", "10:00:00");
+    // A critical event that does not revoke the grant: a new token is all it takes.
+    bed.bed.sandbox.identity().revoke_access_tokens(USER_OID);
+    let report = bed.sync().await.unwrap();
+    assert_eq!(report.counts.outlook_created, 1, "{report:?}");
+    let record = bed.record().await.unwrap();
+    let codes: Vec<&str> = record.problems.iter().map(|p| p.code.as_str()).collect();
+    assert_eq!(
+        codes,
+        ["notifications_unavailable"],
+        "the bed has no webhook; nothing else"
+    );
+}

@@ -144,6 +144,19 @@ pub enum RunError {
 }
 
 impl RunError {
+    /// Graph turned the access token down (401).
+    fn is_token_refused(&self) -> bool {
+        let unauthorized = |e: &GraphError| matches!(e, GraphError::Unauthorized { .. });
+        match self {
+            RunError::Outlook(e) => unauthorized(e),
+            RunError::Stopped(stopped) => stopped
+                .reason
+                .downcast_ref::<GraphError>()
+                .is_some_and(unauthorized),
+            _ => false,
+        }
+    }
+
     /// The status problem this error leaves on the user, with what to do about it.
     fn problem(&self) -> (ProblemCode, String) {
         let why = crate::errors::chain(self);
@@ -338,7 +351,7 @@ impl SyncRunner {
         let oid = read.record.ms_user_id.clone();
         let mailbox = self
             .graph
-            .mailbox(tenant.settings.mode.mailbox(oid.clone()), token);
+            .mailbox(tenant.settings.mode.mailbox(oid.clone()), token.clone());
         let links = self.links(tenant, user);
         let mut progress = match &read.record.progress {
             Some(progress) if progress.mailbox == oid => progress.clone(),
@@ -362,7 +375,28 @@ impl SyncRunner {
             confirmed: read.record.confirmed_deletions.iter().cloned().collect(),
             parking: parking::Parking::new(&read.record.parked, now, options.full),
         };
-        let outcome = run.sync(&mailbox, &links, &mut progress).await;
+        let mut outcome = run.sync(&mailbox, &links, &mut progress).await;
+        if outcome.as_ref().is_err_and(RunError::is_token_refused) {
+            // A revoked grant or a continuous-access event: a new token, once.
+            tracing::info!(tenant = %tenant.id, user = %user, "Graph refused the access token; getting a new one");
+            match self
+                .tokens
+                .after_refusal(tenant, &read.record, &token)
+                .await
+            {
+                Ok(fresh) => {
+                    let mailbox = self
+                        .graph
+                        .mailbox(tenant.settings.mode.mailbox(oid.clone()), fresh);
+                    outcome = run.sync(&mailbox, &links, &mut progress).await;
+                }
+                // Recorded on the user by the token service.
+                Err(e) if e.is_reconnect_required() => {
+                    return not_running(RunOutcome::ReconnectRequired).await
+                }
+                Err(e) => outcome = Err(RunError::Token(e)),
+            }
+        }
         let Some(lease) = lease else {
             return outcome.map(|done| done.report);
         };
