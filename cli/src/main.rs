@@ -306,6 +306,9 @@ fn user_json(record: &UserRecord) -> serde_json::Value {
     })
 }
 
+/// How many journal entries `calsync status --user` prints.
+const STATUS_JOURNAL_ENTRIES: usize = 20;
+
 async fn status(app: &App, tenant: &str, user: Option<&str>, json: bool) -> Result<()> {
     let tenant = TenantId::parse(tenant)?;
     let settings = app
@@ -406,6 +409,32 @@ async fn status(app: &App, tenant: &str, user: Option<&str>, json: bool) -> Resu
                 println!(
                     "{} confirmed deletion(s) go through on the next run",
                     u.confirmed_deletions.len()
+                );
+            }
+            let journal = app
+                .runner
+                .journal(&tenant, &u.user, STATUS_JOURNAL_ENTRIES)
+                .await?;
+            if !journal.is_empty() {
+                println!("settled by calsync (newest first; the value not kept in quotes):");
+            }
+            for entry in &journal {
+                let at = jiff::Timestamp::from_second(entry.at)
+                    .map(|at| at.strftime("%Y-%m-%d %H:%MZ").to_string())
+                    .unwrap_or_default();
+                let kept = match entry.conflict.winner {
+                    calsync_core::sync::Side::Crm => "CRM",
+                    calsync_core::sync::Side::Outlook => "Outlook",
+                };
+                let not_kept = entry
+                    .not_kept()
+                    .map(|value| format!("{value:?}"))
+                    .unwrap_or_else(|| "(deleted)".to_owned());
+                println!(
+                    "  {at}  {:?}  {}: kept {kept}, not {not_kept} ({})",
+                    entry.conflict.subject,
+                    entry.what(),
+                    entry.conflict.reason.code()
                 );
             }
         }

@@ -151,6 +151,24 @@ impl SyncBed {
             .len())
     }
 
+    /// The `calsync` CLI as a process against this bed: whether it succeeded, and its
+    /// stdout and stderr together.
+    pub async fn cli(&self, args: &[&str]) -> Result<(bool, String)> {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let env = self.bed.env();
+        let output = tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            crate::testbed::run_cli(&args, &env, None)
+        })
+        .await?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Ok((output.status.success(), text))
+    }
+
     pub async fn record(&self) -> Result<UserRecord> {
         Ok(self
             .bed

@@ -51,6 +51,21 @@ pub enum Reason {
     OutlookBody,
 }
 
+impl Reason {
+    /// The rule's stable name, for status displays.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Reason::Policy { .. } => "policy",
+            Reason::Latest { .. } => "latest",
+            Reason::EditKept => "edit_kept",
+            Reason::NotOrganizer => "not_organizer",
+            Reason::Occurrence => "occurrence",
+            Reason::HasAttendees => "has_attendees",
+            Reason::OutlookBody => "outlook_body",
+        }
+    }
+}
+
 /// One journal entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Conflict {
@@ -73,6 +88,15 @@ pub struct Conflict {
 }
 
 impl Conflict {
+    /// The value that was not kept: the losing side's, `None` when that side had deleted
+    /// the event.
+    pub fn value_not_kept(&self) -> Option<&Value> {
+        match self.winner {
+            Side::Crm => self.outlook_value.as_ref(),
+            Side::Outlook => self.crm_value.as_ref(),
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         key: &LinkKey,

@@ -565,20 +565,7 @@ async fn a_revoked_token_asks_the_user_to_reconnect_without_a_retry_storm() {
 }
 
 async fn cli(bed: &SyncBed, args: &[&str]) -> (bool, String) {
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    let env = bed.bed.env();
-    let output = tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        calsync_testkit::testbed::run_cli(&args, &env, None)
-    })
-    .await
-    .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
+    bed.cli(args).await.unwrap()
 }
 
 #[tokio::test]

@@ -732,3 +732,61 @@ async fn a_token_graph_refuses_early_is_replaced_once() {
         "the bed has no webhook; nothing else"
     );
 }
+
+#[tokio::test]
+async fn the_journal_shows_on_the_status_page_and_in_the_cli() {
+    let bed = SyncBed::start().await.unwrap();
+    let (crm_id, outlook_id) = one_linked_event(&bed).await;
+    // Both sides change the place at once; the later one (Outlook) wins.
+    assert!(bed
+        .bed
+        .sandbox
+        .crm()
+        .ui_edit(&crm_id, &[("location", "Sala Norte")]));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    bed.bed
+        .sandbox
+        .graph()
+        .update_event(
+            USER_OID,
+            &outlook_id,
+            json!({"location": {"displayName": "Sala Sur"}}),
+        )
+        .unwrap();
+    settle(&bed).await;
+
+    let query = bed.bed.link_query(Some("maria"), 600, None);
+    let page = calsync_testkit::web::auth(
+        &bed.bed.app,
+        &calsync_testkit::web::WebRequest {
+            method: "GET".into(),
+            path: "/status".into(),
+            query,
+            headers: vec![("accept-language".into(), "en".into())],
+            body: Vec::new(),
+        },
+    )
+    .await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains("Changes calsync had to settle"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("<code>location</code>"), "{}", page.body);
+    assert!(
+        page.body.contains("Sala Norte"),
+        "the value not kept is shown"
+    );
+
+    let tenant = bed.bed.tenant.to_string();
+    let (ok, out) = bed
+        .cli(&["status", "--tenant", &tenant, "--user", "maria"])
+        .await
+        .unwrap();
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("location") && out.contains("Sala Norte"),
+        "{out}"
+    );
+}

@@ -24,6 +24,7 @@ use crate::adapters::store::{now_epoch, StoreError};
 use crate::app::App;
 use crate::config::join_url;
 use crate::entry::html::{self, format_utc};
+use crate::services::sync_run::JournalEntry;
 use crate::services::tenants::{AccessMode, TenantContext, TenantError};
 use crate::services::tokens::{app_registration, seal_set};
 use crate::services::users::{
@@ -31,6 +32,7 @@ use crate::services::users::{
 };
 use crate::signed_url::{SignedUrl, SignedUrlError};
 use calsync_core::ids::{CrmUserName, InvalidId, TenantId};
+use calsync_core::sync::Side;
 use pages::{text, Lang, Msg, Page};
 use sign_in_state::{SignInState, StateKind};
 
@@ -861,6 +863,12 @@ async fn status(app: &App, request: &Request) -> Result<Outcome, AuthError> {
             }
         });
     }
+    let journal = app
+        .runner
+        .journal(&tenant.id, &user, STATUS_JOURNAL_ENTRIES)
+        .await
+        .map_err(internal)?;
+    page = page.block(journal_block(lang, &journal));
     match record.status {
         UserStatus::Connected => {
             page = page.block(disconnect_form(lang, &claims, &tenant));
@@ -869,6 +877,46 @@ async fn status(app: &App, request: &Request) -> Result<Outcome, AuthError> {
         UserStatus::Disconnected => page = page.link(Msg::ConnectAction, &connect_href),
     }
     Ok(Outcome::Page(page))
+}
+
+/// How many journal entries the status page shows, newest first.
+const STATUS_JOURNAL_ENTRIES: usize = 20;
+
+/// The journal as a table: what calsync settled, which side's value it kept, and the value it
+/// did not keep.
+fn journal_block(lang: Lang, journal: &[JournalEntry]) -> maud::Markup {
+    let side = |side: Side| match side {
+        Side::Crm => "CRM",
+        Side::Outlook => "Outlook",
+    };
+    html! {
+        h2 { (text(lang, Msg::Journal)) }
+        p { (text(lang, Msg::JournalIntro)) }
+        @if journal.is_empty() {
+            p { (text(lang, Msg::NoJournal)) }
+        } @else {
+            table.journal {
+                thead { tr {
+                    th { (text(lang, Msg::JournalWhen)) }
+                    th { (text(lang, Msg::JournalEvent)) }
+                    th { (text(lang, Msg::JournalWhat)) }
+                    th { (text(lang, Msg::JournalKept)) }
+                    th { (text(lang, Msg::JournalNotKept)) }
+                } }
+                tbody {
+                    @for entry in journal {
+                        tr data-reason=(entry.conflict.reason.code()) {
+                            td { (format_utc(entry.at)) }
+                            td { (entry.conflict.subject) }
+                            td { code { (entry.what()) } }
+                            td { (side(entry.conflict.winner)) }
+                            td { (entry.not_kept().unwrap_or_else(|| text(lang, Msg::JournalDeleted).to_owned())) }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 fn disconnect_form(lang: Lang, claims: &SignedUrl, tenant: &TenantContext) -> maud::Markup {

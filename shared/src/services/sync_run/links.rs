@@ -28,6 +28,34 @@ pub struct JournalEntry {
     pub conflict: Conflict,
 }
 
+impl JournalEntry {
+    /// What the entry is about: a field's name, or `deletion`.
+    pub fn what(&self) -> String {
+        self.conflict
+            .field
+            .and_then(|field| serde_json::to_value(field).ok())
+            .and_then(|value| value.as_str().map(str::to_owned))
+            .unwrap_or_else(|| "deletion".to_owned())
+    }
+
+    /// The value that was not kept, as short text (`None`: that side had deleted the event).
+    pub fn not_kept(&self) -> Option<String> {
+        let text = match self.conflict.value_not_kept()? {
+            Value::String(text) => text.clone(),
+            Value::Null => String::new(),
+            other => other.to_string(),
+        };
+        let mut short: String = text.chars().take(JOURNAL_TEXT_CHARS).collect();
+        if short.len() < text.len() {
+            short.push('…');
+        }
+        Some(short)
+    }
+}
+
+/// How much of a value not kept status pages and the CLI show.
+const JOURNAL_TEXT_CHARS: usize = 160;
+
 /// Links and journal of one user.
 #[derive(Clone)]
 pub struct LinkStore<'a> {
