@@ -52,6 +52,18 @@ pub fn wall_clock_instant(
     zone.to_timestamp(date.to_datetime(time))
 }
 
+/// The other instant with the same wall-clock time in `zone`, when `at` falls in a repeated
+/// hour (the clocks went back): a side that keeps only wall clocks cannot tell the two apart.
+pub fn fold_twin(at: Timestamp, zone: &TimeZone) -> Option<Timestamp> {
+    let ambiguous = zone.to_ambiguous_timestamp(zone.to_datetime(at));
+    if !ambiguous.is_ambiguous() {
+        return None;
+    }
+    let earlier = ambiguous.earlier().ok()?;
+    let later = ambiguous.later().ok()?;
+    Some(if at == earlier { later } else { earlier })
+}
+
 /// `at` moved by whole days on the wall clock of `zone` (a day across a DST change is 23 or 25
 /// hours long); `at` itself if that leaves jiff's range.
 pub fn shift_days(at: Timestamp, days: i64, zone: &TimeZone) -> Timestamp {
@@ -77,6 +89,18 @@ mod tests {
             Some(Some("Europe/Paris".to_owned()))
         );
         assert_eq!(resolve_zone("Mars/Olympus"), None);
+    }
+
+    #[test]
+    fn the_twin_of_a_repeated_wall_time() {
+        let madrid = TimeZone::get("Europe/Madrid").unwrap();
+        let first: Timestamp = "2027-10-31T00:30:00Z".parse().unwrap();
+        let second: Timestamp = "2027-10-31T01:30:00Z".parse().unwrap();
+        assert_eq!(fold_twin(first, &madrid), Some(second));
+        assert_eq!(fold_twin(second, &madrid), Some(first));
+        let plain: Timestamp = "2027-10-31T03:00:00Z".parse().unwrap();
+        assert_eq!(fold_twin(plain, &madrid), None);
+        assert_eq!(fold_twin(first, &TimeZone::UTC), None);
     }
 
     #[test]

@@ -114,6 +114,7 @@ mod tests;
 
 pub use execute::{execute, Execution, Stopped, SyncTarget, Tally, WriteFailure, ATTEMPTS};
 pub use journal::{field_value, Conflict, ConflictKind, Reason};
+pub use matching::settle_folds;
 pub use matching::{normalise_subject, MatchKey};
 pub use model::{
     absent_from_listing, differing, AsStored, CrmChanges, FieldSet, Link, LinkKey, LinkState,

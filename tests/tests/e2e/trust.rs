@@ -790,3 +790,85 @@ async fn the_journal_shows_on_the_status_page_and_in_the_cli() {
         "{out}"
     );
 }
+
+#[tokio::test]
+async fn an_all_day_crm_event_is_written_in_the_users_own_zone_and_keeps_its_days() {
+    let bed = SyncBed::start_in_zone("Europe/Madrid").await.unwrap();
+    let id = bed
+        .bed
+        .sandbox
+        .crm()
+        .seed_event(calsync_sandbox::vtiger::SeedEvent {
+            owner: calsync_testkit::syncbed::MARIA,
+            fields: [
+                ("subject", "Nochebuena"),
+                ("date_start", "2026-12-24"),
+                ("time_start", "00:00:00"),
+                ("due_date", "2026-12-24"),
+                ("time_end", "23:59:00"),
+                ("notime", "1"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+            ..Default::default()
+        });
+    settle(&bed).await;
+    let outlook = bed.outlook_event("Nochebuena").unwrap();
+    assert_eq!(outlook["isAllDay"], true);
+    // Written in maria's zone (from the CRM), so her Outlook shows it on the 24th.
+    assert_eq!(
+        outlook["originalStartTimeZone"], "Europe/Madrid",
+        "{outlook}"
+    );
+    assert_eq!(
+        &outlook["start"]["dateTime"].as_str().unwrap()[..10],
+        "2026-12-24"
+    );
+    assert_eq!(
+        &outlook["end"]["dateTime"].as_str().unwrap()[..10],
+        "2026-12-25"
+    );
+    // A round trip through Outlook leaves the CRM's days alone.
+    bed.bed
+        .sandbox
+        .graph()
+        .update_event(
+            USER_OID,
+            outlook["id"].as_str().unwrap(),
+            json!({"subject": "Nochebuena 🎄"}),
+        )
+        .unwrap();
+    settle(&bed).await;
+    let stored = bed.bed.sandbox.crm().event(&id).unwrap();
+    assert_eq!(stored.fields["date_start"], "2026-12-24");
+    assert_eq!(stored.fields["due_date"], "2026-12-24");
+}
+
+#[tokio::test]
+async fn a_meeting_in_the_repeated_hour_is_matched_not_copied() {
+    let bed = SyncBed::start_in_zone("Europe/Madrid").await.unwrap();
+    // 31 October 2027, Madrid: 02:00–03:00 happens twice. The CRM keeps only the wall clock;
+    // the Outlook copy is the second 02:30 (CET, 01:30 UTC).
+    bed.seed_crm("Night shift handover", "2027-10-31", "02:30:00", "03:00:00");
+    bed.bed
+        .sandbox
+        .graph()
+        .insert_event(
+            USER_OID,
+            outlook_event(
+                "Night shift handover",
+                "2027-10-31T01:30:00",
+                "2027-10-31T02:00:00",
+            ),
+        )
+        .unwrap();
+    settle(&bed).await;
+    assert_eq!(bed.outlook().len(), 1, "{:?}", bed.outlook_subjects());
+    assert_eq!(bed.crm().len(), 1, "{:?}", bed.crm_subjects());
+    let outlook = bed.outlook_event("Night shift handover").unwrap();
+    assert_eq!(
+        &outlook["start"]["dateTime"].as_str().unwrap()[..19],
+        "2027-10-31T01:30:00"
+    );
+}

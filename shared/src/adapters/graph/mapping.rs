@@ -82,11 +82,17 @@ fn sensitivity_name(value: Sensitivity) -> &'static str {
 }
 
 /// The Graph write of `fields` of `event` (all writable fields for a create). Timed events are
-/// written as UTC instants, all-day events as midnight-to-midnight dates, which Graph keeps
-/// as floating days; read back, both map to the same canonical values. Fields Graph does not
+/// written as UTC instants. All-day events are written as bare dates (Graph ignores the time
+/// of an all-day event) in `all_day_zone`, the user's own zone: Outlook shows an all-day event
+/// kept in another zone across the wrong days. Read back, both map to the same canonical
+/// values. Fields Graph does not
 /// carry (status, activity type) and the organizer (Graph's own) are never written, and there
 /// is no attendees field at all: calsync never sends invitations.
-pub fn draft_from_event(event: &CalendarEvent, fields: &[EventField]) -> EventDraft {
+pub fn draft_from_event(
+    event: &CalendarEvent,
+    fields: &[EventField],
+    all_day_zone: &str,
+) -> EventDraft {
     let mut draft = EventDraft::default();
     for field in fields {
         match field {
@@ -106,8 +112,8 @@ pub fn draft_from_event(event: &CalendarEvent, fields: &[EventField]) -> EventDr
                     draft.is_all_day = Some(false);
                 }
                 EventTime::AllDay { start, end } => {
-                    draft.start = Some(midnight(*start));
-                    draft.end = Some(midnight(*end));
+                    draft.start = Some(whole_day(*start, all_day_zone));
+                    draft.end = Some(whole_day(*end, all_day_zone));
                     draft.is_all_day = Some(true);
                 }
             },
@@ -128,10 +134,10 @@ pub fn draft_from_event(event: &CalendarEvent, fields: &[EventField]) -> EventDr
     draft
 }
 
-fn midnight(day: Date) -> DateTimeTimeZone {
+fn whole_day(day: Date, zone: &str) -> DateTimeTimeZone {
     DateTimeTimeZone {
-        date_time: format!("{day}T00:00:00"),
-        time_zone: Some("UTC".into()),
+        date_time: day.to_string(),
+        time_zone: Some(zone.to_owned()),
     }
 }
 
@@ -312,7 +318,7 @@ mod tests {
             "2026-10-26".parse().unwrap(),
         );
         for event in [timed, all_day] {
-            let draft = draft_from_event(&event, &EventField::ALL);
+            let draft = draft_from_event(&event, &EventField::ALL, "UTC");
             let mut body = serde_json::to_value(&draft).unwrap();
             body["id"] = json!("AAMk-1");
             let written: GraphEvent = serde_json::from_value(body).unwrap();
@@ -333,12 +339,12 @@ mod tests {
             "2026-10-24T08:00:00Z".parse().unwrap(),
             "2026-10-24T09:00:00Z".parse().unwrap(),
         );
-        let draft = draft_from_event(&event, &[EventField::Subject, EventField::Status]);
+        let draft = draft_from_event(&event, &[EventField::Subject, EventField::Status], "UTC");
         assert_eq!(
             serde_json::to_value(&draft).unwrap(),
             json!({"subject": "x"})
         );
-        let no_reminder = draft_from_event(&event, &[EventField::Reminder]);
+        let no_reminder = draft_from_event(&event, &[EventField::Reminder], "UTC");
         assert_eq!(
             serde_json::to_value(&no_reminder).unwrap(),
             json!({"isReminderOn": false})

@@ -40,8 +40,8 @@ use crate::services::users::{
 };
 use calsync_core::ids::{CrmUserName, TenantId};
 use calsync_core::sync::{
-    execute, plan, CrmChanges, Execution, FieldSet, Link, LinkKey, Plan, PlanCounts, Policy,
-    Stopped, SyncProgress,
+    execute, plan, settle_folds, CrmChanges, Execution, FieldSet, Link, LinkKey, Plan, PlanCounts,
+    Policy, Stopped, SyncProgress,
 };
 use calsync_core::time::TimeWindow;
 
@@ -622,6 +622,9 @@ impl Run<'_> {
         policy.parked = self.parking.waiting();
         self.parking
             .feed_due(&mut outlook_changes, &mut crm_changes);
+        if let Some(zone) = calsync_core::time::resolve_zone(&settings.crm_time_zone) {
+            settle_folds(&mut crm_changes, &snapshot, &outlook_changes, &zone);
+        }
         let plan = plan(&snapshot, &outlook_changes, &crm_changes, &policy);
         report.skipped.extend(plan.skipped.iter().cloned());
         if self.options.dry_run {

@@ -115,6 +115,17 @@ fn returned(asked: &CalendarEvent, stored: &GraphEvent) -> CalendarEvent {
     })
 }
 
+impl LiveTarget<'_> {
+    /// The zone all-day events are written in: the user's own, as the CRM knows it.
+    fn all_day_zone(&self) -> &str {
+        self.owner
+            .time_zone
+            .as_deref()
+            .filter(|zone| calsync_core::time::resolve_zone(zone).is_some())
+            .unwrap_or("UTC")
+    }
+}
+
 #[async_trait]
 impl SyncTarget for LiveTarget<'_> {
     async fn stored_version(&self, key: &LinkKey) -> Result<Option<u64>, WriteFailure> {
@@ -191,7 +202,7 @@ impl SyncTarget for LiveTarget<'_> {
         transaction_id: &str,
         event: &CalendarEvent,
     ) -> Result<CalendarEvent, WriteFailure> {
-        let draft = draft_from_event(event, &EventField::ALL);
+        let draft = draft_from_event(event, &EventField::ALL, self.all_day_zone());
         let stored = self
             .mailbox
             .create_event(&draft, crm_id.as_str(), transaction_id)
@@ -224,7 +235,7 @@ impl SyncTarget for LiveTarget<'_> {
         _occurrence: Option<&Occurrence>,
     ) -> Result<Option<CalendarEvent>, WriteFailure> {
         // An occurrence is patched by its own id, which turns it into an exception.
-        let draft = draft_from_event(event, fields);
+        let draft = draft_from_event(event, fields, self.all_day_zone());
         let if_match = event.ids.outlook_change_key.as_deref();
         match self
             .mailbox
