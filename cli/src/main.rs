@@ -396,6 +396,16 @@ async fn status(app: &App, tenant: &str, user: Option<&str>, json: bool) -> Resu
                     println!("  {}", resync::held_line(held));
                 }
             }
+            for skipped in &u.skipped {
+                let side = match skipped.side {
+                    calsync_core::sync::Side::Crm => "CRM",
+                    calsync_core::sync::Side::Outlook => "Outlook",
+                };
+                println!(
+                    "not readable, not synced: {side} event {:?}: {}",
+                    skipped.id, skipped.why
+                );
+            }
             for parked in &u.parked {
                 let next = jiff::Timestamp::from_second(parked.next_at)
                     .map(|at| at.strftime("%Y-%m-%d %H:%M:%SZ").to_string())

@@ -247,6 +247,7 @@ mod tests {
             held_deletions: Vec::new(),
             confirmed_deletions: Vec::new(),
             parked: Vec::new(),
+            skipped: Vec::new(),
             run_lease: None,
             progress: None,
         };

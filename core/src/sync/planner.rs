@@ -306,6 +306,10 @@ impl<'a> Planner<'a> {
                 if !matches!(self.outlook_seen[index], Seen::Deleted) {
                     self.outlook_seen[index] = Seen::Upsert(item);
                 }
+            } else if let Some(index) = self.became_series(item, &by_outlook) {
+                // The single event it was linked to became this series' master: the link
+                // follows the occurrence at the event's old time.
+                self.outlook_seen[index] = Seen::Upsert(item);
             } else if let Some(&at) = new_at.get(id) {
                 self.new_outlook[at] = Some(item);
             } else {
@@ -313,6 +317,28 @@ impl<'a> Planner<'a> {
                 self.new_outlook.push(Some(item));
             }
         }
+    }
+
+    /// The link of a single event that the user made recurring, if `item` is the occurrence at
+    /// that event's time: Graph keeps the event's id for the new series master.
+    fn became_series(
+        &self,
+        item: &OutlookItem,
+        by_outlook: &HashMap<&str, usize>,
+    ) -> Option<usize> {
+        let occurrence = item.occurrence.as_ref()?;
+        let &index = by_outlook.get(occurrence.series_master_id.as_str())?;
+        let link = &self.snapshot[index];
+        let start = match &link.base.time {
+            crate::event::EventTime::Timed { start, .. } => *start,
+            crate::event::EventTime::AllDay { start, .. } => jiff::tz::TimeZone::UTC
+                .to_timestamp(start.to_datetime(jiff::civil::Time::midnight()))
+                .ok()?,
+        };
+        (link.occurrence.is_none()
+            && occurrence.original_start == start
+            && self.outlook_seen[index].is_nothing())
+        .then_some(index)
     }
 
     fn observe_crm(&mut self, changes: &'a CrmChanges) {
@@ -648,10 +674,15 @@ impl<'a> Planner<'a> {
             .crm_id
             .clone()
             .or_else(|| crm_event.ids.crm.as_deref().map(CrmEventId::new));
-        let outlook_id = link
-            .outlook_id
-            .clone()
-            .or_else(|| outlook_event.ids.outlook.clone());
+        let outlook_id = match outlook {
+            // A single event that became a series: the link moves to its occurrence.
+            Seen::Upsert(item) if item.occurrence.is_some() && link.occurrence.is_none() => {
+                item.id().map(str::to_owned)
+            }
+            _ => None,
+        }
+        .or_else(|| link.outlook_id.clone())
+        .or_else(|| outlook_event.ids.outlook.clone());
         let not_organizer = outlook_event.is_organizer == Some(false);
 
         match (outlook, crm) {

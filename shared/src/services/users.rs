@@ -64,6 +64,8 @@ pub enum ProblemCode {
     SyncErrors,
     /// A side refused some events for good; they are parked and tried again later.
     EventsParked,
+    /// Some events could not be read, so they are not synced.
+    EventsSkipped,
 }
 
 impl ProblemCode {
@@ -80,6 +82,7 @@ impl ProblemCode {
             Self::DeletionGuard => "deletion_guard",
             Self::SyncErrors => "sync_errors",
             Self::EventsParked => "events_parked",
+            Self::EventsSkipped => "events_skipped",
         }
     }
 
@@ -150,6 +153,9 @@ pub struct UserRecord {
     /// Events a side refused for good, waiting for their next try.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parked: Vec<ParkedEvent>,
+    /// Events that could not be read, until they are read again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<SkippedEvent>,
     /// The sync run that holds the user now, if any (see [`Users::begin_run`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_lease: Option<RunLease>,
@@ -182,6 +188,18 @@ pub struct ParkedEvent {
     pub crm: Option<CalendarEvent>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outlook: Option<OutlookItem>,
+}
+
+/// An event calsync could not read (a record with a broken date, an item Graph describes in a
+/// way calsync cannot map): it is not synced, and status says so until it is read again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedEvent {
+    pub side: calsync_core::sync::Side,
+    /// Its id on that side; empty when it had none.
+    pub id: String,
+    pub why: String,
+    /// When it was first skipped (epoch seconds).
+    pub since: i64,
 }
 
 /// A sync run's hold on its user: one run per user at a time, across processes. It lapses at
@@ -332,6 +350,8 @@ pub enum RunRecord<'a> {
         failures: &'a [String],
         /// Every event parked after this run.
         parked: Vec<ParkedEvent>,
+        /// Every event that could not be read, after this run.
+        skipped: Vec<SkippedEvent>,
         /// The progress to commit, when every step succeeded.
         committed: Option<&'a SyncProgress>,
         /// The CRM user resolved by this run, kept even when nothing is committed.
@@ -506,6 +526,10 @@ impl Users {
             parked: previous
                 .as_ref()
                 .map(|p| p.parked.clone())
+                .unwrap_or_default(),
+            skipped: previous
+                .as_ref()
+                .map(|p| p.skipped.clone())
                 .unwrap_or_default(),
             run_lease: previous.as_ref().and_then(|p| p.run_lease.clone()),
             progress: previous.as_ref().and_then(|p| p.progress.clone()),
@@ -874,6 +898,7 @@ fn apply_run(record: &mut UserRecord, run: &RunRecord<'_>, now: i64) {
             guard,
             failures,
             parked,
+            skipped,
             committed,
             owner,
             mailbox,
@@ -928,6 +953,24 @@ fn apply_run(record: &mut UserRecord, run: &RunRecord<'_>, now: i64) {
                 }
             }
             record.parked = parked.clone();
+            match skipped.first() {
+                None => record.clear_problem(ProblemCode::EventsSkipped),
+                Some(first) => record.set_problem(
+                    ProblemCode::EventsSkipped,
+                    format!(
+                        "{} events could not be read and are not synced (first: {} event {:?}: {}). calsync reads them again when they change.",
+                        skipped.len(),
+                        match first.side {
+                            calsync_core::sync::Side::Crm => "CRM",
+                            calsync_core::sync::Side::Outlook => "Outlook",
+                        },
+                        first.id,
+                        first.why,
+                    ),
+                    now,
+                ),
+            }
+            record.skipped = skipped.clone();
             match committed {
                 Some(progress) => {
                     let summary = record.summary();

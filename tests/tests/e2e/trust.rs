@@ -872,3 +872,164 @@ async fn a_meeting_in_the_repeated_hour_is_matched_not_copied() {
         "2027-10-31T01:30:00"
     );
 }
+
+fn weekly(count: u32, start_date: &str) -> Value {
+    json!({
+        "pattern": {"type": "weekly", "interval": 1, "daysOfWeek": ["thursday"]},
+        "range": {"type": "numbered", "startDate": start_date, "numberOfOccurrences": count}
+    })
+}
+
+#[tokio::test]
+async fn an_all_day_series_reaches_the_crm_day_by_day() {
+    let bed = SyncBed::start().await.unwrap();
+    bed.bed
+        .sandbox
+        .graph()
+        .insert_event(
+            USER_OID,
+            json!({
+                "subject": "Office day",
+                "isAllDay": true,
+                "start": {"dateTime": "2026-12-10T00:00:00", "timeZone": "UTC"},
+                "end": {"dateTime": "2026-12-11T00:00:00", "timeZone": "UTC"},
+                "recurrence": weekly(3, "2026-12-10"),
+            }),
+        )
+        .unwrap();
+    let report = bed.sync().await.unwrap();
+    assert!(report.skipped.is_empty(), "{:?}", report.skipped);
+    settle(&bed).await;
+    // Read as the CRM user sees them (whole days in maria's zone).
+    let tenant = bed.bed.app.tenants.context(&bed.bed.tenant).await.unwrap();
+    let crm = bed.bed.app.runner.crm_for(&tenant).unwrap();
+    use calsync::adapters::crm::CrmPort;
+    let owner = crm.resolve_user("maria").await.unwrap();
+    let mut days = Vec::new();
+    for record in bed.crm() {
+        let id = calsync::adapters::crm::CrmEventId::new(format!("18x{}", record.crmid));
+        let event = crm.get(&owner, &id).await.unwrap().unwrap();
+        let calsync_core::event::EventTime::AllDay { start, end } = event.time else {
+            panic!("not all day: {event:?}")
+        };
+        assert_eq!(end, start.tomorrow().unwrap());
+        days.push(start.to_string());
+    }
+    days.sort();
+    assert_eq!(days, ["2026-12-10", "2026-12-17", "2026-12-24"]);
+}
+
+#[tokio::test]
+async fn a_single_event_made_a_series_keeps_its_crm_record() {
+    let bed = SyncBed::start().await.unwrap();
+    let graph = bed.bed.sandbox.graph();
+    let id = graph
+        .insert_event(
+            USER_OID,
+            outlook_event("Stand-up", "2026-12-10T09:00:00", "2026-12-10T09:15:00"),
+        )
+        .unwrap();
+    settle(&bed).await;
+    assert_eq!(bed.crm().len(), 1);
+    let first_record = bed.crm()[0].crmid;
+    // maria makes it weekly: the event becomes the series master.
+    graph
+        .update_event(
+            USER_OID,
+            &id,
+            json!({"recurrence": weekly(3, "2026-12-10")}),
+        )
+        .unwrap();
+    settle(&bed).await;
+    let mut crm = bed.crm();
+    crm.sort_by_key(|e| e.fields["date_start"].clone());
+    let days: Vec<&str> = crm
+        .iter()
+        .map(|e| e.fields["date_start"].as_str())
+        .collect();
+    assert_eq!(
+        days,
+        ["2026-12-10", "2026-12-17", "2026-12-24"],
+        "one record per date"
+    );
+    assert_eq!(
+        crm[0].crmid, first_record,
+        "the first date keeps the record it had"
+    );
+}
+
+#[tokio::test]
+async fn an_event_that_cannot_be_read_shows_in_status() {
+    let bed = SyncBed::start().await.unwrap();
+    bed.bed
+        .sandbox
+        .crm()
+        .seed_event(calsync_sandbox::vtiger::SeedEvent {
+            owner: calsync_testkit::syncbed::MARIA,
+            fields: [
+                ("subject", "Broken"),
+                ("date_start", "2026-12-15"),
+                ("time_start", "25:61:00"),
+                ("due_date", "2026-12-15"),
+                ("time_end", "10:00:00"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+            ..Default::default()
+        });
+    bed.sync().await.unwrap();
+    let record = bed.record().await.unwrap();
+    let problem = record
+        .problems
+        .iter()
+        .find(|p| p.code.as_str() == "events_skipped")
+        .unwrap_or_else(|| panic!("{:?}", record.problems));
+    assert!(problem.detail.contains("time_start"), "{}", problem.detail);
+}
+
+#[tokio::test]
+async fn a_series_moved_to_another_time_zone_moves_its_crm_records() {
+    let bed = SyncBed::start().await.unwrap();
+    let graph = bed.bed.sandbox.graph();
+    let master = graph
+        .insert_event(
+            USER_OID,
+            json!({
+                "subject": "Team sync",
+                "start": {"dateTime": "2026-12-10T10:00:00", "timeZone": "Europe/Madrid"},
+                "end": {"dateTime": "2026-12-10T10:30:00", "timeZone": "Europe/Madrid"},
+                "recurrence": weekly(3, "2026-12-10"),
+            }),
+        )
+        .unwrap();
+    settle(&bed).await;
+    let before: Vec<u64> = bed.crm().iter().map(|e| e.crmid).collect();
+    assert_eq!(before.len(), 3);
+    // The organizer moves the series to London time: the same wall clock, an hour later.
+    graph
+        .update_event(
+            USER_OID,
+            &master,
+            json!({
+                "start": {"dateTime": "2026-12-10T10:00:00", "timeZone": "Europe/London"},
+                "end": {"dateTime": "2026-12-10T10:30:00", "timeZone": "Europe/London"},
+            }),
+        )
+        .unwrap();
+    settle(&bed).await;
+    let after = bed.crm();
+    let mut ids: Vec<u64> = after.iter().map(|e| e.crmid).collect();
+    ids.sort();
+    let mut expected = before.clone();
+    expected.sort();
+    assert_eq!(ids, expected, "the same records, moved");
+    assert!(
+        after.iter().all(|e| e.fields["time_start"] == "10:00:00"),
+        "10:00 London is 10:00 UTC: {:?}",
+        after
+            .iter()
+            .map(|e| &e.fields["time_start"])
+            .collect::<Vec<_>>()
+    );
+}

@@ -12,6 +12,7 @@
 mod links;
 mod outlook;
 mod parking;
+mod skipped;
 mod target;
 
 pub use links::{sync_pk, JournalEntry, LinkStore};
@@ -35,13 +36,13 @@ use crate::crypto::random_token;
 use crate::services::tenants::{TenantContext, TenantSettings};
 use crate::services::tokens::{TokenError, Tokens};
 use crate::services::users::{
-    GuardNote, ParkedEvent, ProblemCode, RunCounts, RunRecord, RunStart, UserStatus,
+    GuardNote, ParkedEvent, ProblemCode, RunCounts, RunRecord, RunStart, SkippedEvent, UserStatus,
     UserWriteError, Users, VersionedUser,
 };
 use calsync_core::ids::{CrmUserName, TenantId};
 use calsync_core::sync::{
     execute, plan, settle_folds, CrmChanges, Execution, FieldSet, Link, LinkKey, Plan, PlanCounts,
-    Policy, Stopped, SyncProgress,
+    Policy, Side, Stopped, SyncProgress,
 };
 use calsync_core::time::TimeWindow;
 
@@ -374,6 +375,7 @@ impl SyncRunner {
             lost: lease.map(|lease| lease.lost.clone()),
             confirmed: read.record.confirmed_deletions.iter().cloned().collect(),
             parking: parking::Parking::new(&read.record.parked, now, options.full),
+            skipped_before: read.record.skipped.clone(),
         };
         let mut outcome = run.sync(&mailbox, &links, &mut progress).await;
         if outcome.as_ref().is_err_and(RunError::is_token_refused) {
@@ -412,6 +414,7 @@ impl SyncRunner {
                 guard: done.guard.clone(),
                 failures: &done.report.failures,
                 parked: done.parked.clone(),
+                skipped: done.skipped.clone(),
                 committed: done.commit.then_some(&progress),
                 owner: progress.crm_owner.as_ref(),
                 mailbox: &progress.mailbox,
@@ -495,6 +498,8 @@ struct Run<'a> {
     confirmed: HashSet<LinkKey>,
     /// Events refused earlier: which wait, which are tried now.
     parking: parking::Parking,
+    /// Events that could not be read before this run.
+    skipped_before: Vec<SkippedEvent>,
 }
 
 /// A finished run: its report, and whether the cursors in the state may be committed.
@@ -505,6 +510,8 @@ struct Done {
     guard: Option<GuardNote>,
     /// The parked events after the run.
     parked: Vec<ParkedEvent>,
+    /// The events that could not be read, after the run.
+    skipped: Vec<SkippedEvent>,
 }
 
 impl Run<'_> {
@@ -566,7 +573,7 @@ impl Run<'_> {
             None
         };
         let full_crm_listing = cursor.is_none();
-        let (mut crm_changes, crm_cursor) = self
+        let (mut crm_changes, crm_cursor, crm_unreadable) = self
             .read_crm(&owner, cursor, reconcile, &window, snapshot.as_deref())
             .await?;
 
@@ -598,17 +605,17 @@ impl Run<'_> {
                 linked: None,
                 guard: None,
                 parked: self.parking.before().to_vec(),
+                skipped: self.skipped_before.clone(),
             });
         }
         let snapshot = match snapshot.take() {
             Some(snapshot) => snapshot,
             None => links.links().await?,
         };
-        let (mut outlook_changes, skipped) = outlook
+        let (mut outlook_changes, outlook_unreadable) = outlook
             .into_changes(mailbox, &snapshot, check_series)
             .await
             .map_err(RunError::Outlook)?;
-        report.skipped = skipped;
 
         let mut policy = Policy::new(
             settings.conflict_policy,
@@ -626,7 +633,28 @@ impl Run<'_> {
             settle_folds(&mut crm_changes, &snapshot, &outlook_changes, &zone);
         }
         let plan = plan(&snapshot, &outlook_changes, &crm_changes, &policy);
-        report.skipped.extend(plan.skipped.iter().cloned());
+        let unreadable = outlook_unreadable
+            .into_iter()
+            .map(|(id, why)| (Side::Outlook, id, why))
+            .chain(
+                crm_unreadable
+                    .into_iter()
+                    .map(|(id, why)| (Side::Crm, id.to_string(), why)),
+            )
+            .chain(
+                plan.skipped
+                    .iter()
+                    .map(|why| (Side::Outlook, String::new(), why.clone())),
+            )
+            .collect();
+        let skipped = skipped::after(
+            &self.skipped_before,
+            unreadable,
+            &outlook_changes,
+            &crm_changes,
+            self.now,
+        );
+        report.skipped = skipped.iter().map(skipped::describe).collect();
         if self.options.dry_run {
             report.outcome = RunOutcome::DryRun;
             report.plan = Some(plan);
@@ -636,6 +664,7 @@ impl Run<'_> {
                 linked: None,
                 guard: None,
                 parked: self.parking.before().to_vec(),
+                skipped: self.skipped_before.clone(),
             });
         }
 
@@ -711,6 +740,7 @@ impl Run<'_> {
             linked,
             guard,
             parked,
+            skipped,
         })
     }
 
@@ -737,13 +767,14 @@ impl Run<'_> {
         reconcile: bool,
         window: &TimeWindow,
         snapshot: Option<&[Link]>,
-    ) -> Result<(CrmChanges, ChangeCursor), RunError> {
+    ) -> Result<(CrmChanges, ChangeCursor, Vec<(CrmEventId, String)>), RunError> {
         let known: Vec<CrmEventId> = snapshot
             .unwrap_or_default()
             .iter()
             .filter_map(|link| link.crm_id.clone())
             .collect();
         let mut changes = CrmChanges::default();
+        let mut unreadable = Vec::new();
         let mut cursor = cursor;
         for n in 0..MAX_CRM_READS {
             let page = self
@@ -761,6 +792,7 @@ impl Run<'_> {
             for (id, why) in &page.unreadable {
                 tracing::warn!(tenant = %self.tenant.id, user = %self.user, crm_id = %id, reason = %why, "CRM event skipped");
             }
+            unreadable.extend(page.unreadable.iter().cloned());
             let more = page.more;
             cursor = Some(page.cursor.clone());
             changes.extend(page.upserts, page.gone);
@@ -778,7 +810,7 @@ impl Run<'_> {
                 .filter_map(|event| event.ids.crm.as_deref().map(CrmEventId::new))
                 .collect(),
         );
-        Ok((changes, cursor))
+        Ok((changes, cursor, unreadable))
     }
 }
 

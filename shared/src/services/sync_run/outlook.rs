@@ -77,13 +77,13 @@ impl OutlookRead {
         mailbox: &MailboxClient,
         snapshot: &[Link],
         check_series: bool,
-    ) -> Result<(OutlookChanges, Vec<String>), GraphError> {
+    ) -> Result<(OutlookChanges, Vec<(String, String)>), GraphError> {
         let mut changes = OutlookChanges::default();
         let mut skipped = Vec::new();
         for event in &self.round.changes {
             match item_from(event) {
                 Ok(item) => changes.upserts.push(item),
-                Err(e) => skipped.push(format!("Outlook event {}: {e}", event.id)),
+                Err(e) => skipped.push((event.id.clone(), e.to_string())),
             }
         }
         let masters: HashSet<&str> = snapshot
@@ -127,7 +127,7 @@ impl OutlookRead {
                 RemovalCheck::StillThere(event) if !event.is_series_master() => {
                     match item_from(&event) {
                         Ok(item) => changes.upserts.push(item),
-                        Err(e) => skipped.push(format!("Outlook event {}: {e}", event.id)),
+                        Err(e) => skipped.push((event.id.clone(), e.to_string())),
                     }
                 }
                 RemovalCheck::StillThere(_) => {}
@@ -175,6 +175,15 @@ impl OutlookRead {
     }
 }
 
+/// An occurrence's original start: an instant, or — as occurrence stubs carry it, taken from
+/// their start — a UTC wall time without an offset (calsync asks Graph for UTC).
+fn original_instant(text: &str) -> Option<Timestamp> {
+    text.parse::<Timestamp>().ok().or_else(|| {
+        let civil = text.parse::<jiff::civil::DateTime>().ok()?;
+        jiff::tz::TimeZone::UTC.to_timestamp(civil).ok()
+    })
+}
+
 /// One Graph event as the engine sees it.
 pub fn item_from(event: &GraphEvent) -> Result<OutlookItem, MappingError> {
     let mapped = to_calendar_event(event)?;
@@ -183,7 +192,7 @@ pub fn item_from(event: &GraphEvent) -> Result<OutlookItem, MappingError> {
             let original_start = event
                 .original_start
                 .as_deref()
-                .and_then(|t| t.parse::<Timestamp>().ok())
+                .and_then(original_instant)
                 .or(match &mapped.time {
                     calsync_core::event::EventTime::Timed { start, .. } => Some(*start),
                     calsync_core::event::EventTime::AllDay { .. } => None,
