@@ -105,6 +105,7 @@ mod journal;
 mod matching;
 mod merge;
 mod model;
+mod parking;
 mod planner;
 mod policy;
 mod progress;
@@ -120,6 +121,7 @@ pub use model::{
     absent_from_listing, differing, AsStored, CrmChanges, FieldSet, Link, LinkKey, LinkState,
     Occurrence, Origin, OutlookChanges, OutlookItem, Side,
 };
+pub use parking::{ParkedEvent, Parking};
 pub use planner::{plan, Action, GuardTrip, HeldDeletion, Plan, PlanCounts, Step};
 pub use policy::{
     crm_create_marker, outlook_transaction_id, ConflictPolicy, DeletionGuard, Policy,

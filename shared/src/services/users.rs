@@ -17,9 +17,9 @@ use crate::adapters::store::{
 };
 use crate::services::tenants::tenant_pk;
 use calsync_core::crm::CrmUser;
-use calsync_core::event::CalendarEvent;
 use calsync_core::ids::{CrmUserName, TenantId};
-use calsync_core::sync::{HeldDeletion, LinkKey, OutlookItem, SyncProgress};
+pub use calsync_core::sync::ParkedEvent;
+use calsync_core::sync::{HeldDeletion, LinkKey, SyncProgress};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -166,28 +166,6 @@ pub struct UserRecord {
         skip_serializing_if = "Option::is_none"
     )]
     pub progress: Option<SyncProgress>,
-}
-
-/// An event whose sync a side refused for good (a CRM rule, data it will not take). The run
-/// moves on without it; it is tried again at `next_at`, with growing delays, or at once on a
-/// full resync.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ParkedEvent {
-    pub key: LinkKey,
-    pub subject: String,
-    /// Why it was refused, the last time.
-    pub why: String,
-    pub attempts: u32,
-    /// When it was first refused (epoch seconds).
-    pub since: i64,
-    /// When it is tried again (epoch seconds).
-    pub next_at: i64,
-    /// The versions the refused step was planned from: the cursors have moved past them, so
-    /// the next try feeds them to the planner again.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub crm: Option<CalendarEvent>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub outlook: Option<OutlookItem>,
 }
 
 /// An event calsync could not read (a record with a broken date, an item Graph describes in a

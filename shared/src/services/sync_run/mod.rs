@@ -11,7 +11,6 @@
 
 mod links;
 mod outlook;
-mod parking;
 mod skipped;
 mod target;
 
@@ -41,8 +40,8 @@ use crate::services::users::{
 };
 use calsync_core::ids::{CrmUserName, TenantId};
 use calsync_core::sync::{
-    execute, plan, settle_folds, CrmChanges, Execution, FieldSet, Link, LinkKey, Plan, PlanCounts,
-    Policy, Side, Stopped, SyncProgress,
+    execute, plan, settle_folds, CrmChanges, Execution, FieldSet, Link, LinkKey, Parking, Plan,
+    PlanCounts, Policy, Side, Stopped, SyncProgress,
 };
 use calsync_core::time::TimeWindow;
 
@@ -374,7 +373,7 @@ impl SyncRunner {
             now,
             lost: lease.map(|lease| lease.lost.clone()),
             confirmed: read.record.confirmed_deletions.iter().cloned().collect(),
-            parking: parking::Parking::new(&read.record.parked, now, options.full),
+            parking: Parking::new(&read.record.parked, now, options.full),
             skipped_before: read.record.skipped.clone(),
         };
         let mut outcome = run.sync(&mailbox, &links, &mut progress).await;
@@ -497,7 +496,7 @@ struct Run<'a> {
     /// Deletions an operator confirmed after the guard held them back.
     confirmed: HashSet<LinkKey>,
     /// Events refused earlier: which wait, which are tried now.
-    parking: parking::Parking,
+    parking: Parking,
     /// Events that could not be read before this run.
     skipped_before: Vec<SkippedEvent>,
 }

@@ -1,14 +1,40 @@
 //! Events a side refused for good (a CRM rule such as a mandatory custom field, data Graph will
 //! not take). A refusal must not pin the cursors — every run would then read everything again —
-//! so the run moves on and keeps the refused step's inputs on the user ([`ParkedEvent`]). Its
+//! so the run moves on and keeps the refused step's inputs on the user ([`ParkedEvent`]).
+//! The runner (and the simulation) keep the list; [`Parking`] decides what it becomes. Its
 //! next try comes with growing delays (or at once on a full resync), when the kept versions are
 //! fed to the planner again, unless a side has reported something newer meanwhile.
 
 use std::collections::HashSet;
 
-use calsync_core::sync::{CrmChanges, Execution, Link, LinkKey, OutlookChanges, Plan, Side};
+use serde::{Deserialize, Serialize};
 
-use crate::services::users::ParkedEvent;
+use super::execute::Execution;
+use super::model::{CrmChanges, Link, LinkKey, OutlookChanges, OutlookItem, Side};
+use super::planner::Plan;
+use crate::event::CalendarEvent;
+
+/// An event whose sync a side refused for good (a CRM rule, data it will not take). The run
+/// moves on without it; it is tried again at `next_at`, with growing delays, or at once on a
+/// full resync.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ParkedEvent {
+    pub key: LinkKey,
+    pub subject: String,
+    /// Why it was refused, the last time.
+    pub why: String,
+    pub attempts: u32,
+    /// When it was first refused (epoch seconds).
+    pub since: i64,
+    /// When it is tried again (epoch seconds).
+    pub next_at: i64,
+    /// The versions the refused step was planned from: the cursors have moved past them, so
+    /// the next try feeds them to the planner again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crm: Option<CalendarEvent>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outlook: Option<OutlookItem>,
+}
 
 /// The first wait after a refusal; each further refusal doubles it, up to [`MAX_WAIT_SECS`].
 const FIRST_WAIT_SECS: i64 = 30 * 60;
@@ -152,10 +178,7 @@ fn inputs(
     snapshot: &[Link],
     outlook: &OutlookChanges,
     crm: &CrmChanges,
-) -> (
-    Option<calsync_core::event::CalendarEvent>,
-    Option<calsync_core::sync::OutlookItem>,
-) {
+) -> (Option<CalendarEvent>, Option<OutlookItem>) {
     let link = snapshot.iter().find(|link| &link.key == key);
     let first_seen = |side: Side| {
         key.origin()
