@@ -16,6 +16,16 @@ pub const CRM_ADMIN_KEY: &str = "crm-access-key";
 /// maria's user record number in the sandbox CRM.
 pub const MARIA: u64 = 5;
 
+/// A Graph event body with times in UTC (`start`, `end`: `yyyy-mm-ddThh:mm:ss`), as a user
+/// would make it in Outlook.
+pub fn outlook_event(subject: &str, start: &str, end: &str) -> Value {
+    serde_json::json!({
+        "subject": subject,
+        "start": {"dateTime": start, "timeZone": "UTC"},
+        "end": {"dateTime": end, "timeZone": "UTC"},
+    })
+}
+
 pub struct SyncBed {
     pub bed: TestBed,
 }
@@ -58,6 +68,25 @@ impl SyncBed {
     /// One sync run, as a queued job would run it.
     pub async fn sync(&self) -> Result<RunReport> {
         self.run(self.job(false)).await
+    }
+
+    /// Syncs until a run writes nothing (at most four runs, none failing), then checks that
+    /// the next run is quiet: the echoes of calsync's own writes never come back as changes.
+    pub async fn settle(&self) -> Result<()> {
+        for _ in 0..4 {
+            let report = self.sync().await?;
+            anyhow::ensure!(report.failures.is_empty(), "a run failed steps: {report:?}");
+            if report.counts.writes() == 0 {
+                let again = self.sync().await?;
+                anyhow::ensure!(
+                    again.outcome == calsync::services::sync_run::RunOutcome::Quiet
+                        && again.counts.writes() == 0,
+                    "the run after a settled one was not quiet: {again:?}"
+                );
+                return Ok(());
+            }
+        }
+        anyhow::bail!("the two sides did not settle in four runs")
     }
 
     pub async fn run(&self, job: SyncJob) -> Result<RunReport> {

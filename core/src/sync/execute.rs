@@ -230,20 +230,27 @@ where
         }
         match write().await {
             Ok(value) => return Ok(Tried::Done(value)),
-            Err(WriteFailure::Fatal(reason)) => return Err(reason),
-            Err(failure @ WriteFailure::Rejected(_)) => {
-                return Ok(Tried::Refused(failure.describe()))
-            }
-            Err(failure @ WriteFailure::Stale(_)) => {
-                return Ok(Tried::Failed(format!(
-                    "{} (planned again by the next run)",
-                    failure.describe()
-                )))
-            }
-            Err(failure) => last = failure.describe(),
+            Err(failure) => match give_up(failure) {
+                Ok(end) => return end,
+                Err(failure) => last = failure.describe(),
+            },
         }
     }
     Ok(Tried::Failed(format!("{ATTEMPTS} attempts: {last}")))
+}
+
+/// How a failure ends a write: `Ok` with the end when no retry can mend it (fatal, refused,
+/// stale), `Err` with the failure when another attempt may succeed.
+fn give_up<T>(failure: WriteFailure) -> Result<Result<Tried<T>, Cause>, WriteFailure> {
+    match failure {
+        WriteFailure::Fatal(reason) => Ok(Err(reason)),
+        failure @ WriteFailure::Rejected(_) => Ok(Ok(Tried::Refused(failure.describe()))),
+        failure @ WriteFailure::Stale(_) => Ok(Ok(Tried::Failed(format!(
+            "{} (planned again by the next run)",
+            failure.describe()
+        )))),
+        other => Err(other),
+    }
 }
 
 /// Tries a create up to [`ATTEMPTS`] times. A create that surely did nothing is sent again;
@@ -268,19 +275,15 @@ where
         if n > 0 {
             target.pause(n).await;
         }
-        match write().await {
+        let failure = match write().await {
             Ok(value) => return Ok(Tried::Done(value)),
-            Err(WriteFailure::Fatal(reason)) => return Err(reason),
-            Err(failure @ WriteFailure::Rejected(_)) => {
-                return Ok(Tried::Refused(failure.describe()))
-            }
-            Err(failure @ WriteFailure::Stale(_)) => {
-                return Ok(Tried::Failed(format!(
-                    "{} (planned again by the next run)",
-                    failure.describe()
-                )))
-            }
-            Err(failure @ WriteFailure::Ambiguous(_)) => match attempt(target, &mut look).await? {
+            Err(failure) => match give_up(failure) {
+                Ok(end) => return end,
+                Err(failure) => failure,
+            },
+        };
+        match failure {
+            WriteFailure::Ambiguous(_) => match attempt(target, &mut look).await? {
                 Tried::Done(Some(found)) => return Ok(Tried::Done(found)),
                 Tried::Done(None) if resend => last = failure.describe(),
                 Tried::Done(None) => {
@@ -296,7 +299,7 @@ where
                     )))
                 }
             },
-            Err(failure) => last = failure.describe(),
+            failure => last = failure.describe(),
         }
     }
     Ok(Tried::Failed(format!("{ATTEMPTS} attempts: {last}")))

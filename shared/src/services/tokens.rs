@@ -117,22 +117,7 @@ impl Tokens {
         refused: &Secret,
     ) -> Result<Secret, TokenError> {
         match tenant.settings.mode {
-            AccessMode::Delegated => {
-                let user = &record.user;
-                let lock = self.user_lock(&tenant.id, user);
-                let _in_process = lock.lock().await;
-                let lease = Lease::acquire(
-                    self.store.as_ref(),
-                    &tenant_pk(&tenant.id),
-                    &format!("LEASE#token#{user}"),
-                    REFRESH_LEASE_TTL,
-                    REFRESH_LEASE_TTL,
-                )
-                .await?;
-                let outcome = self.refresh_under_lease(tenant, user, Some(refused)).await;
-                lease.release().await;
-                outcome
-            }
+            AccessMode::Delegated => self.refresh(tenant, &record.user, Some(refused)).await,
             AccessMode::AppOnly => {
                 self.identity
                     .forget_app_token(app_registration(tenant), refused);
@@ -163,10 +148,20 @@ impl Tokens {
         tenant: &TenantContext,
         record: &UserRecord,
     ) -> Result<Secret, TokenError> {
-        let user = &record.user;
         if let Some(token) = usable_access_token(tenant, record)? {
             return Ok(token);
         }
+        self.refresh(tenant, &record.user, None).await
+    }
+
+    /// Refreshes under the user's lock and refresh lease, so one refresh token is redeemed
+    /// once however many runs and containers need a token at the same moment.
+    async fn refresh(
+        &self,
+        tenant: &TenantContext,
+        user: &CrmUserName,
+        refused: Option<&Secret>,
+    ) -> Result<Secret, TokenError> {
         let lock = self.user_lock(&tenant.id, user);
         let _in_process = lock.lock().await;
         let lease = Lease::acquire(
@@ -177,7 +172,7 @@ impl Tokens {
             REFRESH_LEASE_TTL,
         )
         .await?;
-        let outcome = self.refresh_under_lease(tenant, user, None).await;
+        let outcome = self.refresh_under_lease(tenant, user, refused).await;
         lease.release().await;
         outcome
     }

@@ -7,29 +7,12 @@ use std::time::Duration;
 
 use calsync::services::sync_run::RunOutcome;
 use calsync_sandbox::vtiger::Fault;
-use calsync_testkit::syncbed::SyncBed;
+use calsync_testkit::syncbed::{outlook_event, SyncBed};
 use calsync_testkit::testbed::USER_OID;
 use serde_json::{json, Value};
 
-fn outlook_event(subject: &str, start: &str, end: &str) -> Value {
-    json!({
-        "subject": subject,
-        "start": {"dateTime": start, "timeZone": "UTC"},
-        "end": {"dateTime": end, "timeZone": "UTC"},
-    })
-}
-
-/// Syncs until a run writes nothing, then checks that the next one is quiet too.
 async fn settle(bed: &SyncBed) {
-    for _ in 0..4 {
-        let report = bed.sync().await.unwrap();
-        if report.counts.writes() == 0 {
-            let again = bed.sync().await.unwrap();
-            assert_eq!(again.counts.writes(), 0, "{again:?}");
-            return;
-        }
-    }
-    panic!("the two sides did not settle in four runs");
+    bed.settle().await.unwrap();
 }
 
 #[tokio::test]
