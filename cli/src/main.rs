@@ -10,7 +10,7 @@ mod tenant_cmd;
 
 use anyhow::{bail, Context, Result};
 use calsync::services::users::UserRecord;
-use calsync::signed_url::SignedUrl;
+use calsync::signed_url::{LinkRoute, SignedUrl};
 use calsync::{App, Config};
 use calsync_core::ids::{CrmUserName, TenantId};
 use clap::{Parser, Subcommand};
@@ -73,9 +73,10 @@ enum Command {
         /// The CRM user's login name.
         #[arg(long, required_unless_present = "admin_consent")]
         user: Option<String>,
-        /// How long the link works: 90s, 30m, 1h, 7d.
-        #[arg(long, default_value = "1h")]
-        ttl: String,
+        /// How long the link works: 90s, 30m, 1h, 7d. Connect links live at most 15 minutes
+        /// (the default); status and admin-consent links up to 31 days (default 7d).
+        #[arg(long)]
+        ttl: Option<String>,
         /// Where to send the user afterwards; must be on the tenant's CRM.
         #[arg(long)]
         return_to: Option<String>,
@@ -187,7 +188,7 @@ async fn run(cli: Cli) -> Result<()> {
                 &app,
                 &tenant,
                 user.as_deref(),
-                &ttl,
+                ttl.as_deref(),
                 return_to,
                 status,
                 admin_consent,
@@ -233,15 +234,28 @@ async fn link(
     app: &App,
     tenant: &str,
     user: Option<&str>,
-    ttl: &str,
+    ttl: Option<&str>,
     return_to: Option<String>,
     status: bool,
     admin_consent: bool,
 ) -> Result<()> {
     let tenant = TenantId::parse(tenant)?;
-    let ttl = duration::parse(ttl)?;
-    if ttl > calsync::signed_url::MAX_URL_LIFETIME_SECS {
-        bail!("links can live at most 31 days");
+    let route = match (admin_consent, status) {
+        (true, _) => LinkRoute::AdminConsent,
+        (false, true) => LinkRoute::Status,
+        (false, false) => LinkRoute::Connect,
+    };
+    let ttl = match ttl {
+        Some(ttl) => duration::parse(ttl)?,
+        None => route.max_lifetime_secs().min(7 * 24 * 3600),
+    };
+    if ttl > route.max_lifetime_secs() {
+        match route {
+            LinkRoute::Connect => bail!(
+                "connect links live at most 15 minutes; to hand a user a lasting link, give them a --status link (up to 31 days): its page offers Connect"
+            ),
+            _ => bail!("links can live at most 31 days"),
+        }
     }
     let context = app.tenants.context(&tenant).await?;
     if let Some(url) = &return_to {
@@ -258,6 +272,7 @@ async fn link(
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs() as i64;
     let claims = SignedUrl {
+        route,
         tenant,
         user: if admin_consent {
             None
@@ -267,15 +282,7 @@ async fn link(
         expires_at: now + ttl,
         return_to,
     };
-    let route = match (admin_consent, status) {
-        (true, _) => "admin-consent",
-        (false, true) => "status",
-        (false, false) => "connect",
-    };
-    println!(
-        "{}",
-        claims.url(public_url, route, &context.secret.link_key)
-    );
+    println!("{}", claims.url(public_url, &context.secret.link_key));
     Ok(())
 }
 

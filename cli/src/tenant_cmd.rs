@@ -212,10 +212,10 @@ pub async fn run(app: &App, command: TenantCommand) -> Result<()> {
             let tenant = TenantId::parse(&tenant)?;
             if !yes {
                 bail!(
-                    "removing {tenant} deletes its settings, its users with their tokens, and its secret; run again with --yes"
+                    "removing {tenant} deletes its settings, its users with their tokens, subscriptions, links and journal, and its secret; run again with --yes"
                 );
             }
-            if app.tenants.remove(&tenant).await? {
+            if app.remove_tenant(&tenant).await? {
                 println!("tenant {tenant} removed");
                 Ok(())
             } else {

@@ -146,3 +146,28 @@ impl App {
         })
     }
 }
+
+impl App {
+    /// Removes a tenant and everything calsync keeps for it: each user's Graph subscription (at
+    /// Graph while a token can be had — it lapses on its own otherwise — and always in the
+    /// records), each user's links and journal, then the tenant's settings, users, account
+    /// index and secret. `false` when there was no such tenant.
+    pub async fn remove_tenant(
+        &self,
+        tenant: &calsync_core::ids::TenantId,
+    ) -> Result<bool, crate::services::tenants::TenantError> {
+        let users = self.users.list(tenant).await?;
+        let context = self.tenants.context(tenant).await.ok();
+        for user in &users {
+            if let Some(context) = &context {
+                self.subscriptions.drop_for(context, user).await;
+            }
+            let forgotten =
+                crate::services::sync_run::LinkStore::new(self.store.as_ref(), tenant, &user.user)
+                    .forget_all()
+                    .await?;
+            tracing::info!(%tenant, user = %user.user, forgotten, "user's sync records deleted");
+        }
+        self.tenants.remove(tenant).await
+    }
+}

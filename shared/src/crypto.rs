@@ -108,6 +108,11 @@ pub fn sha256_hex(value: &str) -> String {
     hex::encode(Sha256::digest(value.as_bytes()))
 }
 
+/// Whether two texts are equal, in time that does not depend on where they differ.
+pub fn constant_time_eq(a: &str, b: &str) -> bool {
+    subtle::ConstantTimeEq::ct_eq(a.as_bytes(), b.as_bytes()).into()
+}
+
 /// `bytes` random bytes as unpadded base64url: opaque tokens for URLs and keys.
 pub fn random_token(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];

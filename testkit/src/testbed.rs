@@ -8,6 +8,7 @@ use calsync::adapters::secret_store::SecretsManagerStore;
 use calsync::adapters::store::DynamoStore;
 use calsync::crypto::{random_key_hex, random_token};
 use calsync::services::tenants::{TenantSecret, TenantSettings};
+pub use calsync::signed_url::LinkRoute;
 use calsync::signed_url::SignedUrl;
 use calsync::{App, Config};
 use calsync_core::ids::{CrmUserName, TenantId};
@@ -138,21 +139,19 @@ impl CalsyncSide {
 pub fn link_query(
     tenant: &TenantId,
     link_key: &Secret,
+    route: LinkRoute,
     user: Option<&str>,
     expires_in: i64,
     return_to: Option<&str>,
 ) -> String {
     let claims = SignedUrl {
+        route,
         tenant: tenant.clone(),
         user: user.map(|u| CrmUserName::parse(u).expect("valid user name")),
         expires_at: now() + expires_in,
         return_to: return_to.map(str::to_owned),
     };
-    let url = claims.url(
-        &url::Url::parse(PUBLIC_URL).expect("valid URL"),
-        "x",
-        link_key,
-    );
+    let url = claims.url(&url::Url::parse(PUBLIC_URL).expect("valid URL"), link_key);
     url.split_once('?')
         .map(|(_, q)| q.to_owned())
         .unwrap_or_default()
@@ -160,17 +159,40 @@ pub fn link_query(
 
 /// One request to calsync's auth routes, as the auth function would take it.
 pub async fn request(app: &App, method: &str, path: &str, query: &str) -> WebResponse {
+    request_with_cookie(app, method, path, query, None).await
+}
+
+/// [`request`] from a browser that sends `cookie` (a `name=value` pair).
+pub async fn request_with_cookie(
+    app: &App,
+    method: &str,
+    path: &str,
+    query: &str,
+    cookie: Option<&str>,
+) -> WebResponse {
+    let mut headers = vec![("accept-language".to_owned(), "en".to_owned())];
+    if let Some(cookie) = cookie {
+        headers.push(("cookie".to_owned(), cookie.to_owned()));
+    }
     crate::web::auth(
         app,
         &WebRequest {
             method: method.into(),
             path: path.into(),
             query: query.into(),
-            headers: vec![("accept-language".into(), "en".into())],
+            headers,
             body: Vec::new(),
         },
     )
     .await
+}
+
+/// The `name=value` of the cookie an answer sets, as a browser would send it back.
+pub fn cookie_set_by(response: &WebResponse) -> Option<String> {
+    response
+        .header("set-cookie")
+        .and_then(|value| value.split(';').next())
+        .map(str::to_owned)
 }
 
 /// Connect maria, sign in at the sandbox and complete the callback; returns the callback's
@@ -180,15 +202,23 @@ pub async fn connect(app: &App, tenant: &TenantId, link_key: &Secret) -> Result<
         app,
         "GET",
         "/connect",
-        &link_query(tenant, link_key, Some(CRM_USER), 600, None),
+        &link_query(
+            tenant,
+            link_key,
+            LinkRoute::Connect,
+            Some(CRM_USER),
+            600,
+            None,
+        ),
     )
     .await;
     let location = start
         .header("location")
         .with_context(|| format!("connect did not redirect: {} {}", start.status, start.body))?
         .to_owned();
+    let cookie = cookie_set_by(&start).context("connect set no sign-in cookie")?;
     let query = sign_in(&location).await?;
-    Ok(request(app, "GET", "/callback", &query).await)
+    Ok(request_with_cookie(app, "GET", "/callback", &query, Some(&cookie)).await)
 }
 
 /// Sets up the sandbox's Microsoft identity: one Azure tenant, calsync's app, maria
@@ -296,15 +326,30 @@ impl TestBed {
     /// A signed link's query for `route` (connect, status, disconnect…).
     pub fn link_query(
         &self,
+        route: LinkRoute,
         user: Option<&str>,
         expires_in: i64,
         return_to: Option<&str>,
     ) -> String {
-        link_query(&self.tenant, &self.link_key, user, expires_in, return_to)
+        link_query(
+            &self.tenant,
+            &self.link_key,
+            route,
+            user,
+            expires_in,
+            return_to,
+        )
     }
 
     pub async fn request(&self, method: &str, path: &str, query: &str) -> WebResponse {
         request(&self.app, method, path, query).await
+    }
+
+    /// The callback with `query`, from the browser that got `start` (the `/connect` answer
+    /// that set the sign-in cookie).
+    pub async fn callback(&self, start: &WebResponse, query: &str) -> WebResponse {
+        let cookie = cookie_set_by(start);
+        request_with_cookie(&self.app, "GET", "/callback", query, cookie.as_deref()).await
     }
 
     /// Follows the authorize redirect at the sandbox and returns the query calsync's callback

@@ -9,30 +9,25 @@ use calsync::adapters::store::now_epoch;
 use calsync::entry::html::{self, document, format_utc, Layout};
 use calsync::services::tenants::TenantSettings;
 use calsync::services::users::UserRecord;
-use calsync::signed_url::SignedUrl;
+use calsync::signed_url::{LinkRoute, SignedUrl, CONNECT_LINK_SECS};
 use calsync::App;
 use calsync_core::ids::{CrmUserName, TenantId};
 use maud::{html, Markup};
 
 use super::Shared;
 
-/// Connect links shown by the demo live this long.
-const DEMO_LINK_TTL_SECS: i64 = 24 * 3600;
-
 /// A signed connect link for a demo user (the demo's tenant key, on this server).
 pub async fn connect_link(app: &App, tenant: &TenantId, user: &CrmUserName) -> Result<String> {
     let context = app.tenants.context(tenant).await?;
+    // Made afresh at every render of the page, so the short connect lifetime is enough.
     let claims = SignedUrl {
+        route: LinkRoute::Connect,
         tenant: tenant.clone(),
         user: Some(user.clone()),
-        expires_at: now_epoch() + DEMO_LINK_TTL_SECS,
+        expires_at: now_epoch() + CONNECT_LINK_SECS,
         return_to: None,
     };
-    Ok(claims.url(
-        app.config.require_public_url()?,
-        "connect",
-        &context.secret.link_key,
-    ))
+    Ok(claims.url(app.config.require_public_url()?, &context.secret.link_key))
 }
 
 fn when(epoch: Option<i64>) -> String {

@@ -201,6 +201,20 @@ impl Subscriptions {
         let now = now_epoch();
         let noted = match self.create(tenant, user, token).await {
             Ok(created) => {
+                // A reconnect leaves the previous subscription behind: delete it, so one
+                // mailbox change is never announced twice.
+                if let Some(old) = user
+                    .subscription_id
+                    .as_deref()
+                    .filter(|old| *old != created.id)
+                {
+                    if let Err(e) = self.delete(tenant, user, old, token).await {
+                        tracing::warn!(tenant = %tenant.id, user = %user.user, error = %crate::errors::chain(&e), "the previous subscription was not deleted at Graph; it lapses on its own");
+                        if let Err(e) = self.forget_record(old).await {
+                            tracing::error!(tenant = %tenant.id, user = %user.user, error = %crate::errors::chain(&e), "the previous subscription's record was not deleted");
+                        }
+                    }
+                }
                 self.users
                     .set_subscription(
                         &tenant.id,

@@ -314,9 +314,9 @@ impl Tenants {
         Ok(out)
     }
 
-    /// Removes the tenant: its settings, every item of its partition (users with their sealed
-    /// tokens, the account index) and its secret. Links, journal entries and subscription
-    /// records live in other partitions and stay.
+    /// Removes the tenant's own items: its settings, every item of its partition (users with
+    /// their sealed tokens, the account index) and its secret. `App::remove_tenant` first
+    /// removes what lives elsewhere (subscriptions, links, journals).
     pub async fn remove(&self, tenant: &TenantId) -> Result<bool, TenantError> {
         let pk = tenant_pk(tenant);
         let items = self.store.query(&pk, "").await?;

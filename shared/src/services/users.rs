@@ -513,9 +513,18 @@ impl Users {
             progress: previous.as_ref().and_then(|p| p.progress.clone()),
         };
         let pk = tenant_pk(tenant);
+        let index_sk = account_sk(&connection.ms_user_id);
+        // The index entry is taken on the version seen: of two sign-ins of one mailbox at
+        // once, one transaction fails, and the account ends up linked once.
+        let index_version = self
+            .store
+            .get(&pk, &index_sk)
+            .await
+            .map_err(UserWriteError::from)?
+            .map_or(0, |item| item.version);
         let index = record_to_item(
             &pk,
-            account_sk(&connection.ms_user_id),
+            index_sk,
             &serde_json::json!({ "user": connection.user }),
         )
         .map_err(UserWriteError::from)?;
@@ -524,7 +533,7 @@ impl Users {
                 self.item(&record, version).map_err(UserWriteError::from)?,
                 Precondition::Version(version),
             ),
-            WriteOp::Put(index, Precondition::None),
+            WriteOp::Put(index, Precondition::Version(index_version)),
         ];
         // Switching Microsoft accounts frees the old account's index entry.
         if let Some(old) = previous
@@ -539,7 +548,12 @@ impl Users {
         }
         match self.store.transact(ops).await {
             Ok(()) => Ok(record),
-            Err(StoreError::ConditionFailed) => Err(UserWriteError::Contended.into()),
+            Err(StoreError::ConditionFailed) => {
+                // Someone else took the account meanwhile, or the user item moved on.
+                self.check_account_free(tenant, &connection.ms_user_id, &connection.user)
+                    .await?;
+                Err(UserWriteError::Contended.into())
+            }
             Err(e) => Err(UserWriteError::from(e).into()),
         }
     }

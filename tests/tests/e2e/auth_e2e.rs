@@ -20,6 +20,16 @@ fn cli(bed: &TestBed, args: &[&str], stdin: Option<&str>) -> (String, String) {
 
 /// A browser GET of `path?query` (a raw query string) through the function, in Spanish.
 async fn get(function: &FunctionProcess, path: &str, query: &str) -> FunctionUrlResponse {
+    get_with_cookies(function, path, query, &[]).await
+}
+
+/// [`get`] from a browser that sends `cookies` (`name=value` pairs).
+async fn get_with_cookies(
+    function: &FunctionProcess,
+    path: &str,
+    query: &str,
+    cookies: &[String],
+) -> FunctionUrlResponse {
     let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
         .into_owned()
         .collect();
@@ -32,7 +42,7 @@ async fn get(function: &FunctionProcess, path: &str, query: &str) -> FunctionUrl
             "GET",
             path,
             &pairs,
-            &[("accept-language", "es")],
+            &[("accept-language", "es"), ("cookie", &cookies.join("; "))],
             None,
         ))
         .await
@@ -82,7 +92,7 @@ async fn operator_link_user_sign_in_and_status_through_the_real_binaries() {
     let (link, _) = cli(
         &bed,
         &[
-            "link", "--tenant", &tenant, "--user", "maria", "--ttl", "1h",
+            "link", "--tenant", &tenant, "--user", "maria", "--ttl", "10m",
         ],
         None,
     );
@@ -109,7 +119,14 @@ async fn operator_link_user_sign_in_and_status_through_the_real_binaries() {
     );
 
     let callback_query = bed.sign_in(&authorize).await.unwrap();
-    let done = get(&function, "/callback", &callback_query).await;
+    // The browser that started the sign-in brings its cookie back.
+    let cookies: Vec<String> = connect
+        .cookies
+        .iter()
+        .filter_map(|c| c.split(';').next().map(str::to_owned))
+        .collect();
+    assert!(!cookies.is_empty(), "connect set the sign-in cookie");
+    let done = get_with_cookies(&function, "/callback", &callback_query, &cookies).await;
     assert_eq!(done.status, 200, "{}", done.body_text().unwrap());
     assert!(done.body_text().unwrap().contains("Calendario conectado"));
 

@@ -5,7 +5,7 @@
 use calsync::services::users::{UserRecord, UserStatus};
 use calsync_sandbox::TokenFault;
 use calsync_testkit::testbed::{
-    query_value, TestBed, AZURE_TENANT, CRM_URL, CRM_USER, PUBLIC_URL, USER_OID,
+    query_value, LinkRoute, TestBed, AZURE_TENANT, CRM_URL, CRM_USER, PUBLIC_URL, USER_OID,
 };
 use std::time::Duration;
 
@@ -16,7 +16,7 @@ async fn connect_links_the_user_seals_the_token_and_queues_the_first_sync() {
         .request(
             "GET",
             "/connect",
-            &bed.link_query(Some(CRM_USER), 600, None),
+            &bed.link_query(LinkRoute::Connect, Some(CRM_USER), 600, None),
         )
         .await;
     assert_eq!(start.status, 302, "{}", start.body);
@@ -42,7 +42,7 @@ async fn connect_links_the_user_seals_the_token_and_queues_the_first_sync() {
     );
 
     let callback = bed.sign_in(location.as_str()).await.unwrap();
-    let done = bed.request("GET", "/callback", &callback).await;
+    let done = bed.callback(&start, &callback).await;
     assert_eq!(done.status, 200, "{}", done.body);
     assert!(done.body.contains("Calendar connected"));
 
@@ -99,7 +99,7 @@ async fn return_to_on_the_crm_is_where_the_user_lands() {
         .request(
             "GET",
             "/connect",
-            &bed.link_query(Some(CRM_USER), 600, Some(&back)),
+            &bed.link_query(LinkRoute::Connect, Some(CRM_USER), 600, Some(&back)),
         )
         .await;
     assert_eq!(start.status, 302);
@@ -107,7 +107,7 @@ async fn return_to_on_the_crm_is_where_the_user_lands() {
         .sign_in(start.header("location").unwrap())
         .await
         .unwrap();
-    let done = bed.request("GET", "/callback", &query).await;
+    let done = bed.callback(&start, &query).await;
     assert_eq!(done.status, 302, "{}", done.body);
     assert_eq!(
         done.header("location").unwrap(),
@@ -136,16 +136,16 @@ async fn refused_harmlessly(
 #[tokio::test]
 async fn bad_expired_or_overlong_links_are_refused() {
     let bed = TestBed::start().await.unwrap();
-    let good = bed.link_query(Some(CRM_USER), 600, None);
+    let good = bed.link_query(LinkRoute::Connect, Some(CRM_USER), 600, None);
     let forged = good.replace("user=maria", "user=pedro");
     let body = refused_harmlessly(&bed, 403, bed.request("GET", "/connect", &forged)).await;
     assert!(body.contains("not valid"));
     let tampered_sig = format!("{}0", good);
     refused_harmlessly(&bed, 403, bed.request("GET", "/connect", &tampered_sig)).await;
-    let expired = bed.link_query(Some(CRM_USER), -5, None);
+    let expired = bed.link_query(LinkRoute::Connect, Some(CRM_USER), -5, None);
     let body = refused_harmlessly(&bed, 403, bed.request("GET", "/connect", &expired)).await;
     assert!(body.contains("expired"));
-    let forever = bed.link_query(Some(CRM_USER), 400 * 86_400, None);
+    let forever = bed.link_query(LinkRoute::Connect, Some(CRM_USER), 400 * 86_400, None);
     refused_harmlessly(&bed, 403, bed.request("GET", "/connect", &forever)).await;
     refused_harmlessly(
         &bed,
@@ -155,9 +155,77 @@ async fn bad_expired_or_overlong_links_are_refused() {
     .await;
     let repeated = format!("{good}&user=maria");
     refused_harmlessly(&bed, 400, bed.request("GET", "/connect", &repeated)).await;
+    // An unknown tenant is answered as a bad signature is: a link tells nothing about which
+    // tenants exist.
     let unknown_tenant = good.replacen(&format!("tenant={}", bed.tenant), "tenant=nobody", 1);
-    refused_harmlessly(&bed, 404, bed.request("GET", "/connect", &unknown_tenant)).await;
+    let unknown =
+        refused_harmlessly(&bed, 403, bed.request("GET", "/connect", &unknown_tenant)).await;
+    let bad = refused_harmlessly(&bed, 403, bed.request("GET", "/connect", &tampered_sig)).await;
+    assert_eq!(unknown, bad);
     assert_eq!(bed.sandbox.identity().authorize_requests().len(), 0);
+}
+
+#[tokio::test]
+async fn an_expired_connect_link_offers_the_way_back_to_the_crm() {
+    let bed = TestBed::start().await.unwrap();
+    let back = format!("{CRM_URL}/index.php?module=Users&view=PreferenceDetail");
+    let expired = bed.link_query(LinkRoute::Connect, Some(CRM_USER), -5, Some(&back));
+    let body = refused_harmlessly(&bed, 403, bed.request("GET", "/connect", &expired)).await;
+    assert!(body.contains("expired"), "{body}");
+    let escaped = back.replace('&', "&amp;");
+    assert!(body.contains(&format!("href=\"{escaped}\"")), "{body}");
+    // Without a way back in the link, the tenant's CRM itself.
+    let expired = bed.link_query(LinkRoute::Connect, Some(CRM_USER), -5, None);
+    let body = refused_harmlessly(&bed, 403, bed.request("GET", "/connect", &expired)).await;
+    assert!(body.contains(&format!("href=\"{CRM_URL}\"")), "{body}");
+}
+
+#[tokio::test]
+async fn a_status_link_can_neither_connect_nor_disconnect() {
+    let bed = TestBed::start().await.unwrap();
+    assert_eq!(bed.connect().await.unwrap().status, 200);
+    let status = bed.link_query(LinkRoute::Status, Some(CRM_USER), 600, None);
+    assert_eq!(bed.request("GET", "/status", &status).await.status, 200);
+    let body = refused_harmlessly(&bed, 403, bed.request("GET", "/connect", &status)).await;
+    assert!(body.contains("not valid"));
+    refused_harmlessly(&bed, 403, bed.request("POST", "/disconnect", &status)).await;
+    // Nor does a connect link show the status page.
+    let connect = bed.link_query(LinkRoute::Connect, Some(CRM_USER), 600, None);
+    refused_harmlessly(&bed, 403, bed.request("GET", "/status", &connect)).await;
+}
+
+#[tokio::test]
+async fn a_callback_in_a_browser_that_did_not_start_the_sign_in_is_refused() {
+    let bed = TestBed::start().await.unwrap();
+    let start = bed
+        .request(
+            "GET",
+            "/connect",
+            &bed.link_query(LinkRoute::Connect, Some(CRM_USER), 600, None),
+        )
+        .await;
+    let cookie = start.header("set-cookie").unwrap().to_owned();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+        "{cookie}"
+    );
+    // maria forwards the authorize page to a colleague, who signs in there.
+    let callback = bed
+        .sign_in(start.header("location").unwrap())
+        .await
+        .unwrap();
+    let body = refused_harmlessly(&bed, 400, bed.request("GET", "/callback", &callback)).await;
+    assert!(body.contains("started in another browser"), "{body}");
+    let forged = calsync_testkit::testbed::request_with_cookie(
+        &bed.app,
+        "GET",
+        "/callback",
+        &callback,
+        Some("calsync-sign-in=not-the-one"),
+    );
+    refused_harmlessly(&bed, 400, forged).await;
+    // The browser that started it can still finish.
+    assert_eq!(bed.callback(&start, &callback).await.status, 200);
 }
 
 #[tokio::test]
@@ -169,7 +237,7 @@ async fn return_to_outside_the_crm_is_refused() {
         "http://crm.acme.test/",
         "javascript:alert(1)",
     ] {
-        let query = bed.link_query(Some(CRM_USER), 600, Some(target));
+        let query = bed.link_query(LinkRoute::Connect, Some(CRM_USER), 600, Some(target));
         refused_harmlessly(&bed, 400, bed.request("GET", "/connect", &query)).await;
     }
 }
@@ -190,15 +258,15 @@ async fn unknown_or_replayed_states_are_refused() {
         .request(
             "GET",
             "/connect",
-            &bed.link_query(Some(CRM_USER), 600, None),
+            &bed.link_query(LinkRoute::Connect, Some(CRM_USER), 600, None),
         )
         .await;
     let callback = bed
         .sign_in(start.header("location").unwrap())
         .await
         .unwrap();
-    assert_eq!(bed.request("GET", "/callback", &callback).await.status, 200);
-    let body = refused_harmlessly(&bed, 400, bed.request("GET", "/callback", &callback)).await;
+    assert_eq!(bed.callback(&start, &callback).await.status, 200);
+    let body = refused_harmlessly(&bed, 400, bed.callback(&start, &callback)).await;
     assert!(body.contains("already used or has expired"));
 }
 
@@ -213,7 +281,7 @@ async fn a_user_who_declines_consent_gets_a_clear_page() {
         .request(
             "GET",
             "/connect",
-            &bed.link_query(Some(CRM_USER), 600, None),
+            &bed.link_query(LinkRoute::Connect, Some(CRM_USER), 600, None),
         )
         .await;
     let callback = bed
@@ -224,7 +292,7 @@ async fn a_user_who_declines_consent_gets_a_clear_page() {
         query_value(&callback, "error").as_deref(),
         Some("access_denied")
     );
-    let body = refused_harmlessly(&bed, 403, bed.request("GET", "/callback", &callback)).await;
+    let body = refused_harmlessly(&bed, 403, bed.callback(&start, &callback)).await;
     assert!(body.contains("not given access"));
 }
 
@@ -237,7 +305,7 @@ async fn a_failing_or_slow_token_endpoint_stores_nothing() {
         .request(
             "GET",
             "/connect",
-            &bed.link_query(Some(CRM_USER), 600, None),
+            &bed.link_query(LinkRoute::Connect, Some(CRM_USER), 600, None),
         )
         .await;
     let callback = bed
@@ -247,14 +315,14 @@ async fn a_failing_or_slow_token_endpoint_stores_nothing() {
     identity
         .set_token_fault(TokenFault::Unavailable { status: 503 }, Some(1))
         .unwrap();
-    let body = refused_harmlessly(&bed, 502, bed.request("GET", "/callback", &callback)).await;
+    let body = refused_harmlessly(&bed, 502, bed.callback(&start, &callback)).await;
     assert!(body.contains("Nothing was saved"));
 
     let start = bed
         .request(
             "GET",
             "/connect",
-            &bed.link_query(Some(CRM_USER), 600, None),
+            &bed.link_query(LinkRoute::Connect, Some(CRM_USER), 600, None),
         )
         .await;
     let callback = bed
@@ -265,7 +333,7 @@ async fn a_failing_or_slow_token_endpoint_stores_nothing() {
     identity
         .set_token_fault(TokenFault::Delay(Duration::from_secs(4)), Some(1))
         .unwrap();
-    let body = refused_harmlessly(&bed, 504, bed.request("GET", "/callback", &callback)).await;
+    let body = refused_harmlessly(&bed, 504, bed.callback(&start, &callback)).await;
     assert!(body.contains("too long"));
     assert!(bed
         .app
@@ -316,7 +384,7 @@ async fn an_id_token_from_another_microsoft_tenant_is_refused() {
         .request(
             "GET",
             "/connect",
-            &bed.link_query(Some(CRM_USER), 600, None),
+            &bed.link_query(LinkRoute::Connect, Some(CRM_USER), 600, None),
         )
         .await;
     let authorize = format!(
@@ -326,7 +394,7 @@ async fn an_id_token_from_another_microsoft_tenant_is_refused() {
     assert!(authorize.contains("/organizations/oauth2/v2.0/authorize"));
     let callback = bed.sign_in(&authorize).await.unwrap();
     assert!(query_value(&callback, "code").is_some(), "{callback}");
-    let body = refused_harmlessly(&bed, 403, bed.request("GET", "/callback", &callback)).await;
+    let body = refused_harmlessly(&bed, 403, bed.callback(&start, &callback)).await;
     assert!(body.contains("does not belong to this CRM"));
 }
 

@@ -3,13 +3,15 @@
 
 use calsync::services::tenants::AccessMode;
 use calsync::services::users::UserStatus;
-use calsync_testkit::testbed::{query_value, TestBed, AZURE_TENANT, CLIENT_ID, CRM_USER, USER_OID};
+use calsync_testkit::testbed::{
+    query_value, LinkRoute, TestBed, AZURE_TENANT, CLIENT_ID, CRM_USER, USER_OID,
+};
 use calsync_testkit::web::WebRequest;
 
 #[tokio::test]
 async fn status_page_speaks_the_users_language() {
     let bed = TestBed::start().await.unwrap();
-    let query = bed.link_query(Some(CRM_USER), 600, None);
+    let query = bed.link_query(LinkRoute::Status, Some(CRM_USER), 600, None);
     let never = bed.request("GET", "/status", &query).await;
     assert_eq!(never.status, 200);
     assert!(never.body.contains("Never connected"));
@@ -53,7 +55,7 @@ async fn disconnect_forgets_tokens_and_reconnect_keeps_the_link() {
         .unwrap()
         .record;
 
-    let form = bed.link_query(Some(CRM_USER), 600, None);
+    let form = bed.link_query(LinkRoute::Disconnect, Some(CRM_USER), 600, None);
     let response = calsync_testkit::web::auth(
         &bed.app,
         &WebRequest {
@@ -91,7 +93,7 @@ async fn disconnect_forgets_tokens_and_reconnect_keeps_the_link() {
 
     // A forged disconnect is refused.
     let forged = bed
-        .link_query(Some(CRM_USER), 600, None)
+        .link_query(LinkRoute::Disconnect, Some(CRM_USER), 600, None)
         .replace("sig=", "sig=00");
     let refused = bed.request("POST", "/disconnect", &forged).await;
     assert_eq!(refused.status, 403);
@@ -115,14 +117,18 @@ async fn one_microsoft_account_cannot_feed_two_crm_users() {
     assert_eq!(bed.connect().await.unwrap().status, 200);
     // Another CRM user signs in with the same Microsoft account.
     let start = bed
-        .request("GET", "/connect", &bed.link_query(Some("pedro"), 600, None))
+        .request(
+            "GET",
+            "/connect",
+            &bed.link_query(LinkRoute::Connect, Some("pedro"), 600, None),
+        )
         .await;
     let callback = bed
         .sign_in(start.header("location").unwrap())
         .await
         .unwrap();
     let before = bed.snapshot().await.unwrap();
-    let refused = bed.request("GET", "/callback", &callback).await;
+    let refused = bed.callback(&start, &callback).await;
     assert_eq!(refused.status, 409, "{}", refused.body);
     assert_eq!(bed.snapshot().await.unwrap(), before);
 }
@@ -131,7 +137,11 @@ async fn one_microsoft_account_cannot_feed_two_crm_users() {
 async fn admin_consent_switches_the_tenant_to_app_only() {
     let bed = TestBed::start().await.unwrap();
     let start = bed
-        .request("GET", "/admin-consent", &bed.link_query(None, 600, None))
+        .request(
+            "GET",
+            "/admin-consent",
+            &bed.link_query(LinkRoute::AdminConsent, None, 600, None),
+        )
         .await;
     assert_eq!(start.status, 302, "{}", start.body);
     let location = start.header("location").unwrap().to_owned();
@@ -170,7 +180,7 @@ async fn admin_consent_switches_the_tenant_to_app_only() {
         400
     );
     // A user link does not open the admin route.
-    let user_link = bed.link_query(Some(CRM_USER), 600, None);
+    let user_link = bed.link_query(LinkRoute::Connect, Some(CRM_USER), 600, None);
     assert_eq!(
         bed.request("GET", "/admin-consent", &user_link)
             .await
@@ -187,7 +197,11 @@ async fn a_refused_admin_consent_changes_nothing() {
         .deny_next_admin_consent(AZURE_TENANT)
         .unwrap();
     let start = bed
-        .request("GET", "/admin-consent", &bed.link_query(None, 600, None))
+        .request(
+            "GET",
+            "/admin-consent",
+            &bed.link_query(LinkRoute::AdminConsent, None, 600, None),
+        )
         .await;
     let callback = bed
         .sign_in(start.header("location").unwrap())
@@ -217,7 +231,7 @@ async fn without_a_configured_public_url_the_function_url_host_is_used() {
     let request = |host: Option<&str>| WebRequest {
         method: "GET".into(),
         path: "/connect".into(),
-        query: bed.link_query(Some(CRM_USER), 600, None),
+        query: bed.link_query(LinkRoute::Connect, Some(CRM_USER), 600, None),
         headers: host
             .map(|h| vec![("host".to_owned(), h.to_owned())])
             .unwrap_or_default(),
@@ -244,4 +258,49 @@ async fn without_a_configured_public_url_the_function_url_host_is_used() {
             .status,
         500
     );
+}
+
+#[tokio::test]
+async fn two_simultaneous_sign_ins_of_one_mailbox_link_it_once() {
+    let bed = TestBed::start().await.unwrap();
+    let mut started = Vec::new();
+    for user in [CRM_USER, "pedro"] {
+        let start = bed
+            .request(
+                "GET",
+                "/connect",
+                &bed.link_query(LinkRoute::Connect, Some(user), 600, None),
+            )
+            .await;
+        let callback = bed
+            .sign_in(start.header("location").unwrap())
+            .await
+            .unwrap();
+        started.push((start, callback));
+    }
+    let (first, second) = tokio::join!(
+        bed.callback(&started[0].0, &started[0].1),
+        bed.callback(&started[1].0, &started[1].1),
+    );
+    let mut statuses = [first.status, second.status];
+    statuses.sort();
+    assert_eq!(statuses, [200, 409], "{} / {}", first.body, second.body);
+    let holder = bed
+        .app
+        .users
+        .account_holder(&bed.tenant, USER_OID)
+        .await
+        .unwrap()
+        .unwrap();
+    let connected: Vec<_> = bed
+        .app
+        .users
+        .list(&bed.tenant)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|u| u.status == UserStatus::Connected)
+        .map(|u| u.user)
+        .collect();
+    assert_eq!(connected, [holder], "one CRM user has the mailbox");
 }

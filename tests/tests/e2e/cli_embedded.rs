@@ -64,7 +64,7 @@ fn tenants_links_and_status_on_the_embedded_store() {
     let link = calsync(
         &dir,
         &[
-            "link", "--tenant", "acme", "--user", "maria", "--ttl", "30m",
+            "link", "--tenant", "acme", "--user", "maria", "--ttl", "10m",
         ],
         None,
     );
@@ -74,6 +74,18 @@ fn tenants_links_and_status_on_the_embedded_store() {
     let query: Vec<(String, String)> = url.query_pairs().into_owned().collect();
     let keys: Vec<&str> = query.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(keys, ["tenant", "user", "exp", "sig"]);
+    // A connect link lives minutes; a lasting link for a user is a status link.
+    let long = calsync(
+        &dir,
+        &["link", "--tenant", "acme", "--user", "maria", "--ttl", "1h"],
+        None,
+    );
+    assert!(!long.status.success());
+    assert!(
+        text(&long.stderr).contains("--status"),
+        "{}",
+        text(&long.stderr)
+    );
     let bad_return = calsync(
         &dir,
         &[

@@ -242,3 +242,44 @@ async fn renew_reauthorize_recreate_and_disconnect() {
         .unwrap()
         .is_none());
 }
+
+#[tokio::test]
+async fn reconnecting_replaces_the_old_subscription() {
+    let (bed, _subscriber) = bed_with_subscriber().await;
+    assert_eq!(bed.connect().await.unwrap().status, 200);
+    let graph = bed.sandbox.graph();
+    let first: Vec<String> = graph.subscriptions().into_iter().map(|s| s.id).collect();
+    assert_eq!(first.len(), 1);
+    assert_eq!(
+        bed.connect().await.unwrap().status,
+        200,
+        "the user connects again"
+    );
+    let now: Vec<String> = graph.subscriptions().into_iter().map(|s| s.id).collect();
+    assert_eq!(now.len(), 1, "the old one was deleted: {now:?}");
+    assert_ne!(now, first);
+    assert!(
+        bed.app
+            .subscriptions
+            .record(&first[0])
+            .await
+            .unwrap()
+            .is_none(),
+        "and forgotten"
+    );
+}
+
+#[tokio::test]
+async fn removing_a_tenant_deletes_its_live_subscriptions() {
+    let (bed, _subscriber) = bed_with_subscriber().await;
+    assert_eq!(bed.connect().await.unwrap().status, 200);
+    let graph = bed.sandbox.graph();
+    assert_eq!(graph.subscriptions().len(), 1);
+    assert!(bed.app.remove_tenant(&bed.tenant).await.unwrap());
+    assert!(graph.subscriptions().is_empty(), "deleted at Graph");
+    let rows = bed.snapshot().await.unwrap();
+    assert!(
+        !rows.iter().any(|r| r.contains(bed.tenant.as_str())),
+        "nothing of the tenant is left: {rows:#?}"
+    );
+}

@@ -694,3 +694,35 @@ async fn a_run_out_of_time_leaves_the_rest_to_a_follow_up_job() {
     settle(&bed).await;
     assert_eq!(bed.outlook().len(), 5);
 }
+
+#[tokio::test]
+async fn removing_a_tenant_leaves_nothing_of_it() {
+    let bed = linked_pair().await;
+    // A conflict, so there is a journal entry too.
+    let crm = bed.bed.sandbox.crm();
+    assert!(crm.ui_edit(&crm_id(&bed, "Demo for ACME"), &[("location", "Sala 1")]));
+    bed.bed
+        .sandbox
+        .graph()
+        .update_event(
+            USER_OID,
+            &outlook_id(&bed, "Demo for ACME"),
+            json!({"location": {"displayName": "Sala 2"}}),
+        )
+        .unwrap();
+    settle(&bed).await;
+    let tenant = bed.bed.tenant.clone();
+    assert!(bed
+        .bed
+        .snapshot()
+        .await
+        .unwrap()
+        .iter()
+        .any(|r| r.contains(&format!("SYNC#{tenant}"))));
+    assert!(bed.bed.app.remove_tenant(&tenant).await.unwrap());
+    let rows = bed.bed.snapshot().await.unwrap();
+    assert!(
+        !rows.iter().any(|r| r.contains(tenant.as_str())),
+        "nothing of the tenant is left: {rows:#?}"
+    );
+}

@@ -5,7 +5,7 @@ use calsync::adapters::identity::IdentityError;
 use calsync::services::tokens::{app_registration, TokenError};
 use calsync::services::users::{UserRecord, UserStatus};
 use calsync::App;
-use calsync_testkit::testbed::{TestBed, AZURE_TENANT, CLIENT_ID, USER_OID};
+use calsync_testkit::testbed::{LinkRoute, TestBed, AZURE_TENANT, CLIENT_ID, USER_OID};
 use std::time::Duration;
 
 /// A second container of the same deployment: its own token service and caches, same storage.
@@ -136,7 +136,11 @@ async fn a_revoked_user_becomes_reconnect_required_without_a_retry_storm() {
 
     // Status shows it and offers to reconnect.
     let page = bed
-        .request("GET", "/status", &bed.link_query(Some("maria"), 600, None))
+        .request(
+            "GET",
+            "/status",
+            &bed.link_query(LinkRoute::Status, Some("maria"), 600, None),
+        )
         .await;
     assert_eq!(page.status, 200);
     assert!(page.body.contains("Reconnection needed"), "{}", page.body);

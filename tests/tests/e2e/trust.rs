@@ -8,7 +8,7 @@ use std::time::Duration;
 use calsync::services::sync_run::RunOutcome;
 use calsync_sandbox::vtiger::Fault;
 use calsync_testkit::syncbed::{outlook_event, SyncBed};
-use calsync_testkit::testbed::USER_OID;
+use calsync_testkit::testbed::{LinkRoute, USER_OID};
 use serde_json::{json, Value};
 
 async fn settle(bed: &SyncBed) {
@@ -738,7 +738,9 @@ async fn the_journal_shows_on_the_status_page_and_in_the_cli() {
         .unwrap();
     settle(&bed).await;
 
-    let query = bed.bed.link_query(Some("maria"), 600, None);
+    let query = bed
+        .bed
+        .link_query(LinkRoute::Status, Some("maria"), 600, None);
     let page = calsync_testkit::web::auth(
         &bed.bed.app,
         &calsync_testkit::web::WebRequest {

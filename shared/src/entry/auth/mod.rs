@@ -30,7 +30,7 @@ use crate::services::tokens::{app_registration, seal_set};
 use crate::services::users::{
     ConnectError, Connection, ProblemCode, UserRecord, UserStatus, UserWriteError,
 };
-use crate::signed_url::{SignedUrl, SignedUrlError};
+use crate::signed_url::{LinkRoute, SignedUrl, SignedUrlError, CONNECT_LINK_SECS};
 use calsync_core::ids::{CrmUserName, InvalidId, TenantId};
 use calsync_core::sync::Side;
 use pages::{text, Lang, Msg, Page};
@@ -61,6 +61,12 @@ enum AuthError {
     BadRequest(#[source] BadInput),
     #[error("signed URL refused")]
     SignedUrl(#[source] SignedUrlError),
+    /// A link that was good but expired; `back` leads to the tenant's CRM.
+    #[error("the signed URL has expired")]
+    Expired { back: Option<String> },
+    /// The callback came to a browser that did not start the sign-in (or keeps no cookies).
+    #[error("the sign-in was started in another browser")]
+    OtherBrowser,
     #[error("unknown tenant")]
     TenantUnknown,
     #[error("return_to outside the tenant's CRM origin")]
@@ -132,6 +138,18 @@ impl AuthError {
                     .para(LinkExpired, None)
                     .para(AskCrmForNewLink, None)
             }
+            AuthError::Expired { back } => {
+                let page = Page::new(lang, StatusCode::FORBIDDEN, LinkInvalidTitle)
+                    .para(LinkExpired, None)
+                    .para(AskCrmForNewLink, None);
+                match back {
+                    Some(back) => page.link(BackToCrm, back),
+                    None => page,
+                }
+            }
+            AuthError::OtherBrowser => {
+                Page::new(lang, StatusCode::BAD_REQUEST, OtherBrowserTitle).para(OtherBrowser, None)
+            }
             AuthError::SignedUrl(_) => Page::new(lang, StatusCode::FORBIDDEN, LinkInvalidTitle)
                 .para(LinkInvalid, None)
                 .para(AskCrmForNewLink, None),
@@ -188,6 +206,11 @@ impl AuthError {
 enum Outcome {
     Page(Page),
     Redirect(String),
+    /// A redirect that gives the browser a cookie (`Set-Cookie` value).
+    RedirectWithCookie {
+        location: String,
+        cookie: String,
+    },
 }
 
 /// What every handler gets from the request: the language, the headers, the query.
@@ -229,6 +252,17 @@ fn answer(path: &str, lang: Lang, outcome: Result<Outcome, AuthError>) -> Respon
     match outcome {
         Ok(Outcome::Page(page)) => page.render(),
         Ok(Outcome::Redirect(location)) => html::redirect(&location),
+        Ok(Outcome::RedirectWithCookie { location, cookie }) => {
+            let mut response = html::redirect(&location);
+            match header::HeaderValue::from_str(&cookie) {
+                Ok(value) => {
+                    response.headers_mut().append(header::SET_COOKIE, value);
+                    response
+                }
+                // Only cookies calsync built get here; one that is not a header value is a bug.
+                Err(_) => html::text(StatusCode::INTERNAL_SERVER_ERROR, ""),
+            }
+        }
         Err(error) => {
             let reason = crate::errors::chain(&error);
             // Refusals are expected traffic; failures of ours are not.
@@ -385,12 +419,15 @@ impl Params {
     }
 }
 
-/// Reads and checks a signed URL's parameters; `user_required` for per-user routes.
+/// Reads and checks a signed URL's parameters for `route` (tenant-wide for admin consent,
+/// per user otherwise). An unknown tenant gets the answer a bad signature gets: a link says
+/// nothing about which tenants exist.
 async fn verified_url(
     app: &App,
     params: &Params,
-    user_required: bool,
+    route: LinkRoute,
 ) -> Result<(SignedUrl, TenantContext), AuthError> {
+    let user_required = route != LinkRoute::AdminConsent;
     let tenant = TenantId::parse(params.required("tenant")?)?;
     let user = match (params.optional("user")?, user_required) {
         (Some(u), true) => Some(CrmUserName::parse(u)?),
@@ -403,21 +440,68 @@ async fn verified_url(
         .parse::<i64>()
         .map_err(|_| BadInput::Expiry)?;
     let claims = SignedUrl {
+        route,
         tenant,
         user,
         expires_at,
         return_to: params.optional("return_to")?.map(str::to_owned),
     };
     let signature = params.required("sig")?;
-    let tenant = app
-        .tenants
-        .context(&claims.tenant)
-        .await
-        .map_err(tenant_error)?;
-    claims
-        .verify(&tenant.secret.link_key, signature, now_epoch())
-        .map_err(AuthError::SignedUrl)?;
-    Ok((claims, tenant))
+    let tenant = match app.tenants.context(&claims.tenant).await {
+        Ok(tenant) => tenant,
+        Err(TenantError::NotFound(_)) => {
+            return Err(AuthError::SignedUrl(SignedUrlError::BadSignature))
+        }
+        Err(e) => return Err(internal(e)),
+    };
+    match claims.verify(&tenant.secret.link_key, signature, now_epoch()) {
+        Ok(()) => Ok((claims, tenant)),
+        // The signature held, so the way back it names (if it is the CRM's) can be offered.
+        Err(SignedUrlError::Expired) => Err(AuthError::Expired {
+            back: claims
+                .return_to
+                .clone()
+                .filter(|url| check_return_to(url, &tenant).is_ok())
+                .or_else(|| Some(tenant.settings.crm_origin.clone()).filter(|o| !o.is_empty())),
+        }),
+        Err(e) => Err(AuthError::SignedUrl(e)),
+    }
+}
+
+/// The sign-in cookie: `__Host-` on https (Secure, whole host, no Domain), a plain name on a
+/// local http address where a browser would drop a Secure cookie.
+fn sign_in_cookie_name(public_url: &Url) -> &'static str {
+    if public_url.scheme() == "https" {
+        "__Host-calsync-sign-in"
+    } else {
+        "calsync-sign-in"
+    }
+}
+
+fn sign_in_cookie(public_url: &Url, value: &str, max_age: i64) -> String {
+    let secure = if public_url.scheme() == "https" {
+        "; Secure"
+    } else {
+        ""
+    };
+    format!(
+        "{}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}",
+        sign_in_cookie_name(public_url)
+    )
+}
+
+/// The sign-in cookie the browser sent, if any.
+fn sign_in_cookie_value<'a>(request: &'a Request, public_url: &Url) -> Option<&'a str> {
+    let name = sign_in_cookie_name(public_url);
+    request
+        .headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value)
 }
 
 /// `return_to` must be on the tenant's CRM (same scheme, host and port): no open redirects.
@@ -459,7 +543,7 @@ fn redirect_uri(app: &App, request: &Request) -> Result<String, AuthError> {
 
 async fn connect(app: &App, request: &Request) -> Result<Outcome, AuthError> {
     let params = request.query_params();
-    let (claims, tenant) = verified_url(app, &params, true).await?;
+    let (claims, tenant) = verified_url(app, &params, LinkRoute::Connect).await?;
     if let Some(return_to) = &claims.return_to {
         check_return_to(return_to, &tenant)?;
     }
@@ -483,11 +567,13 @@ async fn connect(app: &App, request: &Request) -> Result<Outcome, AuthError> {
             login_hint.as_deref(),
         )
         .map_err(internal)?;
+    let browser = crate::crypto::random_token(32);
     let state = SignInState {
         kind: StateKind::Connect,
         tenant: tenant.id.clone(),
         user: Some(user),
         return_to: claims.return_to.clone(),
+        browser_hash: Some(crate::crypto::sha256_hex(&browser)),
         pkce_verifier_sealed: Some(
             tenant
                 .sealing_key
@@ -502,7 +588,11 @@ async fn connect(app: &App, request: &Request) -> Result<Outcome, AuthError> {
         .store(app.store.as_ref(), &state_id)
         .await
         .map_err(internal)?;
-    Ok(Outcome::Redirect(authorize.url.to_string()))
+    let public_url = public_base(app, request)?;
+    Ok(Outcome::RedirectWithCookie {
+        location: authorize.url.to_string(),
+        cookie: sign_in_cookie(&public_url, &browser, sign_in_state::STATE_TTL_SECS),
+    })
 }
 
 /// Microsoft's `error` on a redirect back: the user declined, or something else went wrong.
@@ -550,6 +640,20 @@ async fn callback(app: &App, request: &Request) -> Result<Outcome, AuthError> {
         .filter(|s| s.kind == StateKind::Connect)
         .ok_or(AuthError::StateUnknown)?;
     let user = state.user.clone().ok_or(AuthError::StateUnknown)?;
+    // Only the browser that started this sign-in may finish it.
+    let public_url = public_base(app, request)?;
+    let from_that_browser = match (
+        sign_in_cookie_value(request, &public_url),
+        &state.browser_hash,
+    ) {
+        (Some(cookie), Some(hash)) => {
+            crate::crypto::constant_time_eq(&crate::crypto::sha256_hex(cookie), hash)
+        }
+        _ => false,
+    };
+    if !from_that_browser {
+        return Err(AuthError::OtherBrowser);
+    }
     let tenant = app
         .tenants
         .context(&state.tenant)
@@ -682,7 +786,7 @@ async fn callback(app: &App, request: &Request) -> Result<Outcome, AuthError> {
 
 async fn admin_consent(app: &App, request: &Request) -> Result<Outcome, AuthError> {
     let params = request.query_params();
-    let (_claims, tenant) = verified_url(app, &params, false).await?;
+    let (_claims, tenant) = verified_url(app, &params, LinkRoute::AdminConsent).await?;
     let redirect_uri = join_url(&public_base(app, request)?, "admin-consent/callback");
     let state_id = sign_in_state::new_state_id();
     let url = app
@@ -696,6 +800,7 @@ async fn admin_consent(app: &App, request: &Request) -> Result<Outcome, AuthErro
         user: None,
         return_to: None,
         pkce_verifier_sealed: None,
+        browser_hash: None,
     }
     .store(app.store.as_ref(), &state_id)
     .await
@@ -762,7 +867,7 @@ async fn disconnect(app: &App, request: &Request, body: &[u8]) -> Result<Outcome
     } else {
         request.query_params()
     };
-    let (claims, tenant) = verified_url(app, &params, true).await?;
+    let (claims, tenant) = verified_url(app, &params, LinkRoute::Disconnect).await?;
     let user = claims.user.ok_or(AuthError::NotConnected)?;
     disconnect_user(app, &tenant, &user)
         .await
@@ -810,7 +915,7 @@ pub async fn disconnect_user(
 async fn status(app: &App, request: &Request) -> Result<Outcome, AuthError> {
     let lang = request.lang;
     let params = request.query_params();
-    let (claims, tenant) = verified_url(app, &params, true).await?;
+    let (claims, tenant) = verified_url(app, &params, LinkRoute::Status).await?;
     let user = claims.user.clone().ok_or(AuthError::NotConnected)?;
     let record = app
         .users
@@ -819,9 +924,13 @@ async fn status(app: &App, request: &Request) -> Result<Outcome, AuthError> {
         .map_err(internal)?
         .map(|u| u.record);
     let public_url = &public_base(app, request)?;
-    // The status link's signature is a connect signature too (same fields), so the page can
-    // offer to connect or reconnect without a new link from the CRM.
-    let connect_href = claims.url(public_url, "connect", &tenant.secret.link_key);
+    // The page offers to connect or reconnect with a connect link of its own, fresh and short.
+    let connect_href = SignedUrl {
+        route: LinkRoute::Connect,
+        expires_at: now_epoch() + CONNECT_LINK_SECS,
+        ..claims.clone()
+    }
+    .url(public_url, &tenant.secret.link_key);
     let mut page = Page::new(lang, StatusCode::OK, Msg::StatusTitle);
     let Some(record) = record else {
         page = page
@@ -920,6 +1029,12 @@ fn journal_block(lang: Lang, journal: &[JournalEntry]) -> maud::Markup {
 }
 
 fn disconnect_form(lang: Lang, claims: &SignedUrl, tenant: &TenantContext) -> maud::Markup {
+    // A disconnect signature of its own, for an hour: the status link cannot disconnect.
+    let claims = SignedUrl {
+        route: LinkRoute::Disconnect,
+        expires_at: now_epoch() + LinkRoute::Disconnect.max_lifetime_secs(),
+        ..claims.clone()
+    };
     let signature = claims.sign(&tenant.secret.link_key);
     html! {
         form method="post" action="disconnect" {

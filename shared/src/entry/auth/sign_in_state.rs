@@ -31,6 +31,10 @@ pub struct SignInState {
     /// The PKCE verifier, sealed with the tenant key and bound to this state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pkce_verifier_sealed: Option<String>,
+    /// SHA-256 of the sign-in cookie given to the browser that started the sign-in: only that
+    /// browser can finish it (an authorize URL forwarded to a colleague cannot).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub browser_hash: Option<String>,
 }
 
 pub fn new_state_id() -> String {

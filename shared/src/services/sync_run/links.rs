@@ -149,6 +149,17 @@ impl<'a> LinkStore<'a> {
         Ok(entries)
     }
 
+    /// Forgets everything of the user's here, links and journal: the tenant is being removed.
+    pub async fn forget_all(&self) -> Result<usize, StoreError> {
+        let items = self.store.query(&self.pk, "").await?;
+        for item in &items {
+            self.store
+                .delete(&self.pk, &item.sk, Precondition::None)
+                .await?;
+        }
+        Ok(items.len())
+    }
+
     /// Forgets every link (not the journal): when the user's mailbox changed, the links point
     /// at another account's events.
     pub async fn forget_links(&self) -> Result<usize, StoreError> {
