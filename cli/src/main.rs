@@ -205,6 +205,7 @@ async fn run(cli: Cli) -> Result<()> {
         } => {
             let options = calsync::services::sync_run::RunOptions {
                 full,
+                reconcile: false,
                 dry_run,
                 deadline: None,
             };

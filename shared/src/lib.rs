@@ -4,7 +4,8 @@
 //!
 //! - `calsync_core` (its own crate): the event model, ids, time rules and the sync engine.
 //!   Pure: no I/O.
-//! - [`config`], [`crypto`], [`signed_url`], [`errors`], [`telemetry`]: small foundations.
+//! - [`config`], [`crypto`], [`signed_url`], [`nudge`], [`errors`], [`telemetry`]: small
+//!   foundations.
 //! - [`adapters`]: the outside world — storage, secrets, queue, Graph, Microsoft sign-in,
 //!   the CRM — behind ports.
 //! - [`services`]: calsync's records and the work on them — tenants, users, tokens,
@@ -21,6 +22,7 @@ pub mod config;
 pub mod crypto;
 pub mod entry;
 pub mod errors;
+pub mod nudge;
 pub mod services;
 pub mod signed_url;
 pub mod telemetry;

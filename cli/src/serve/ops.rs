@@ -243,6 +243,7 @@ mod tests {
             confirmed_deletions: Vec::new(),
             parked: Vec::new(),
             skipped: Vec::new(),
+            nudge_queued: None,
             run_lease: None,
             progress: None,
         };

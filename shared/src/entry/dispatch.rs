@@ -72,10 +72,13 @@ pub async fn dispatch(app: &App, only: Option<&TenantId>) -> Result<DispatchRepo
             }
         };
         maintain_subscriptions(app, &settings.tenant, &users, now, &mut report).await;
-        for user in users
-            .iter()
-            .filter(|u| is_due(u, settings.sync_interval_minutes, now))
-        {
+        for user in users.iter().filter(|u| {
+            is_due(
+                u,
+                settings.sweep_minutes(u.subscription_id.is_some(), now),
+                now,
+            )
+        }) {
             jobs.push(SyncJob {
                 tenant: settings.tenant.clone(),
                 user: user.user.clone(),

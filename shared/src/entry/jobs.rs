@@ -125,6 +125,7 @@ pub async fn run_job_until(
         .await;
     let options = RunOptions {
         full: job.full,
+        reconcile: job.reason == JobReason::Nudge,
         dry_run: false,
         deadline,
     };

@@ -137,6 +137,11 @@ pub fn routes() -> Router<App> {
     Router::new()
         .route("/notifications", receiving())
         .route("/lifecycle", receiving())
+        .route(
+            "/nudge",
+            post(|State(app): State<App>, body: Bytes| async move { nudge(&app, &body).await })
+                .fallback(|| async { html::text(StatusCode::METHOD_NOT_ALLOWED, "") }),
+        )
         // The body is refused before it is read, whole, past the limit.
         .layer(DefaultBodyLimit::disable())
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
@@ -193,6 +198,45 @@ pub async fn receive(app: &App, query: &str, body: &[u8]) -> Response {
         "notifications handled"
     );
     html::text(StatusCode::ACCEPTED, "")
+}
+
+/// One POST to `/nudge` from the CRM module. The sender does not wait on the answer: 202 for
+/// every nudge taken (queued, collapsed, or for a user who does not sync), 403 for a bad one,
+/// 409 for a replay, 503 when it could not be handled (the module sends the next one anyway).
+pub async fn nudge(app: &App, body: &[u8]) -> Response {
+    use crate::nudge::NudgeError;
+    use crate::services::nudges::{accept, NudgeRefusal};
+    let outcome = accept(
+        app.store.as_ref(),
+        &app.tenants,
+        &app.users,
+        app.queue.as_ref(),
+        body,
+        crate::adapters::store::now_epoch(),
+    )
+    .await;
+    match outcome {
+        Ok(outcome) => {
+            tracing::info!(?outcome, "nudge taken");
+            html::text(StatusCode::ACCEPTED, "")
+        }
+        Err(e) => {
+            let status = match &e {
+                NudgeRefusal::Refused(NudgeError::BadSignature | NudgeError::Stale) => {
+                    StatusCode::FORBIDDEN
+                }
+                NudgeRefusal::Refused(_) => StatusCode::BAD_REQUEST,
+                NudgeRefusal::Replayed => StatusCode::CONFLICT,
+                _ => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            if status == StatusCode::SERVICE_UNAVAILABLE {
+                tracing::error!(error = %crate::errors::chain(&e), "nudge not handled");
+            } else {
+                tracing::warn!(error = %crate::errors::chain(&e), "nudge refused");
+            }
+            html::text(status, "")
+        }
+    }
 }
 
 #[cfg(test)]

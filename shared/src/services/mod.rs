@@ -5,7 +5,9 @@
 //! - [`tokens`]: Graph access tokens for a user, refreshed under a lease.
 //! - [`subscriptions`]: each user's Graph subscription and the records the webhook checks.
 //! - [`sync_run`]: one sync run for one user: read both sides, plan, execute, record.
+//! - [`nudges`]: the CRM module's nudges, checked, spent and collapsed into queued syncs.
 
+pub mod nudges;
 pub mod subscriptions;
 pub mod sync_run;
 pub mod tenants;

@@ -93,11 +93,23 @@ pub struct TenantSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin_consent_at: Option<i64>,
     /// How often the scheduler syncs each user even without notifications (the safety net
-    /// under push).
+    /// under push). A user whose Outlook pushes and whose CRM nudges is swept less often:
+    /// [`Self::sweep_minutes`].
     #[serde(default = "default_sync_interval")]
     pub sync_interval_minutes: u32,
+    /// When a good nudge from the CRM module last arrived (kept to the hour): the CRM tells
+    /// calsync about its changes itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nudges_seen_at: Option<i64>,
     pub created_at: i64,
 }
+
+/// With Graph push and CRM nudges both live, the schedule only catches what both missed (a
+/// nudge that could not be sent, a notification Graph lost): an hour is enough for that, and
+/// costs a quarter of the runs of the default quarter-hour.
+pub const SAFETY_SWEEP_MINUTES: u32 = 60;
+/// Nudges count as live when one came within this long.
+pub const NUDGES_LIVE_SECS: i64 = 24 * 3600;
 
 fn default_sync_interval() -> u32 {
     15
@@ -122,8 +134,23 @@ impl TenantSettings {
             client_secret_expires: None,
             admin_consent_at: None,
             sync_interval_minutes: default_sync_interval(),
+            nudges_seen_at: None,
             created_at: now,
         })
+    }
+
+    /// How often the scheduler sweeps a user: the tenant's interval, or at least
+    /// [`SAFETY_SWEEP_MINUTES`] when the user has a Graph subscription (Outlook pushes) and the
+    /// tenant's CRM nudges.
+    pub fn sweep_minutes(&self, has_subscription: bool, now: i64) -> u32 {
+        let nudging = self
+            .nudges_seen_at
+            .is_some_and(|at| now - at <= NUDGES_LIVE_SECS);
+        if has_subscription && nudging {
+            self.sync_interval_minutes.max(SAFETY_SWEEP_MINUTES)
+        } else {
+            self.sync_interval_minutes
+        }
     }
 
     /// Warnings an operator should act on (status, `tenant show`, the dispatcher's log).
@@ -490,6 +517,35 @@ mod tests {
             "http://localhost:8080"
         );
         assert!(origin_of("javascript:alert(1)").is_err());
+    }
+
+    #[test]
+    fn push_and_nudges_make_the_schedule_a_safety_sweep() {
+        let mut settings = TenantSettings::new(
+            TenantId::parse("t").unwrap(),
+            "T".into(),
+            "https://crm.x",
+            0,
+        )
+        .unwrap();
+        let now = 1_000_000;
+        assert_eq!(settings.sweep_minutes(true, now), 15, "no nudges yet");
+        settings.nudges_seen_at = Some(now - 3600);
+        assert_eq!(settings.sweep_minutes(true, now), SAFETY_SWEEP_MINUTES);
+        assert_eq!(
+            settings.sweep_minutes(false, now),
+            15,
+            "Outlook does not push"
+        );
+        settings.nudges_seen_at = Some(now - NUDGES_LIVE_SECS - 1);
+        assert_eq!(settings.sweep_minutes(true, now), 15, "the nudges stopped");
+        settings.nudges_seen_at = Some(now);
+        settings.sync_interval_minutes = 90;
+        assert_eq!(
+            settings.sweep_minutes(true, now),
+            90,
+            "a longer interval stands"
+        );
     }
 
     #[test]

@@ -156,6 +156,10 @@ pub struct UserRecord {
     /// Events that could not be read, until they are read again.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skipped: Vec<SkippedEvent>,
+    /// Set while a nudge's job waits in the queue: further nudges need no job of their own
+    /// until a run starts (see [`Users::note_nudge`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nudge_queued: Option<RunLease>,
     /// The sync run that holds the user now, if any (see [`Users::begin_run`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_lease: Option<RunLease>,
@@ -202,6 +206,19 @@ pub enum RunStart {
 
 /// The item attribute the run lease is kept in.
 const RUN_LEASE_SLOT: &str = "run_lease";
+/// The item attribute a queued nudge job is marked in.
+const NUDGE_SLOT: &str = "nudge_queued";
+
+/// What a nudge found ([`Users::note_nudge`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NudgeNote {
+    /// Marked: queue a job.
+    QueueJob,
+    /// A job for the user is already waiting; it will read this change too.
+    AlreadyQueued,
+    /// No such user, or not connected: nothing to sync.
+    NotSyncing,
+}
 
 /// The outcome of recent syncs, as status shows it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -509,6 +526,7 @@ impl Users {
                 .as_ref()
                 .map(|p| p.skipped.clone())
                 .unwrap_or_default(),
+            nudge_queued: None,
             run_lease: previous.as_ref().and_then(|p| p.run_lease.clone()),
             progress: previous.as_ref().and_then(|p| p.progress.clone()),
         };
@@ -689,6 +707,53 @@ impl Users {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Marks that a nudge's job is queued for the user, unless one already is (a mark lasts
+    /// `ttl` at most, so a job that was lost does not silence nudges for long). A run clears
+    /// the mark when it starts ([`Self::clear_nudge`]): a nudge during a run queues another.
+    pub async fn note_nudge(
+        &self,
+        tenant: &TenantId,
+        user: &CrmUserName,
+        ttl: std::time::Duration,
+        now: i64,
+    ) -> Result<NudgeNote, UserWriteError> {
+        let (pk, sk) = item_key(tenant, user);
+        // Each nudge holds the slot under its own name, so a live mark is never re-taken.
+        let holder = crate::crypto::random_token(9);
+        let claim = Claim {
+            pk: &pk,
+            sk: &sk,
+            slot: NUDGE_SLOT,
+            holder: &holder,
+            until: now + ttl.as_secs() as i64,
+            now,
+        };
+        match self.store.claim(&claim).await {
+            Ok(Some(item)) => {
+                let record: UserRecord = item_to_record(&item)?;
+                Ok(if record.status == UserStatus::Connected {
+                    NudgeNote::QueueJob
+                } else {
+                    NudgeNote::NotSyncing
+                })
+            }
+            Ok(None) => Ok(NudgeNote::NotSyncing),
+            Err(StoreError::ConditionFailed) => Ok(NudgeNote::AlreadyQueued),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Clears the nudge mark (a run has started, or the job could not be queued).
+    pub async fn clear_nudge(
+        &self,
+        tenant: &TenantId,
+        user: &CrmUserName,
+    ) -> Result<(), UserWriteError> {
+        self.update(tenant, user, |r| r.nudge_queued = None)
+            .await
+            .map(|_| ())
     }
 
     /// Renews a run's lease; `false` when the run no longer holds the user.

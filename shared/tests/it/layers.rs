@@ -80,7 +80,7 @@ fn height(module: &str) -> u8 {
         Some("services") => 2,
         Some("app") => 3,
         Some("entry") => 4,
-        // config, crypto, signed_url, errors, telemetry
+        // config, crypto, signed_url, nudge, errors, telemetry
         _ => 0,
     }
 }

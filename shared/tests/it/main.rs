@@ -9,3 +9,4 @@ mod layers;
 mod queue_contract;
 mod secrets_contract;
 mod store_contract;
+mod vectors;

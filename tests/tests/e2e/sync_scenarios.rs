@@ -726,3 +726,25 @@ async fn removing_a_tenant_leaves_nothing_of_it() {
         "nothing of the tenant is left: {rows:#?}"
     );
 }
+
+#[tokio::test]
+async fn a_nudge_brings_a_crm_deletion_at_once_even_when_the_feed_is_blind() {
+    let bed = SyncBed::start().await.unwrap();
+    // Stock vtiger 8 on PHP 8: `sync` fails, so the CRM feed cannot see deletions.
+    bed.bed.sandbox.crm().set_php8_stock(true);
+    bed.seed_crm("Kept", "2026-12-10", "09:00:00", "10:00:00");
+    let gone = bed.seed_crm("Cancelled", "2026-12-11", "09:00:00", "10:00:00");
+    settle(&bed).await;
+    assert_eq!(bed.outlook().len(), 2);
+    assert!(bed.bed.sandbox.crm().ui_delete(&gone));
+    // The scheduled sweep would not see it for a while (it reconciles every 30 minutes).
+    let mut scheduled = bed.job(false);
+    scheduled.reason = calsync::adapters::queue::JobReason::Schedule;
+    bed.run(scheduled).await.unwrap();
+    assert_eq!(bed.outlook_subjects(), ["Cancelled", "Kept"]);
+    // The module's nudge after the delete does.
+    let mut nudged = bed.job(false);
+    nudged.reason = calsync::adapters::queue::JobReason::Nudge;
+    bed.run(nudged).await.unwrap();
+    assert_eq!(bed.outlook_subjects(), ["Kept"]);
+}

@@ -302,3 +302,73 @@ async fn a_store_that_fails_gets_a_5xx_so_nothing_is_lost() {
     assert_eq!(post(&broken, "/notifications", "", &body).await.status, 503);
     assert!(bed.take_jobs().await.unwrap().is_empty());
 }
+
+fn nudge_body(bed: &TestBed, user: &str, sent_at: i64, nonce: &str) -> String {
+    calsync::nudge::Nudge {
+        tenant: bed.tenant.clone(),
+        user: calsync_core::ids::CrmUserName::parse(user).unwrap(),
+        sent_at,
+        nonce: nonce.to_owned(),
+    }
+    .form(&bed.link_key)
+}
+
+#[tokio::test]
+async fn a_nudge_queues_one_job_until_a_run_starts() {
+    let bed = TestBed::start().await.unwrap();
+    assert_eq!(bed.connect().await.unwrap().status, 200);
+    bed.take_jobs().await.unwrap();
+    // Three saves in the CRM in a row: one job.
+    for n in 0..3 {
+        let body = nudge_body(&bed, "maria", now(), &format!("nonce-{n}-0123456789abcdef"));
+        assert_eq!(post(&bed.app, "/nudge", "", &body).await.status, 202);
+    }
+    let jobs = bed.take_jobs().await.unwrap();
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!(jobs[0].1["reason"], "nudge");
+    assert_eq!(jobs[0].1["user"], "maria");
+    // A run starts (and finds the CRM unreachable here, which does not matter): the mark goes,
+    // so the next save queues again.
+    let tenant = bed.app.tenants.context(&bed.tenant).await.unwrap();
+    let _ = bed
+        .app
+        .runner
+        .sync_user(&tenant, &bed.user, Default::default())
+        .await;
+    let body = nudge_body(&bed, "maria", now(), "after-the-run-0123456789");
+    assert_eq!(post(&bed.app, "/nudge", "", &body).await.status, 202);
+    assert_eq!(bed.take_jobs().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn bad_stale_replayed_or_foreign_nudges_are_refused_harmlessly() {
+    let bed = TestBed::start().await.unwrap();
+    assert_eq!(bed.connect().await.unwrap().status, 200);
+    bed.take_jobs().await.unwrap();
+    let good = nudge_body(&bed, "maria", now(), "good-nonce-0123456789ab");
+    assert_eq!(post(&bed.app, "/nudge", "", &good).await.status, 202);
+    bed.take_jobs().await.unwrap();
+    let before = bed.snapshot().await.unwrap();
+    assert_eq!(
+        post(&bed.app, "/nudge", "", &good).await.status,
+        409,
+        "a replay"
+    );
+    let forged =
+        nudge_body(&bed, "maria", now(), "forged-nonce-0123456789").replace("sig=", "sig=0");
+    assert_eq!(post(&bed.app, "/nudge", "", &forged).await.status, 403);
+    let stale = nudge_body(&bed, "maria", now() - 3600, "stale-nonce-0123456789a");
+    assert_eq!(post(&bed.app, "/nudge", "", &stale).await.status, 403);
+    let unknown = nudge_body(&bed, "maria", now(), "unknown-nonce-012345678").replacen(
+        &format!("tenant={}", bed.tenant),
+        "tenant=nobody",
+        1,
+    );
+    assert_eq!(post(&bed.app, "/nudge", "", &unknown).await.status, 403);
+    assert_eq!(post(&bed.app, "/nudge", "", "tenant=x").await.status, 400);
+    assert_eq!(bed.snapshot().await.unwrap(), before, "nothing stored");
+    // A user who never connected: taken, nothing queued.
+    let pedro = nudge_body(&bed, "pedro", now(), "pedro-nonce-0123456789a");
+    assert_eq!(post(&bed.app, "/nudge", "", &pedro).await.status, 202);
+    assert!(bed.take_jobs().await.unwrap().is_empty());
+}

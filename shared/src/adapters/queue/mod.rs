@@ -34,6 +34,8 @@ pub enum JobReason {
     Manual,
     /// The previous run ran out of time; this one goes on where it stopped.
     Continue,
+    /// The CRM module said the user's calendar changed in the CRM.
+    Nudge,
 }
 
 /// The body of one queue message (docs/design.md §2).

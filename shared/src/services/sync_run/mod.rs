@@ -62,6 +62,8 @@ const MAX_CRM_READS: usize = 50;
 pub struct RunOptions {
     /// Forget the cursors: list both sides in full and reconcile with the links.
     pub full: bool,
+    /// Reconcile the CRM now when its feed cannot see deletions: a nudge may announce one.
+    pub reconcile: bool,
     /// Read and plan, write nothing, commit nothing.
     pub dry_run: bool,
     /// Start no write after this: a Lambda invocation ends at its timeout, and a large first
@@ -294,6 +296,13 @@ impl SyncRunner {
             RunStart::Missing => return Ok(RunReport::new(RunOutcome::NotConnected)),
             RunStart::Busy { until } => return Err(RunError::Busy { until }),
         };
+        if read.record.nudge_queued.is_some() {
+            // This run reads whatever the waiting nudges announced; a nudge from now on
+            // queues a run of its own.
+            if let Err(e) = self.users.clear_nudge(&tenant.id, user).await {
+                tracing::error!(tenant = %tenant.id, user = %user, error = %crate::errors::chain(&e), "nudge mark not cleared; it lapses on its own");
+            }
+        }
         let lease = Held::keep(self.users.clone(), tenant.id.clone(), user.clone(), holder);
         let outcome = self
             .run_held(tenant, user, crm, options, read, Some(&lease))
@@ -744,7 +753,7 @@ impl Run<'_> {
     }
 
     fn reconcile_due(&self, state: &SyncProgress) -> bool {
-        if self.options.full {
+        if self.options.full || (self.options.reconcile && !feed_sees_deletions(state)) {
             return true;
         }
         let since = state.reconciled_at.map(|at| self.now - at);
