@@ -83,6 +83,11 @@ pub fn text(status: StatusCode, body: impl Into<String>) -> Response {
     secure((status, body.into()).into_response())
 }
 
+/// A JSON answer (for the CRM module's server, not for browsers).
+pub fn json(status: StatusCode, value: &serde_json::Value) -> Response {
+    secure((status, axum::Json(value)).into_response())
+}
+
 /// A `302 Found` to `location`.
 pub fn redirect(location: &str) -> Response {
     match HeaderValue::from_str(location) {

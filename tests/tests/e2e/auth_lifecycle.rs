@@ -304,3 +304,28 @@ async fn two_simultaneous_sign_ins_of_one_mailbox_link_it_once() {
         .collect();
     assert_eq!(connected, [holder], "one CRM user has the mailbox");
 }
+
+#[tokio::test]
+async fn the_crm_module_reads_the_status_as_json() {
+    let bed = TestBed::start().await.unwrap();
+    let query = bed.link_query(LinkRoute::Status, Some(CRM_USER), 120, None);
+    let never = bed.request("GET", "/status.json", &query).await;
+    assert_eq!(never.status, 200, "{}", never.body);
+    let never: serde_json::Value = serde_json::from_str(&never.body).unwrap();
+    assert_eq!(never["status"], "never_connected");
+    assert_eq!(bed.connect().await.unwrap().status, 200);
+    let connected = bed.request("GET", "/status.json", &query).await;
+    assert_eq!(connected.header("cache-control"), Some("no-store"));
+    let connected: serde_json::Value = serde_json::from_str(&connected.body).unwrap();
+    assert_eq!(connected["status"], "connected");
+    assert_eq!(connected["microsoft_account"], "maria.garcia@acme.example");
+    assert_eq!(
+        connected["problems"][0]["code"],
+        "notifications_unavailable"
+    );
+    // Only a status link opens it.
+    let connect = bed.link_query(LinkRoute::Connect, Some(CRM_USER), 120, None);
+    let refused = bed.request("GET", "/status.json", &connect).await;
+    assert_eq!(refused.status, 403);
+    assert_eq!(refused.body, r#"{"error":"link_refused"}"#);
+}

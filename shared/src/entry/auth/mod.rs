@@ -360,6 +360,15 @@ pub fn routes() -> Router<App> {
                 },
             )),
         )
+        .route(
+            "/status.json",
+            with_405(get(
+                |State(app): State<App>, headers, RawQuery(q)| async move {
+                    let request = Request::new(headers, q);
+                    status_json(&app, &request).await
+                },
+            )),
+        )
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
 }
 
@@ -910,6 +919,55 @@ pub async fn disconnect_user(
         .ok_or(DisconnectError::NotConnected)?;
     tracing::info!(tenant = %tenant.id, user = %user, "user disconnected");
     Ok(())
+}
+
+/// The user's status as JSON, for the CRM module's panel, which asks server to server with a
+/// status link it signs for the moment: connected or not, as which Microsoft account, the last
+/// sync each way, and the problems with what to do. Refusals are JSON too.
+async fn status_json(app: &App, request: &Request) -> Response {
+    let params = request.query_params();
+    let refused =
+        |status: StatusCode, why: &str| html::json(status, &serde_json::json!({ "error": why }));
+    let (claims, tenant) = match verified_url(app, &params, LinkRoute::Status).await {
+        Ok(verified) => verified,
+        Err(AuthError::BadRequest(_)) => return refused(StatusCode::BAD_REQUEST, "bad_request"),
+        Err(AuthError::Internal(e)) => {
+            tracing::error!(error = %crate::errors::chain(&*e), "status.json failed");
+            return refused(StatusCode::INTERNAL_SERVER_ERROR, "internal");
+        }
+        Err(_) => return refused(StatusCode::FORBIDDEN, "link_refused"),
+    };
+    let Some(user) = claims.user else {
+        return refused(StatusCode::BAD_REQUEST, "bad_request");
+    };
+    let record = match app.users.get(&tenant.id, &user).await {
+        Ok(record) => record.map(|u| u.record),
+        Err(e) => {
+            tracing::error!(error = %crate::errors::chain(&e), "status.json failed");
+            return refused(StatusCode::INTERNAL_SERVER_ERROR, "internal");
+        }
+    };
+    let body = match record {
+        None => serde_json::json!({ "user": user, "status": "never_connected", "problems": [] }),
+        Some(record) => {
+            let sync = record.last_sync.clone().unwrap_or_default();
+            serde_json::json!({
+                "user": user,
+                "status": record.status.as_str(),
+                "microsoft_account": record.ms_username,
+                "connected_at": record.connected_at,
+                "last_sync_to_crm_at": sync.to_crm_at,
+                "last_sync_to_outlook_at": sync.to_outlook_at,
+                "linked_events": sync.linked_events,
+                "problems": record.problems.iter().map(|p| serde_json::json!({
+                    "code": p.code.as_str(),
+                    "detail": p.detail,
+                    "since": p.since,
+                })).collect::<Vec<_>>(),
+            })
+        }
+    };
+    html::json(StatusCode::OK, &body)
 }
 
 async fn status(app: &App, request: &Request) -> Result<Outcome, AuthError> {
