@@ -41,6 +41,9 @@ pub enum TenantCommand {
         crm_time_zone: String,
         #[arg(long, value_enum, default_value = "latest")]
         conflict_policy: PolicyArg,
+        /// Users may only connect the Microsoft account whose address is their CRM e-mail.
+        #[arg(long)]
+        require_matching_email: bool,
         /// File with the secret values, or `-` for stdin.
         #[arg(long)]
         secrets_file: PathBuf,
@@ -97,6 +100,7 @@ pub async fn run(app: &App, command: TenantCommand) -> Result<()> {
             crm_user,
             crm_time_zone,
             conflict_policy,
+            require_matching_email,
             secrets_file,
         } => {
             let tenant = TenantId::parse(&tenant)?;
@@ -115,6 +119,7 @@ pub async fn run(app: &App, command: TenantCommand) -> Result<()> {
                 PolicyArg::OutlookWins => ConflictPolicy::OutlookWins,
             };
             settings.client_secret_expires = client_secret_expires.clone();
+            settings.require_matching_email = require_matching_email;
             let secret = TenantSecret {
                 azure_tenant_id,
                 authority: None,

@@ -44,6 +44,9 @@ pub struct CrmUser {
     /// The user's own zone (IANA name), used to place all-day events; `None` if unknown.
     pub time_zone: Option<String>,
     pub active: bool,
+    /// The user's e-mail address in the CRM, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
 }
 
 /// An opaque position in a user's change feed. Stored as JSON and given back unchanged; only

@@ -140,6 +140,21 @@ impl VtigerState {
         self.lock().store.user_id(user_name)
     }
 
+    /// Change a user's e-mail (My Preferences); `false` for an unknown user.
+    pub fn set_user_email(&self, user_name: &str, email: &str) -> bool {
+        let mut shared = self.lock();
+        let Some(id) = shared.store.user_id(user_name) else {
+            return false;
+        };
+        match shared.store.users.get_mut(&id) {
+            Some(user) => {
+                user.spec.email = email.to_owned();
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Put an event in the CRM as if made in the web UI; returns its webservice id.
     pub fn seed_event(&self, seed: SeedEvent) -> String {
         self.lock().store.seed(seed)

@@ -101,6 +101,9 @@ pub struct TenantSettings {
     /// calsync about its changes itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nudges_seen_at: Option<i64>,
+    /// A user may only connect the Microsoft account whose address is their CRM e-mail.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_matching_email: bool,
     pub created_at: i64,
 }
 
@@ -135,6 +138,7 @@ impl TenantSettings {
             admin_consent_at: None,
             sync_interval_minutes: default_sync_interval(),
             nudges_seen_at: None,
+            require_matching_email: false,
             created_at: now,
         })
     }

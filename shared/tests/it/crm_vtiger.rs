@@ -971,6 +971,7 @@ async fn first_logins_at_once_share_one_session() {
         user_name: "maria".into(),
         time_zone: None,
         active: true,
+        email: None,
     };
     hammer(adapters, owner).await;
     assert_eq!(crm.state.request_count("getchallenge"), 1);
@@ -994,6 +995,7 @@ async fn logins_from_two_processes_retry_a_replaced_challenge() {
         user_name: "maria".into(),
         time_zone: None,
         active: true,
+        email: None,
     };
     for _ in 0..5 {
         crm.state.expire_sessions();

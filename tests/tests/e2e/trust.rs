@@ -1018,3 +1018,29 @@ async fn a_series_moved_to_another_time_zone_moves_its_crm_records() {
             .collect::<Vec<_>>()
     );
 }
+
+#[tokio::test]
+async fn a_tenant_can_require_the_crm_users_own_microsoft_account() {
+    let bed = SyncBed::start().await.unwrap();
+    bed.bed
+        .app
+        .tenants
+        .update_settings(&bed.bed.tenant, |s| s.require_matching_email = true)
+        .await
+        .unwrap();
+    // maria's CRM e-mail is not the Microsoft account she signs in with.
+    let refused = bed.bed.connect().await.unwrap();
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(
+        refused.body.contains("maria.garcia@acme.example"),
+        "{}",
+        refused.body
+    );
+    assert!(bed
+        .bed
+        .sandbox
+        .crm()
+        .set_user_email("maria", "Maria.Garcia@acme.example"));
+    let connected = bed.bed.connect().await.unwrap();
+    assert_eq!(connected.status, 200, "{}", connected.body);
+}

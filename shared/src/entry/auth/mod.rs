@@ -18,6 +18,7 @@ use maud::html;
 use tower_http::limit::RequestBodyLimitLayer;
 use url::Url;
 
+use crate::adapters::crm::CrmPort;
 use crate::adapters::identity::{aadsts_code, IdentityError};
 use crate::adapters::queue::{JobReason, SyncJob};
 use crate::adapters::store::{now_epoch, StoreError};
@@ -67,6 +68,12 @@ enum AuthError {
     /// The callback came to a browser that did not start the sign-in (or keeps no cookies).
     #[error("the sign-in was started in another browser")]
     OtherBrowser,
+    /// The tenant requires the Microsoft account to be the CRM user's own address.
+    #[error("the Microsoft account is not the CRM user's e-mail")]
+    EmailMismatch { microsoft: String },
+    /// The CRM could not be asked for the user's e-mail.
+    #[error("the CRM could not be reached to check the e-mail")]
+    CrmUnreachable(#[source] crate::adapters::crm::CrmError),
     #[error("unknown tenant")]
     TenantUnknown,
     #[error("return_to outside the tenant's CRM origin")]
@@ -146,6 +153,14 @@ impl AuthError {
                     Some(back) => page.link(BackToCrm, back),
                     None => page,
                 }
+            }
+            AuthError::EmailMismatch { microsoft } => {
+                Page::new(lang, StatusCode::FORBIDDEN, EmailMismatchTitle)
+                    .para(EmailMismatch, Some(microsoft))
+            }
+            AuthError::CrmUnreachable(_) => {
+                Page::new(lang, StatusCode::BAD_GATEWAY, SignInFailedTitle)
+                    .para(CrmUnreachable, None)
             }
             AuthError::OtherBrowser => {
                 Page::new(lang, StatusCode::BAD_REQUEST, OtherBrowserTitle).para(OtherBrowser, None)
@@ -702,6 +717,26 @@ async fn callback(app: &App, request: &Request) -> Result<Outcome, AuthError> {
     }
     if tokens.refresh_token.is_none() {
         return Err(AuthError::Identity(IdentityError::Missing("refresh token")));
+    }
+    if tenant.settings.require_matching_email {
+        let crm = app
+            .runner
+            .crm_for(&tenant)
+            .map_err(AuthError::CrmUnreachable)?;
+        let crm_user = crm
+            .resolve_user(user.as_str())
+            .await
+            .map_err(AuthError::CrmUnreachable)?;
+        let same = crm_user.email.as_deref().is_some_and(|email| {
+            email
+                .trim()
+                .eq_ignore_ascii_case(claims.preferred_username.trim())
+        });
+        if !same {
+            return Err(AuthError::EmailMismatch {
+                microsoft: claims.preferred_username.clone(),
+            });
+        }
     }
     // One Outlook calendar feeds one CRM user: refuse a second link while the first is live.
     app.users

@@ -241,6 +241,7 @@ impl CrmPort for VtigerCrm {
             user_name: row.text("user_name"),
             time_zone: Some(zone).filter(|zone| !zone.trim().is_empty()),
             active: !row.text("status").eq_ignore_ascii_case("inactive"),
+            email: Some(row.text("email1")).filter(|email| !email.trim().is_empty()),
         })
     }
 

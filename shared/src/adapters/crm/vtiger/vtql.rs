@@ -12,7 +12,7 @@ pub fn quote(value: &str) -> String {
 /// One CRM user by login name.
 pub fn user_by_name(user_name: &str) -> String {
     format!(
-        "SELECT id, user_name, time_zone, status FROM Users WHERE user_name = {};",
+        "SELECT id, user_name, time_zone, status, email1 FROM Users WHERE user_name = {};",
         quote(user_name)
     )
 }
@@ -73,7 +73,7 @@ mod tests {
         assert_eq!(quote("o'brien"), "'o''brien'");
         assert_eq!(
             user_by_name("x' OR '1'='1"),
-            "SELECT id, user_name, time_zone, status FROM Users WHERE user_name = 'x'' OR ''1''=''1';"
+            "SELECT id, user_name, time_zone, status, email1 FROM Users WHERE user_name = 'x'' OR ''1''=''1';"
         );
     }
 
