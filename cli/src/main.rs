@@ -217,7 +217,13 @@ async fn run(cli: Cli) -> Result<()> {
             resync::run(&app, &tenant, user.as_deref(), how).await
         }
         Command::Status { tenant, user, json } => {
-            status(&app, &tenant, user.as_deref(), json).await
+            let attention = status(&app, &tenant, user.as_deref(), json).await?;
+            if attention > 0 {
+                // Scripts and monitors can tell "all good" from "look at this" by the code.
+                eprintln!("{attention} item(s) need attention");
+                std::process::exit(STATUS_NEEDS_ATTENTION);
+            }
+            Ok(())
         }
         Command::Serve { .. } => bail!("serve opens its own store"),
         Command::User(UserCommand::Disconnect { tenant, user }) => {
@@ -317,7 +323,24 @@ fn user_json(record: &UserRecord) -> serde_json::Value {
 /// How many journal entries `calsync status --user` prints.
 const STATUS_JOURNAL_ENTRIES: usize = 20;
 
-async fn status(app: &App, tenant: &str, user: Option<&str>, json: bool) -> Result<()> {
+/// `calsync status`'s exit code when a tenant warning or a user's problem needs a look.
+const STATUS_NEEDS_ATTENTION: i32 = 2;
+
+/// How many things `status` shows that need attention: the tenant's warnings, and each user who
+/// must reconnect or has a problem.
+fn needs_attention(warnings: &[String], users: &[UserRecord]) -> usize {
+    warnings.len()
+        + users
+            .iter()
+            .filter(|u| {
+                u.status == calsync::services::users::UserStatus::ReconnectRequired
+                    || !u.problems.is_empty()
+            })
+            .count()
+}
+
+/// Prints the tenant's and users' status; returns how many things need attention.
+async fn status(app: &App, tenant: &str, user: Option<&str>, json: bool) -> Result<usize> {
     let tenant = TenantId::parse(tenant)?;
     let settings = app
         .tenants
@@ -343,14 +366,14 @@ async fn status(app: &App, tenant: &str, user: Option<&str>, json: bool) -> Resu
             "users": users.iter().map(user_json).collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
-        return Ok(());
+        return Ok(needs_attention(&warnings, &users));
     }
     for warning in &warnings {
         println!("warning: {warning}");
     }
     if users.is_empty() {
         println!("tenant {tenant}: no users have connected yet");
-        return Ok(());
+        return Ok(needs_attention(&warnings, &users));
     }
     println!(
         "{:<24} {:<20} {:<36} {:<22} PROBLEMS",
@@ -457,5 +480,5 @@ async fn status(app: &App, tenant: &str, user: Option<&str>, json: bool) -> Resu
             }
         }
     }
-    Ok(())
+    Ok(needs_attention(&warnings, &users))
 }

@@ -3,7 +3,7 @@
 
 use anyhow::{bail, Context, Result};
 use calsync::crypto::{random_key_hex, random_token};
-use calsync::services::tenants::{TenantSecret, TenantSettings};
+use calsync::services::tenants::{AccessMode, TenantSecret, TenantSettings};
 use calsync::App;
 use calsync_core::ids::TenantId;
 use calsync_core::secret::Secret;
@@ -48,6 +48,31 @@ pub enum TenantCommand {
         #[arg(long)]
         secrets_file: PathBuf,
     },
+    /// Change a tenant's settings; only the options given change.
+    Update {
+        tenant: String,
+        /// Days of the past that are synced (0–365).
+        #[arg(long)]
+        window_past_days: Option<u32>,
+        /// Days of the future that are synced (1–730).
+        #[arg(long)]
+        window_future_days: Option<u32>,
+        /// How often each user is swept without notifications: 5m to 24h.
+        #[arg(long)]
+        sync_interval: Option<String>,
+        /// IANA time zone of the CRM server's dates, e.g. Europe/Madrid.
+        #[arg(long)]
+        crm_time_zone: Option<String>,
+        #[arg(long, value_enum)]
+        mode: Option<ModeArg>,
+        #[arg(long, value_enum)]
+        conflict_policy: Option<PolicyArg>,
+        /// Users may only connect the Microsoft account whose address is their CRM e-mail.
+        #[arg(long)]
+        require_matching_email: Option<bool>,
+        #[arg(long)]
+        json: bool,
+    },
     /// List tenants.
     List {
         #[arg(long)]
@@ -88,6 +113,14 @@ pub enum PolicyArg {
     OutlookWins,
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum ModeArg {
+    /// Each user signs in.
+    Delegated,
+    /// A directory admin consented; calsync uses app-only tokens.
+    AppOnly,
+}
+
 pub async fn run(app: &App, command: TenantCommand) -> Result<()> {
     match command {
         TenantCommand::Add {
@@ -104,6 +137,7 @@ pub async fn run(app: &App, command: TenantCommand) -> Result<()> {
             secrets_file,
         } => {
             let tenant = TenantId::parse(&tenant)?;
+            calsync::services::tenants::check_crm_url(&crm_url)?;
             let values = read_secret_values(&secrets_file)?;
             let now = calsync::adapters::store::now_epoch();
             let mut settings = TenantSettings::new(
@@ -137,6 +171,79 @@ pub async fn run(app: &App, command: TenantCommand) -> Result<()> {
             println!(
                 "give the CRM its link key with: calsync tenant show {tenant} --reveal-link-key"
             );
+            Ok(())
+        }
+        TenantCommand::Update {
+            tenant,
+            window_past_days,
+            window_future_days,
+            sync_interval,
+            crm_time_zone,
+            mode,
+            conflict_policy,
+            require_matching_email,
+            json,
+        } => {
+            let tenant = TenantId::parse(&tenant)?;
+            if window_past_days.is_some_and(|d| d > 365) {
+                bail!("--window-past-days goes up to 365");
+            }
+            if window_future_days.is_some_and(|d| d == 0 || d > 730) {
+                bail!("--window-future-days goes from 1 to 730");
+            }
+            let sync_interval_minutes = match &sync_interval {
+                Some(text) => {
+                    let seconds = crate::duration::parse(text)?;
+                    if !(300..=86_400).contains(&seconds) {
+                        bail!("--sync-interval goes from 5m to 24h");
+                    }
+                    Some(u32::try_from(seconds / 60)?)
+                }
+                None => None,
+            };
+            if let Some(zone) = &crm_time_zone {
+                if jiff::tz::TimeZone::get(zone).is_err() {
+                    bail!("--crm-time-zone {zone:?} is not an IANA time zone");
+                }
+            }
+            let settings = app
+                .tenants
+                .update_settings(&tenant, move |s| {
+                    if let Some(days) = window_past_days {
+                        s.window_past_days = days;
+                    }
+                    if let Some(days) = window_future_days {
+                        s.window_future_days = days;
+                    }
+                    if let Some(minutes) = sync_interval_minutes {
+                        s.sync_interval_minutes = minutes;
+                    }
+                    if let Some(zone) = &crm_time_zone {
+                        s.crm_time_zone.clone_from(zone);
+                    }
+                    if let Some(mode) = mode {
+                        s.mode = match mode {
+                            ModeArg::Delegated => AccessMode::Delegated,
+                            ModeArg::AppOnly => AccessMode::AppOnly,
+                        };
+                    }
+                    if let Some(policy) = conflict_policy {
+                        s.conflict_policy = match policy {
+                            PolicyArg::Latest => ConflictPolicy::Latest,
+                            PolicyArg::CrmWins => ConflictPolicy::CrmWins,
+                            PolicyArg::OutlookWins => ConflictPolicy::OutlookWins,
+                        };
+                    }
+                    if let Some(required) = require_matching_email {
+                        s.require_matching_email = required;
+                    }
+                })
+                .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&settings)?);
+            } else {
+                println!("tenant {tenant} updated");
+            }
             Ok(())
         }
         TenantCommand::List { json } => {

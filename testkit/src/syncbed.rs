@@ -180,9 +180,9 @@ impl SyncBed {
             .len())
     }
 
-    /// The `calsync` CLI as a process against this bed: whether it succeeded, and its
-    /// stdout and stderr together.
-    pub async fn cli(&self, args: &[&str]) -> Result<(bool, String)> {
+    /// The `calsync` CLI as a process against this bed: its exit code, and its stdout and
+    /// stderr together.
+    pub async fn cli(&self, args: &[&str]) -> Result<(Option<i32>, String)> {
         let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         let env = self.bed.env();
         let output = tokio::task::spawn_blocking(move || {
@@ -195,7 +195,7 @@ impl SyncBed {
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );
-        Ok((output.status.success(), text))
+        Ok((output.status.code(), text))
     }
 
     pub async fn record(&self) -> Result<UserRecord> {

@@ -192,6 +192,26 @@ pub fn origin_of(raw: &str) -> Result<String, TenantError> {
     Ok(url.origin().ascii_serialization())
 }
 
+/// A CRM URL an operator gives: https, or plain http only on a loopback address (tests,
+/// `calsync serve`, a CRM on the same machine) — the integration user's access key and every
+/// event travel on it.
+pub fn check_crm_url(raw: &str) -> Result<(), TenantError> {
+    let url = Url::parse(raw).map_err(TenantError::CrmUrl)?;
+    let loopback = match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        None => false,
+    };
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        _ => Err(TenantError::Invalid(
+            "the CRM URL must be https (plain http only on a loopback address)",
+        )),
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum TenantError {
     #[error("tenant {0} does not exist")]
@@ -508,6 +528,16 @@ mod tests {
             .unwrap()
             .strftime("%Y-%m-%d")
             .to_string()
+    }
+
+    #[test]
+    fn crm_urls_are_https_but_on_loopback() {
+        assert!(check_crm_url("https://crm.acme.es/").is_ok());
+        assert!(check_crm_url("http://127.0.0.1:8080/").is_ok());
+        assert!(check_crm_url("http://localhost/vtiger").is_ok());
+        assert!(check_crm_url("http://[::1]:9/").is_ok());
+        assert!(check_crm_url("http://crm.acme.es/").is_err());
+        assert!(check_crm_url("ftp://crm.acme.es/").is_err());
     }
 
     #[test]

@@ -103,7 +103,12 @@ fn tenants_links_and_status_on_the_embedded_store() {
 
     // The expired client secret shows as a warning.
     let status = calsync(&dir, &["status", "--tenant", "acme", "--json"], None);
-    assert!(status.status.success(), "{}", text(&status.stderr));
+    assert_eq!(
+        status.status.code(),
+        Some(2),
+        "an expired secret needs attention: {}",
+        text(&status.stderr)
+    );
     let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(json["users"], serde_json::json!([]));
     assert!(json["warnings"][0]
@@ -127,8 +132,71 @@ fn tenants_links_and_status_on_the_embedded_store() {
     );
     assert!(rotated.status.success(), "{}", text(&rotated.stderr));
     let status_after = calsync(&dir, &["status", "--tenant", "acme", "--json"], None);
+    assert_eq!(status_after.status.code(), Some(0), "all good now");
     let json: serde_json::Value = serde_json::from_slice(&status_after.stdout).unwrap();
     assert_eq!(json["warnings"], serde_json::json!([]));
+
+    // Settings change from the CLI, validated.
+    let updated = calsync(
+        &dir,
+        &[
+            "tenant",
+            "update",
+            "acme",
+            "--sync-interval",
+            "30m",
+            "--window-past-days",
+            "60",
+            "--crm-time-zone",
+            "Europe/Madrid",
+            "--conflict-policy",
+            "crm-wins",
+            "--json",
+        ],
+        None,
+    );
+    assert!(updated.status.success(), "{}", text(&updated.stderr));
+    let settings: serde_json::Value = serde_json::from_slice(&updated.stdout).unwrap();
+    assert_eq!(settings["sync_interval_minutes"], 30);
+    assert_eq!(settings["window_past_days"], 60);
+    assert_eq!(settings["crm_time_zone"], "Europe/Madrid");
+    assert_eq!(settings["conflict_policy"], "crm-wins");
+    for bad in [
+        &["--sync-interval", "1m"][..],
+        &["--crm-time-zone", "Mars/Olympus"][..],
+        &["--window-future-days", "0"][..],
+    ] {
+        let mut args = vec!["tenant", "update", "acme"];
+        args.extend_from_slice(bad);
+        let refused = calsync(&dir, &args, None);
+        assert!(!refused.status.success(), "{bad:?} was accepted");
+    }
+    // A CRM on plain http is refused unless it is on this machine.
+    let plain = calsync(
+        &dir,
+        &[
+            "tenant",
+            "add",
+            "plain",
+            "--azure-tenant-id",
+            "6e3c2f1a-8d4b-4c3e-9f2a-1b5d7c9e0a11",
+            "--client-id",
+            "2b8f4e6a-1c3d-4e5f-8a9b-0c1d2e3f4a5b",
+            "--crm-url",
+            "http://crm.acme.test/",
+            "--crm-user",
+            "admin",
+            "--secrets-file",
+            "-",
+        ],
+        Some("client_secret=a\ncrm_access_key=b\n"),
+    );
+    assert!(!plain.status.success());
+    assert!(
+        text(&plain.stderr).contains("https"),
+        "{}",
+        text(&plain.stderr)
+    );
     let no_secret = calsync(
         &dir,
         &["tenant", "rotate-secret", "acme", "--secrets-file", "-"],

@@ -544,8 +544,10 @@ async fn a_revoked_token_asks_the_user_to_reconnect_without_a_retry_storm() {
     assert_eq!(report.jobs_queued, 0);
 }
 
+/// The CLI against the bed: whether it exited 0, and what it printed.
 async fn cli(bed: &SyncBed, args: &[&str]) -> (bool, String) {
-    bed.cli(args).await.unwrap()
+    let (code, out) = bed.cli(args).await.unwrap();
+    (code == Some(0), out)
 }
 
 #[tokio::test]
@@ -593,8 +595,15 @@ async fn resync_dry_run_prints_the_plan_and_changes_nothing() {
     assert!(ok, "{out}");
     assert!(out.contains("1 created"), "{out}");
     assert!(bed.outlook_event("Quarterly review").is_ok());
-    let (ok, out) = cli(&bed, &["status", "--tenant", &tenant, "--user", "maria"]).await;
-    assert!(ok, "{out}");
+    let (code, out) = bed
+        .cli(&["status", "--tenant", &tenant, "--user", "maria"])
+        .await
+        .unwrap();
+    assert_eq!(
+        code,
+        Some(2),
+        "notifications_unavailable on this bed: {out}"
+    );
     assert!(out.contains("linked events: 3"), "{out}");
 }
 
