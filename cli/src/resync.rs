@@ -56,6 +56,7 @@ pub async fn run(app: &App, tenant: &str, user: Option<&str>, how: How) -> Resul
                 user: user.clone(),
                 reason: JobReason::Manual,
                 full: options.full,
+                origin: None,
             })
             .collect();
         app.queue.send(&jobs).await.context("queueing the jobs")?;

@@ -62,6 +62,7 @@ impl SyncBed {
             user: self.bed.user.clone(),
             reason: JobReason::Manual,
             full,
+            origin: None,
         }
     }
 

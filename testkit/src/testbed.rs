@@ -198,18 +198,21 @@ pub fn cookie_set_by(response: &WebResponse) -> Option<String> {
 /// Connect maria, sign in at the sandbox and complete the callback; returns the callback's
 /// response.
 pub async fn connect(app: &App, tenant: &TenantId, link_key: &Secret) -> Result<WebResponse> {
+    connect_user(app, tenant, link_key, CRM_USER).await
+}
+
+/// Connects CRM user `user` with whichever Microsoft account the sandbox auto-approves.
+pub async fn connect_user(
+    app: &App,
+    tenant: &TenantId,
+    link_key: &Secret,
+    user: &str,
+) -> Result<WebResponse> {
     let start = request(
         app,
         "GET",
         "/connect",
-        &link_query(
-            tenant,
-            link_key,
-            LinkRoute::Connect,
-            Some(CRM_USER),
-            600,
-            None,
-        ),
+        &link_query(tenant, link_key, LinkRoute::Connect, Some(user), 600, None),
     )
     .await;
     let location = start

@@ -20,6 +20,8 @@ pub struct DispatchReport {
     pub failed_tenants: Vec<(TenantId, String)>,
     /// What subscription upkeep did, one entry per user it touched.
     pub upkeep: Vec<(String, Upkeep)>,
+    /// Tenants with a warning for the operator (a client secret near or past its expiry).
+    pub tenants_warned: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -58,7 +60,11 @@ pub async fn dispatch(app: &App, only: Option<&TenantId>) -> Result<DispatchRepo
     };
     let mut jobs = Vec::new();
     for settings in &tenants {
-        for warning in settings.warnings(now) {
+        let warnings = settings.warnings(now);
+        if !warnings.is_empty() {
+            report.tenants_warned += 1;
+        }
+        for warning in warnings {
             tracing::warn!(tenant = %settings.tenant, %warning, "tenant needs attention");
         }
         let users = match app.users.list(&settings.tenant).await {
@@ -84,6 +90,7 @@ pub async fn dispatch(app: &App, only: Option<&TenantId>) -> Result<DispatchRepo
                 user: user.user.clone(),
                 reason: JobReason::Schedule,
                 full: false,
+                origin: None,
             });
         }
     }

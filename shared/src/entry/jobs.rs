@@ -136,6 +136,8 @@ pub async fn run_job_until(
             user: job.user.clone(),
             reason: JobReason::Continue,
             full: false,
+            // The follow-up carries on the same work.
+            origin: job.origin.clone(),
         };
         app.queue
             .send(&[follow_up])
@@ -178,6 +180,52 @@ fn failure_reason(
     }
 }
 
+/// One SQS message: its id, and its job or why its body is not one.
+type Message = (String, Result<SyncJob, JobBodyError>);
+
+/// Runs one FIFO group's messages in order; returns the ids of those that failed. After the
+/// first failure the rest of the group goes back untried, as SQS FIFO requires: a later job of
+/// the user must not overtake an earlier one. Failed messages return to the queue and, after
+/// five tries, to the dead-letter queue, where nothing is lost.
+async fn run_group(app: &App, messages: Vec<Message>, deadline: Option<Instant>) -> Vec<String> {
+    let mut failed = Vec::new();
+    for (message_id, job) in messages {
+        if !failed.is_empty() {
+            tracing::warn!(%message_id, "sync job sent back: an earlier job of its user failed");
+            failed.push(message_id);
+            continue;
+        }
+        let why = match &job {
+            Ok(job) => {
+                let span = tracing::info_span!(
+                    "job",
+                    tenant = %job.tenant,
+                    user = %job.user,
+                    job_id = %message_id,
+                    reason = ?job.reason,
+                    correlation = job.origin.as_ref().map_or("", |o| o.correlation.as_str()),
+                );
+                let started = Instant::now();
+                let run = AssertUnwindSafe(run_job_until(app, job, deadline));
+                let outcome = tracing::Instrument::instrument(run.catch_unwind(), span).await;
+                crate::entry::metrics::emit(&crate::entry::metrics::job(
+                    job,
+                    outcome.as_ref().ok().and_then(|r| r.as_ref().ok()),
+                    started.elapsed(),
+                    crate::adapters::store::now_epoch() * 1000,
+                ));
+                failure_reason(outcome)
+            }
+            Err(why) => Some(crate::errors::chain(why)),
+        };
+        if let Some(why) = why {
+            tracing::error!(%message_id, reason = %why, "sync job failed");
+            failed.push(message_id);
+        }
+    }
+    failed
+}
+
 /// Handles one invocation of the sync function. `deadline`: when the invocation ends.
 pub async fn handle_event(
     app: &App,
@@ -194,26 +242,34 @@ pub async fn handle_event(
             let report = crate::entry::dispatch::dispatch(app, tenant.as_ref())
                 .await
                 .map_err(EventError::Dispatch)?;
+            crate::entry::metrics::emit(&crate::entry::metrics::dispatch(
+                &report,
+                crate::adapters::store::now_epoch() * 1000,
+            ));
             Ok(json!({ "tenants": report.tenants, "jobs_queued": report.jobs_queued }))
         }
         SyncEvent::Jobs(jobs) => {
-            let mut response = SqsBatchResponse::default();
+            // One user's jobs (a FIFO group) run in order; different users' run side by side,
+            // so one slow CRM does not hold up the other tenants' users in the batch.
+            let mut groups: Vec<(Option<String>, Vec<Message>)> = Vec::new();
             for (message_id, job) in jobs {
-                let why = match &job {
-                    Ok(job) => {
-                        let run = AssertUnwindSafe(run_job_until(app, job, deadline));
-                        failure_reason(run.catch_unwind().await)
-                    }
-                    Err(why) => Some(crate::errors::chain(why)),
-                };
-                if let Some(why) = why {
-                    // Failed messages return to the queue and, after five tries, to the
-                    // dead-letter queue, where nothing is lost.
-                    tracing::error!(%message_id, reason = %why, "sync job failed");
-                    let mut failure = BatchItemFailure::default();
-                    failure.item_identifier = message_id;
-                    response.batch_item_failures.push(failure);
+                let group = job.as_ref().ok().map(SyncJob::group_id);
+                match groups.iter_mut().find(|(g, _)| g.is_some() && *g == group) {
+                    Some((_, messages)) => messages.push((message_id, job)),
+                    None => groups.push((group, vec![(message_id, job)])),
                 }
+            }
+            let failed = futures_util::future::join_all(
+                groups
+                    .into_iter()
+                    .map(|(_, messages)| run_group(app, messages, deadline)),
+            )
+            .await;
+            let mut response = SqsBatchResponse::default();
+            for message_id in failed.into_iter().flatten() {
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = message_id;
+                response.batch_item_failures.push(failure);
             }
             serde_json::to_value(response).map_err(EventError::NotSqs)
         }

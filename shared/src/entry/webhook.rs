@@ -75,6 +75,8 @@ pub async fn jobs_for(
         received: notifications.len(),
         ..Tally::default()
     };
+    // Everything this request causes shares one correlation id.
+    let origin = crate::adapters::queue::JobOrigin::now();
     // One storage read per distinct subscription, however many notifications name it.
     let mut records: HashMap<&str, Option<SubscriptionRecord>> = HashMap::new();
     let mut jobs: BTreeMap<(TenantId, CrmUserName), SyncJob> = BTreeMap::new();
@@ -112,6 +114,7 @@ pub async fn jobs_for(
             user: record.user.clone(),
             reason,
             full: false,
+            origin: Some(origin.clone()),
         });
         if weight(reason) > weight(job.reason) {
             job.reason = reason;

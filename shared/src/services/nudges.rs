@@ -85,11 +85,14 @@ pub async fn accept(
         NudgeNote::NotSyncing => Ok(NudgeOutcome::NotSyncing),
         NudgeNote::AlreadyQueued => Ok(NudgeOutcome::Collapsed),
         NudgeNote::QueueJob => {
+            let origin = crate::adapters::queue::JobOrigin::now();
+            tracing::info!(tenant = %nudge.tenant, user = %nudge.user, correlation = %origin.correlation, "nudge queues a job");
             let job = SyncJob {
                 tenant: nudge.tenant.clone(),
                 user: nudge.user.clone(),
                 reason: JobReason::Nudge,
                 full: false,
+                origin: Some(origin),
             };
             if let Err(e) = queue.send(&[job]).await {
                 // No job waits: let the next nudge try again.

@@ -10,6 +10,7 @@ fn job(user: &str, reason: JobReason) -> SyncJob {
         user: CrmUserName::parse(user).unwrap(),
         reason,
         full: reason == JobReason::Connected,
+        origin: None,
     }
 }
 

@@ -244,6 +244,7 @@ async fn bench(events: usize) -> Result<()> {
         user: calsync_core::ids::CrmUserName::parse(CRM_USER)?,
         reason: JobReason::Manual,
         full: false,
+        origin: None,
     };
 
     let rss_before = status_kb("VmRSS:");

@@ -115,9 +115,11 @@ async fn an_sqs_batch_returns_exactly_the_failed_user() {
     let (maria, ghost_body) = (body("maria"), body("ghost"));
     let maria_group = format!("{}#maria", bed.bed.tenant);
     let ghost_group = format!("{}#ghost", bed.bed.tenant);
+    // ghost's second job must not overtake its first: it goes back with it.
     let event = calsync_testkit::events::sqs_fifo_event(&[
         (&maria, &maria_group, "m-1"),
         (&ghost_body, &ghost_group, "m-2"),
+        (&ghost_body, &ghost_group, "m-3"),
     ]);
 
     let function =
@@ -127,9 +129,37 @@ async fn an_sqs_batch_returns_exactly_the_failed_user() {
     let answer = function.invoke(event).await.unwrap().into_ok().unwrap();
     assert_eq!(
         answer,
-        json!({"batchItemFailures": [{"itemIdentifier": "m-2"}]})
+        json!({"batchItemFailures": [{"itemIdentifier": "m-2"}, {"itemIdentifier": "m-3"}]})
     );
     assert_eq!(bed.crm_subjects(), ["Kick-off"], "maria was synced");
+    // Each job that ran left one metric document on stdout, by tenant, never by user.
+    let documents: Vec<serde_json::Value> = function
+        .logs()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|doc| doc.get("_aws").is_some())
+        .collect();
+    assert_eq!(documents.len(), 2, "maria's and ghost's first job");
+    for doc in &documents {
+        let directive = &doc["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(directive["Namespace"], "calsync");
+        assert_eq!(directive["Dimensions"], json!([["Tenant"], []]));
+        assert_eq!(doc["Tenant"], bed.bed.tenant.as_str());
+        assert!(!doc.to_string().contains("maria") && !doc.to_string().contains("ghost"));
+    }
+    let crm_writes: Vec<u64> = documents
+        .iter()
+        .map(|d| d["CrmWrites"].as_u64().unwrap())
+        .collect();
+    assert!(crm_writes.contains(&1), "maria's create: {crm_writes:?}");
+    assert_eq!(
+        documents
+            .iter()
+            .map(|d| d["JobFailures"].as_u64().unwrap())
+            .sum::<u64>(),
+        1,
+        "ghost's job failed"
+    );
     let ghost = bed
         .bed
         .app
@@ -150,4 +180,99 @@ async fn an_sqs_batch_returns_exactly_the_failed_user() {
         "{:?}",
         ghost.problems
     );
+}
+
+/// Two users' jobs in one batch: maria's Outlook answers slowly (her delta request hangs for
+/// seconds), pedro's does not. The jobs of a batch run side by side, so pedro's job does not
+/// wait for maria's.
+#[tokio::test]
+async fn a_slow_user_in_a_batch_does_not_hold_up_the_others() {
+    use calsync_sandbox::graph::{FaultRate, FaultRoute, FaultRule, GraphFault};
+    let bed = calsync_testkit::syncbed::SyncBed::start().await.unwrap();
+    let (pedro_oid, pedro_email) = ("5c6d7e8f-1a2b-4c3d-8e9f-0a1b2c3d4e5f", "pedro@acme.example");
+    let identity = bed.bed.sandbox.identity();
+    identity
+        .add_user(
+            calsync_testkit::testbed::AZURE_TENANT,
+            pedro_oid,
+            pedro_email,
+            "Pedro",
+        )
+        .unwrap();
+    identity
+        .set_auto_approve(calsync_testkit::testbed::AZURE_TENANT, Some(pedro_email))
+        .unwrap();
+    let graph = bed.bed.sandbox.graph();
+    graph.add_mailbox(pedro_oid, "Pedro", pedro_email);
+    let connected = calsync_testkit::testbed::connect_user(
+        &bed.bed.app,
+        &bed.bed.tenant,
+        &bed.bed.link_key,
+        "pedro",
+    )
+    .await
+    .unwrap();
+    assert_eq!(connected.status, 200, "{}", connected.body);
+    graph
+        .insert_event(
+            pedro_oid,
+            json!({
+                "subject": "Pedro's visit",
+                "start": {"dateTime": "2026-12-09T09:00:00", "timeZone": "UTC"},
+                "end": {"dateTime": "2026-12-09T10:00:00", "timeZone": "UTC"},
+            }),
+        )
+        .unwrap();
+    graph.add_fault(FaultRule {
+        route: FaultRoute::Delta,
+        mailbox: Some(calsync_testkit::testbed::USER_OID.to_owned()),
+        fault: GraphFault::Slow(std::time::Duration::from_secs(6)),
+        rate: FaultRate::Next(1),
+    });
+    let body = |user: &str| {
+        json!({"tenant": bed.bed.tenant, "user": user, "reason": "notification", "full": false})
+            .to_string()
+    };
+    let (maria, pedro) = (body("maria"), body("pedro"));
+    let (maria_group, pedro_group) = (
+        format!("{}#maria", bed.bed.tenant),
+        format!("{}#pedro", bed.bed.tenant),
+    );
+    let event = calsync_testkit::events::sqs_fifo_event(&[
+        (&maria, &maria_group, "m-1"),
+        (&pedro, &pedro_group, "m-2"),
+    ]);
+    let app = bed.bed.app.clone();
+    let batch =
+        tokio::spawn(async move { calsync::entry::jobs::handle_event(&app, event, None).await });
+    let crm = bed.bed.sandbox.crm();
+    let pedro_number = crm.user_id("pedro").unwrap();
+    let mut synced = false;
+    for _ in 0..100 {
+        if !crm.events_of(pedro_number).is_empty() {
+            synced = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(synced, "pedro's event reached the CRM");
+    // Side by side, pedro's job starts with maria's; one after the other, it could only start
+    // once maria's request had given up (the bed's HTTP timeout is 2 s).
+    let first = |oid: &str| {
+        graph
+            .requests()
+            .iter()
+            .filter(|r| r.mailbox.as_deref() == Some(oid))
+            .map(|r| r.started)
+            .min()
+            .unwrap()
+    };
+    let maria_start = first(calsync_testkit::testbed::USER_OID);
+    let pedro_start = first(pedro_oid);
+    assert!(
+        pedro_start < maria_start + std::time::Duration::from_secs(1),
+        "pedro started at {pedro_start:?}, maria at {maria_start:?}"
+    );
+    let answer = batch.await.unwrap().unwrap();
+    assert_eq!(answer, json!({"batchItemFailures": []}));
 }

@@ -47,6 +47,33 @@ pub struct SyncJob {
     pub reason: JobReason,
     #[serde(default)]
     pub full: bool,
+    /// Where the work came from, for the job's log span and the announcement-to-write lag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<JobOrigin>,
+}
+
+/// The request that announced the change (a Graph notification or a CRM nudge).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobOrigin {
+    /// One id for everything that request caused: its log lines, its jobs' spans.
+    pub correlation: String,
+    /// When the announcement arrived, epoch milliseconds.
+    pub at_ms: i64,
+}
+
+impl JobOrigin {
+    /// A new origin for a request arriving now.
+    pub fn now() -> Self {
+        let at_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        Self {
+            correlation: crate::crypto::random_token(12),
+            at_ms,
+        }
+    }
 }
 
 impl SyncJob {

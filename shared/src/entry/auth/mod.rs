@@ -789,6 +789,7 @@ async fn callback(app: &App, request: &Request) -> Result<Outcome, AuthError> {
             user: user.clone(),
             reason: JobReason::Connected,
             full: true,
+            origin: None,
         }])
         .await;
     if let Err(e) = &queued {

@@ -108,7 +108,8 @@ pub struct RunReport {
 }
 
 impl RunReport {
-    fn new(outcome: RunOutcome) -> Self {
+    /// A report of a run that ended with `outcome` and did nothing yet.
+    pub fn new(outcome: RunOutcome) -> Self {
         Self {
             outcome,
             counts: RunCounts::default(),
