@@ -27,6 +27,9 @@ use calsync_core::secret::Secret;
 pub const MAX_BODY_BYTES: usize = 512 * 1024;
 /// Validation tokens are short opaque strings; anything longer is not from Graph.
 const MAX_VALIDATION_TOKEN: usize = 2048;
+/// Distinct subscription ids one request may make us look up. Graph's batches name a handful;
+/// a body naming hundreds of random ids would cost a storage read each.
+const MAX_SUBSCRIPTION_LOOKUPS: usize = 50;
 
 /// What one request did, for the log line and tests.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -87,6 +90,10 @@ pub async fn jobs_for(
         }
         let id = notification.subscription_id.as_str();
         if !records.contains_key(id) {
+            if records.len() >= MAX_SUBSCRIPTION_LOOKUPS {
+                tally.unknown_subscription += 1;
+                continue;
+            }
             let record = app.subscriptions.record(id).await?;
             records.insert(id, record);
         }

@@ -140,3 +140,50 @@ async fn a_run_with_nothing_to_do_costs_one_call_per_side_and_two_dynamodb_calls
     // Every Graph request of the run was maria's: nothing else was asked of Microsoft.
     assert_eq!(graph.requests().len(), graph_requests.len(), "{all}");
 }
+
+/// A stranger's body naming hundreds of made-up subscriptions costs a bounded number of reads.
+#[tokio::test]
+async fn a_webhook_request_looks_up_a_bounded_number_of_subscriptions() {
+    let sdk = aws_config().await.unwrap();
+    let dynamodb_calls = CallLog::default();
+    let dynamodb = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&sdk)
+            .interceptor(dynamodb_calls.clone())
+            .build(),
+    );
+    let bed = calsync_testkit::testbed::TestBed::start_with(BedOptions {
+        dynamodb: Some(dynamodb),
+        ..BedOptions::default()
+    })
+    .await
+    .unwrap();
+    let notifications: Vec<serde_json::Value> = (0..300)
+        .map(|n| {
+            json!({
+                "subscriptionId": format!("00000000-0000-4000-8000-{n:012}"),
+                "changeType": "updated",
+                "clientState": "guess",
+                "resource": format!("Users/x/Events/AAMk{n}="),
+            })
+        })
+        .collect();
+    dynamodb_calls.take();
+    let answer = calsync_testkit::web::webhook(
+        &bed.app,
+        &calsync_testkit::web::WebRequest {
+            method: "POST".into(),
+            path: "/notifications".into(),
+            query: String::new(),
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: json!({"value": notifications}).to_string().into_bytes(),
+        },
+    )
+    .await;
+    assert_eq!(answer.status, 202);
+    let reads = dynamodb_calls.take();
+    assert!(
+        reads.len() <= 50,
+        "{} reads for 300 made-up ids",
+        reads.len()
+    );
+}

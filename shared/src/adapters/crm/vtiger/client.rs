@@ -43,6 +43,10 @@ pub fn login_digest(token: &str, access_key: &AccessKey) -> String {
     hex::encode(hasher.finalize())
 }
 
+/// The largest answer read from the CRM: a page of 100 events with long descriptions fits many
+/// times over.
+const MAX_REPLY_BYTES: usize = 64 * 1024 * 1024;
+
 /// How many times one call may log in again after a session error before giving up. Another
 /// process logging in as the same user can end our session; a bounded retry absorbs that.
 const SESSION_ATTEMPTS: usize = 3;
@@ -288,11 +292,23 @@ impl VtigerClient {
             .await
             .map_err(|err| self.transport(operation, err, err_is_unsent))?;
         let status = response.status().as_u16();
-        // The answer has begun: whatever breaks now broke after the CRM had the request.
-        let body = response
-            .bytes()
+        // The answer has begun: whatever breaks now broke after the CRM had the request. It is
+        // read up to a bound, so a misbehaving server cannot exhaust the function's memory.
+        let mut response = response;
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
             .await
-            .map_err(|err| self.transport(operation, err, |_| false))?;
+            .map_err(|err| self.transport(operation, err, |_| false))?
+        {
+            if body.len() + chunk.len() > MAX_REPLY_BYTES {
+                return Err(CrmError::Unexpected {
+                    operation: operation.to_owned(),
+                    what: "an answer larger than 64 MiB",
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
         tracing::debug!(
             operation,
             status,
