@@ -205,12 +205,15 @@ $tests['a nudge that cannot be sent is dropped quickly, without an error'] = fun
 	$port = closedPort();
 	foreach (transports() as $name => $useCurl) {
 		Calsync_Http::$useCurl = $useCurl;
+		@unlink(Calsync_Nudger::backoffMarker("http://127.0.0.1:$port"));
 		$started = microtime(true);
 		$ok = Calsync_Nudger::send("http://127.0.0.1:$port", str_repeat('k', 32), 'acme', 'maria');
 		$took = microtime(true) - $started;
 		same(false, $ok, "$name: closed port, not sent");
 		check($took < 0.6, "$name: closed port, gave up in {$took}s");
 		same(false, Calsync_Nudger::send('not a url', str_repeat('k', 32), 'acme', 'maria'), "$name: a bad URL is dropped");
+		@unlink(Calsync_Nudger::backoffMarker("http://127.0.0.1:$port"));
+		@unlink(Calsync_Nudger::backoffMarker('not a url'));
 	}
 	Calsync_Http::$useCurl = true;
 };
@@ -221,11 +224,17 @@ $tests['a nudge to a server that never answers gives up within its time limit'] 
 	$name = stream_socket_get_name($server, false);
 	foreach (transports() as $transport => $useCurl) {
 		Calsync_Http::$useCurl = $useCurl;
+		@unlink(Calsync_Nudger::backoffMarker("http://$name"));
 		$started = microtime(true);
 		$ok = Calsync_Nudger::send("http://$name", str_repeat('k', 32), 'acme', 'maria');
 		$took = microtime(true) - $started;
 		same(false, $ok, "$transport: silent server, not sent");
 		check($took < Calsync_Nudger::TOTAL_TIMEOUT + 0.3, "$transport: gave up after {$took}s (limit " . Calsync_Nudger::TOTAL_TIMEOUT . 's)');
+		// For a minute after that, nudges to it are skipped at once.
+		$started = microtime(true);
+		same(false, Calsync_Nudger::send("http://$name", str_repeat('k', 32), 'acme', 'pedro'), "$transport: skipped while backing off");
+		check(microtime(true) - $started < 0.05, "$transport: skipping takes no time");
+		@unlink(Calsync_Nudger::backoffMarker("http://$name"));
 	}
 	Calsync_Http::$useCurl = true;
 	fclose($server);
@@ -246,6 +255,7 @@ $tests['a nudge reaches calsync as the signed form, once per user per request'] 
 		foreach (transports() as $transport => $useCurl) {
 			Calsync_Http::$useCurl = $useCurl;
 			file_put_contents($record, '');
+			@unlink(Calsync_Nudger::backoffMarker("http://127.0.0.1:$port/"));
 			same(true, Calsync_Nudger::send("http://127.0.0.1:$port/", $key, 'acme-es', 'jose.garcía'), "$transport: 202 is taken");
 			$lines = array_filter(explode("\n", file_get_contents($record)));
 			same(1, count($lines), "$transport: one request");

@@ -18,6 +18,13 @@ class Calsync_Nudger {
 	const CONNECT_TIMEOUT = 0.5;
 	const TOTAL_TIMEOUT = 1.5;
 
+	/**
+	 * After calsync could not be reached (or answered 5xx), nudges to it are skipped for this
+	 * long, so a calsync that is down costs one save up to TOTAL_TIMEOUT a minute rather than
+	 * every save (and, under PHP-FPM, does not keep every worker busy after its answer).
+	 */
+	const BACKOFF_SECONDS = 60;
+
 	/** CRM user names waiting for the end of the request. */
 	private static $pending = array();
 	private static $registered = false;
@@ -28,20 +35,37 @@ class Calsync_Nudger {
 	 * @return bool whether calsync took it (HTTP 202)
 	 */
 	public static function send($webhookUrl, $linkKey, $tenant, $user, $connectTimeout = self::CONNECT_TIMEOUT, $totalTimeout = self::TOTAL_TIMEOUT) {
+		$marker = self::backoffMarker($webhookUrl);
 		try {
+			$failedAt = @filemtime($marker);
+			if ($failedAt !== false && time() - $failedAt < self::BACKOFF_SECONDS) {
+				self::log("nudge for user $user skipped: calsync was unreachable less than " . self::BACKOFF_SECONDS . ' s ago');
+				return false;
+			}
 			$form = Calsync_Signer::nudgeForm($linkKey, $tenant, $user, time(), Calsync_Signer::nonce());
 			$answer = Calsync_Http::request('POST', Calsync_Signer::joinUrl($webhookUrl, 'nudge'), $form, $connectTimeout, $totalTimeout);
+			if ($answer['status'] >= 500) {
+				@touch($marker);
+			}
 			if ($answer['status'] !== 202) {
 				self::log("calsync answered {$answer['status']} to a nudge for user $user");
 				return false;
 			}
 			return true;
+		} catch (Calsync_HttpError $e) {
+			@touch($marker);
+			self::log('nudge for user ' . $user . ' not sent: ' . $e->getMessage());
 		} catch (Exception $e) {
 			self::log('nudge for user ' . $user . ' not sent: ' . $e->getMessage());
 		} catch (Throwable $e) {
 			self::log('nudge for user ' . $user . ' not sent: ' . $e->getMessage());
 		}
 		return false;
+	}
+
+	/** The file whose time says when nudges to this webhook URL last failed (per CRM server). */
+	public static function backoffMarker($webhookUrl) {
+		return rtrim(sys_get_temp_dir(), '/') . '/calsync-nudge-failed-' . md5((string) $webhookUrl);
 	}
 
 	/** Adds a user to the nudges sent at the end of this request (once per user). */

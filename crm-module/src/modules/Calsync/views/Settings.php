@@ -57,6 +57,8 @@ class Calsync_Settings_View extends Vtiger_Index_View {
 		if ($view['complete'] && $request->get('check') === '1') {
 			$user = Calsync_Web::userName();
 			$status = Calsync_Status::fetch($settings, $user);
+			// A check asked for tries even while nudges are backing off after a failure.
+			@unlink(Calsync_Nudger::backoffMarker($settings['webhook_url']));
 			$view['check'] = array(
 				'auth' => $status['outcome'],
 				'webhook' => Calsync_Nudger::send($settings['webhook_url'], $settings['link_key'], $settings['tenant'], $user) ? 'ok' : 'failed',
