@@ -130,6 +130,8 @@ $tests['invitees are kept only for a webservice save of an existing event that d
 	same(false, Calsync_Invitees::shouldKeep(array('module' => 'Events', 'action' => 'SaveAjax'), true), "vtiger's own screens");
 	same(false, Calsync_Invitees::shouldKeep(array('operation' => 'retrieve'), true), 'not a save');
 	same(false, Calsync_Invitees::shouldKeep(array('operation' => array('revise')), true), 'a malformed operation');
+	same(true, Calsync_Invitees::shouldKeep(array('operation' => 'revise', 'inviteesid' => '5'), true, '5'), "the module's own list for an earlier event is not the caller's");
+	same(false, Calsync_Invitees::shouldKeep(array('operation' => 'revise', 'inviteesid' => '5;7'), true, '5'), "a caller's list stays the caller's");
 	same('5;7', Calsync_Invitees::asParameter(array(array('inviteeid' => 5, 'status' => 'sent'), array('inviteeid' => '7', 'status' => 'accepted'))), 'the list as vtiger reads it');
 	same('', Calsync_Invitees::asParameter(array()), 'no invitees');
 };

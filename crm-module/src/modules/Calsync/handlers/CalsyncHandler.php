@@ -18,6 +18,9 @@ class CalsyncHandler extends VTEventHandler {
 	/** Per record being saved in this request: its owner, type and kept invitees before the save. */
 	private static $before = array();
 
+	/** The "inviteesid" this handler put in the request, until that save is over. */
+	private static $setInvitees = null;
+
 	public function handleEvent($eventName, $entityData) {
 		try {
 			$this->handle($eventName, $entityData);
@@ -60,9 +63,9 @@ class CalsyncHandler extends VTEventHandler {
 		}
 		$row = $db->fetchByAssoc($result, -1, false);
 		$kept = null;
-		if ($row['activitytype'] !== 'Task' && Calsync_Invitees::shouldKeep($_REQUEST, true)) {
+		if ($row['activitytype'] !== 'Task' && Calsync_Invitees::shouldKeep($_REQUEST, true, self::$setInvitees)) {
 			$kept = Calsync_Invitees::current($id);
-			$_REQUEST['inviteesid'] = Calsync_Invitees::asParameter($kept);
+			$_REQUEST['inviteesid'] = self::$setInvitees = Calsync_Invitees::asParameter($kept);
 		}
 		self::$before[$id] = array('owner' => (int) $row['smownerid'], 'type' => (string) $row['activitytype'], 'invitees' => $kept);
 	}
@@ -70,7 +73,12 @@ class CalsyncHandler extends VTEventHandler {
 	private function afterSave($id, $entityData) {
 		$before = isset(self::$before[$id]) ? self::$before[$id] : null;
 		unset(self::$before[$id]);
-		if ($before !== null && !empty($before['invitees'])) {
+		if ($before !== null && $before['invitees'] !== null) {
+			// The list was for this save only: the request's next save must not take it.
+			if (self::$setInvitees !== null && isset($_REQUEST['inviteesid']) && $_REQUEST['inviteesid'] === self::$setInvitees) {
+				unset($_REQUEST['inviteesid']);
+			}
+			self::$setInvitees = null;
 			Calsync_Invitees::restoreStatuses($id, $before['invitees']);
 		}
 		$owners = array();

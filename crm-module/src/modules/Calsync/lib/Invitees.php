@@ -24,8 +24,11 @@ class Calsync_Invitees {
 	 *
 	 * @param array $request the request's parameters ($_REQUEST)
 	 * @param bool $recordExists whether the event is being edited (not created)
+	 * @param string|null $setByModule the "inviteesid" this module put in the request for an
+	 *        earlier event of the same request, if it is still there: not the caller's (a
+	 *        workflow can save another event before the first save's handlers have finished)
 	 */
-	public static function shouldKeep(array $request, $recordExists) {
+	public static function shouldKeep(array $request, $recordExists, $setByModule = null) {
 		if (!$recordExists) {
 			return false;
 		}
@@ -35,7 +38,10 @@ class Calsync_Invitees {
 		if (!in_array(strtolower($request['operation']), self::savingOperations(), true)) {
 			return false;
 		}
-		return !array_key_exists('inviteesid', $request);
+		if (!array_key_exists('inviteesid', $request)) {
+			return true;
+		}
+		return $setByModule !== null && $request['inviteesid'] === $setByModule;
 	}
 
 	/** The "inviteesid" value for these user ids: vtiger's ';'-separated list. */
