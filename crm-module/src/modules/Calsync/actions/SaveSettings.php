@@ -28,7 +28,8 @@ class Calsync_SaveSettings_Action extends Vtiger_Action_Controller {
 		$stored = Calsync_Config::load();
 		$input = array();
 		foreach (Calsync_Config::names() as $name) {
-			$input[$name] = (string) $request->getRaw($name);
+			// Unpurified: vtiger's HTML purifier would change characters a key may hold (&, <, >). getRaw is not in every vtiger 7.
+			$input[$name] = (string) (method_exists($request, 'getRaw') ? $request->getRaw($name) : (isset($_POST[$name]) ? $_POST[$name] : ''));
 		}
 		list($clean, $errors) = Calsync_Config::validate($input, $stored['link_key'] !== '');
 		if ($errors) {
