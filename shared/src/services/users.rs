@@ -398,6 +398,14 @@ fn account_sk(ms_user_id: &str) -> String {
     format!("MSUSER#{ms_user_id}")
 }
 
+/// The CRM user an account index entry names.
+fn holder_of(item: &Item) -> Option<CrmUserName> {
+    item.data
+        .get("user")
+        .and_then(|v| v.as_str())
+        .and_then(|name| CrmUserName::parse(name).ok())
+}
+
 /// The key of a user's item, for tools that read or arrange the table directly (tests).
 pub fn item_key(tenant: &TenantId, user: &CrmUserName) -> (String, String) {
     (tenant_pk(tenant), user_sk(user))
@@ -440,18 +448,22 @@ impl Users {
         tenant: &TenantId,
         ms_user_id: &str,
     ) -> Result<Option<CrmUserName>, StoreError> {
-        let Some(item) = self
+        Ok(self
             .store
             .get(&tenant_pk(tenant), &account_sk(ms_user_id))
             .await?
-        else {
-            return Ok(None);
-        };
-        Ok(item
-            .data
-            .get("user")
-            .and_then(|v| v.as_str())
-            .and_then(|name| CrmUserName::parse(name).ok()))
+            .as_ref()
+            .and_then(holder_of))
+    }
+
+    /// Whether the user is still connected (or must reconnect): only such a holder keeps its
+    /// Microsoft account from others.
+    async fn is_live(&self, tenant: &TenantId, user: &CrmUserName) -> Result<bool, ConnectError> {
+        Ok(self
+            .get(tenant, user)
+            .await
+            .map_err(UserWriteError::from)?
+            .is_some_and(|u| u.record.status != UserStatus::Disconnected))
     }
 
     /// Whether `user` may connect the Microsoft account: it feeds nobody else who is still
@@ -472,12 +484,7 @@ impl Users {
         if &holder == user {
             return Ok(());
         }
-        let holder_live = self
-            .get(tenant, &holder)
-            .await
-            .map_err(UserWriteError::from)?
-            .is_some_and(|u| u.record.status != UserStatus::Disconnected);
-        if holder_live {
+        if self.is_live(tenant, &holder).await? {
             return Err(ConnectError::AccountTaken(holder));
         }
         Ok(())
@@ -532,14 +539,20 @@ impl Users {
         };
         let pk = tenant_pk(tenant);
         let index_sk = account_sk(&connection.ms_user_id);
-        // The index entry is taken on the version seen: of two sign-ins of one mailbox at
-        // once, one transaction fails, and the account ends up linked once.
-        let index_version = self
+        // The index entry is checked and taken on one version: of two sign-ins of one mailbox
+        // at once, the later either sees the first's entry or fails its transaction, and the
+        // account ends up linked once.
+        let index_item = self
             .store
             .get(&pk, &index_sk)
             .await
-            .map_err(UserWriteError::from)?
-            .map_or(0, |item| item.version);
+            .map_err(UserWriteError::from)?;
+        let index_version = index_item.as_ref().map_or(0, |item| item.version);
+        if let Some(holder) = index_item.as_ref().and_then(holder_of) {
+            if holder != connection.user && self.is_live(tenant, &holder).await? {
+                return Err(ConnectError::AccountTaken(holder));
+            }
+        }
         let index = record_to_item(
             &pk,
             index_sk,

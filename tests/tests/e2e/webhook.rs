@@ -72,12 +72,25 @@ async fn a_hundred_notifications_for_one_user_make_one_job() {
     .await;
     assert_eq!(response.status, 202);
     assert!(response.body.is_empty());
-    let jobs = bed.take_jobs().await.unwrap();
+    let mut jobs = bed.take_jobs().await.unwrap();
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    // The job carries where it came from, for the run's span: a correlation id and the time.
+    let origin = jobs[0].1["origin"].take();
+    assert!(
+        origin["correlation"]
+            .as_str()
+            .is_some_and(|c| !c.is_empty()),
+        "{origin}"
+    );
+    assert!(
+        origin["at_ms"].as_i64().is_some_and(|at| at > 0),
+        "{origin}"
+    );
     assert_eq!(
         jobs,
         vec![(
             format!("{}#maria", bed.tenant),
-            json!({"tenant": bed.tenant, "user": "maria", "reason": "notification", "full": false})
+            json!({"tenant": bed.tenant, "user": "maria", "reason": "notification", "full": false, "origin": null})
         )]
     );
 }
