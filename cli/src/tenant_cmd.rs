@@ -165,6 +165,10 @@ pub async fn run(app: &App, command: TenantCommand) -> Result<()> {
                 crm_access_key: values.crm_access_key,
                 link_key: Secret::new(random_token(32)),
                 token_key: random_key_hex(),
+                token_key_id: Some("k1".to_owned()),
+                token_key_since: None,
+                previous_token_keys: Vec::new(),
+                previous_link_key: None,
             };
             app.tenants.add(&settings, &secret).await?;
             println!("tenant {tenant} added");

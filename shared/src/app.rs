@@ -115,7 +115,7 @@ impl App {
             config.secret_prefix.clone(),
         );
         let users = Users::new(store.clone());
-        let tokens = Tokens::new(identity, users.clone(), store.clone());
+        let tokens = Tokens::new(identity, users.clone(), tenants.clone(), store.clone());
         // Push needs somewhere for Graph to push to; without it users sync on schedule only.
         let subscriptions = Subscriptions::new(
             graph.clone(),

@@ -116,6 +116,10 @@ impl CalsyncSide {
             crm_access_key: Secret::new("crm-access-key"),
             link_key: link_key.clone(),
             token_key: random_key_hex(),
+            token_key_id: Some("k1".into()),
+            token_key_since: None,
+            previous_token_keys: Vec::new(),
+            previous_link_key: None,
         };
         app.tenants.add(&settings, &secret).await?;
         Ok(Self {

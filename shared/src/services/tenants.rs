@@ -12,7 +12,7 @@ use crate::adapters::secret_store::{SecretStore, SecretStoreError};
 use crate::adapters::store::{
     item_to_record, record_to_item, ItemStore, Precondition, StoreError, WriteOp,
 };
-use crate::crypto::{CryptoError, SealingKey};
+use crate::crypto::{random_key_hex, random_token, CryptoError, TokenKeys};
 use calsync_core::ids::TenantId;
 use calsync_core::secret::Secret;
 use calsync_core::sync::ConflictPolicy;
@@ -41,14 +41,105 @@ pub struct TenantSecret {
     pub crm_access_key: Secret,
     /// Signs the links the CRM hands its users (HMAC-SHA256).
     pub link_key: Secret,
-    /// Seals refresh and access tokens and PKCE verifiers at rest (AES-256-GCM key, hex).
+    /// Seals refresh and access tokens and PKCE verifiers at rest (AES-256-GCM key, hex): the
+    /// newest token key, the only one that seals.
     pub token_key: Secret,
+    /// The id sealed values name `token_key` by (`k1`, `k2`…). Absent on a key from before
+    /// key ids, which seals values without one (`v1.`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_key_id: Option<String>,
+    /// When `token_key` began to seal (epoch seconds), set by a rotation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_key_since: Option<i64>,
+    /// Earlier token keys, newest first: they open what they sealed and seal nothing, until
+    /// they are retired.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub previous_token_keys: Vec<PreviousTokenKey>,
+    /// The link key before the last rotation: accepted on nudges (never on links) until its
+    /// `until`, while the CRM's administrator types the new key into the module.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_link_key: Option<PreviousLinkKey>,
 }
+
+/// A token key that no longer seals.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PreviousTokenKey {
+    /// Absent for the key from before key ids (it opens `v1.` values).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub key: Secret,
+}
+
+/// A replaced link key and until when nudges signed with it are still taken.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PreviousLinkKey {
+    pub key: Secret,
+    /// Epoch seconds.
+    pub until: i64,
+}
+
+/// How long after a token-key rotation the earlier keys may be retired: a function keeps a
+/// tenant's secret five minutes ([`SECRET_CACHE_TTL`]) and a sync run uses what it read for up
+/// to five more, so until then a container may still seal with the earlier key; a sign-in
+/// state sealed then lives ten minutes. Twenty minutes covers them all.
+pub const TOKEN_KEY_RETIRE_AFTER_SECS: i64 = 20 * 60;
+
+/// The longest overlap a link-key rotation may give nudges signed with the earlier key.
+pub const MAX_LINK_KEY_OVERLAP_SECS: i64 = 7 * 24 * 3600;
 
 impl TenantSecret {
     /// The identity-platform path segment users sign in through.
     pub fn authority(&self) -> &str {
         self.authority.as_deref().unwrap_or(&self.azure_tenant_id)
+    }
+
+    /// The ring of every token key held: the newest seals, all open.
+    pub fn token_keys(&self) -> Result<TokenKeys, CryptoError> {
+        TokenKeys::new(
+            self.token_key_id.as_deref(),
+            &self.token_key,
+            self.previous_token_keys
+                .iter()
+                .map(|p| (p.id.as_deref(), &p.key)),
+        )
+    }
+
+    /// Makes a new token key the sealing one; the current key joins the earlier ones, which
+    /// still open. Returns the new key's id.
+    pub fn rotate_token_key(&mut self, now: i64) -> String {
+        let highest = std::iter::once(self.token_key_id.as_deref())
+            .chain(self.previous_token_keys.iter().map(|p| p.id.as_deref()))
+            .flatten()
+            .filter_map(|id| id.strip_prefix('k').and_then(|n| n.parse::<u64>().ok()))
+            .max()
+            .unwrap_or(0);
+        let id = format!("k{}", highest + 1);
+        let earlier = PreviousTokenKey {
+            id: self.token_key_id.take(),
+            key: std::mem::replace(&mut self.token_key, random_key_hex()),
+        };
+        self.previous_token_keys.insert(0, earlier);
+        self.token_key_id = Some(id.clone());
+        self.token_key_since = Some(now);
+        id
+    }
+
+    /// A new link key; nudges signed with the one it replaces are taken for `overlap_secs`
+    /// more (none when 0).
+    pub fn rotate_link_key(&mut self, overlap_secs: i64, now: i64) {
+        let earlier = std::mem::replace(&mut self.link_key, Secret::new(random_token(32)));
+        self.previous_link_key = (overlap_secs > 0).then_some(PreviousLinkKey {
+            key: earlier,
+            until: now + overlap_secs.min(MAX_LINK_KEY_OVERLAP_SECS),
+        });
+    }
+
+    /// The earlier link key while nudges signed with it are still taken.
+    pub fn nudge_fallback_key(&self, now: i64) -> Option<&Secret> {
+        self.previous_link_key
+            .as_ref()
+            .filter(|p| now < p.until)
+            .map(|p| &p.key)
     }
 }
 
@@ -234,12 +325,13 @@ pub enum TenantError {
     Key(#[from] CryptoError),
 }
 
-/// A tenant loaded for work: settings, credentials and the key that seals its tokens.
+/// A tenant loaded for work: settings, credentials and the keys that seal its tokens.
 pub struct TenantContext {
     pub id: TenantId,
     pub settings: TenantSettings,
     pub secret: TenantSecret,
-    pub sealing_key: SealingKey,
+    /// The token keys: the newest seals, every key held opens.
+    pub sealing_key: TokenKeys,
 }
 
 pub(crate) fn tenant_pk(tenant: &TenantId) -> String {
@@ -421,6 +513,13 @@ impl Tenants {
         Ok(secret)
     }
 
+    /// The tenant's token keys as the secret store has them now, past the cache (which is
+    /// refreshed): for a value sealed with a key newer than the cached secret knows.
+    pub async fn fresh_token_keys(&self, tenant: &TenantId) -> Result<TokenKeys, TenantError> {
+        self.forget_cached(tenant);
+        Ok(self.secret(tenant).await?.token_keys()?)
+    }
+
     fn forget_cached(&self, tenant: &TenantId) {
         if let Ok(mut cache) = self.cache.lock() {
             cache.remove(tenant);
@@ -467,7 +566,7 @@ impl Tenants {
         settings: TenantSettings,
     ) -> Result<TenantContext, TenantError> {
         let secret = self.secret(tenant).await?;
-        let sealing_key = SealingKey::from_hex(&secret.token_key)?;
+        let sealing_key = secret.token_keys()?;
         Ok(TenantContext {
             id: tenant.clone(),
             settings,
@@ -503,7 +602,14 @@ fn validate_secret(secret: &TenantSecret) -> Result<(), TenantError> {
             "the link key must be at least 32 characters",
         ));
     }
-    SealingKey::from_hex(&secret.token_key)?;
+    secret.token_keys()?;
+    if let Some(previous) = &secret.previous_link_key {
+        if previous.key.expose().len() < 32 {
+            return Err(TenantError::Invalid(
+                "the previous link key must be at least 32 characters",
+            ));
+        }
+    }
     origin_of(&secret.crm_url)?;
     if let Some(date) = &secret.client_secret_expires {
         if !is_iso_date(date) {
@@ -600,6 +706,77 @@ mod tests {
         assert!(settings.warnings(now)[0].contains("rotate it before then"));
         settings.client_secret_expires = Some(date_of(now - day));
         assert!(settings.warnings(now)[0].contains("expired"));
+    }
+
+    fn secret() -> TenantSecret {
+        TenantSecret {
+            azure_tenant_id: "d".into(),
+            authority: None,
+            client_id: "c".into(),
+            client_secret: Secret::new("s"),
+            client_secret_expires: None,
+            crm_url: "https://crm.x".into(),
+            crm_user: "admin".into(),
+            crm_access_key: Secret::new("k"),
+            link_key: Secret::new(random_token(32)),
+            token_key: random_key_hex(),
+            token_key_id: None,
+            token_key_since: None,
+            previous_token_keys: Vec::new(),
+            previous_link_key: None,
+        }
+    }
+
+    #[test]
+    fn token_key_rotations_number_the_keys_and_keep_the_earlier_ones() {
+        let mut secret = secret();
+        let context = "t\0u";
+        let legacy_value = secret
+            .token_keys()
+            .unwrap()
+            .seal(&Secret::new("rt"), context)
+            .unwrap();
+        assert!(legacy_value.starts_with("v1."));
+        assert_eq!(secret.rotate_token_key(100), "k1");
+        assert_eq!(secret.rotate_token_key(200), "k2");
+        assert_eq!(secret.token_key_since, Some(200));
+        let ids: Vec<_> = secret
+            .previous_token_keys
+            .iter()
+            .map(|p| p.id.clone())
+            .collect();
+        assert_eq!(ids, [Some("k1".to_owned()), None]);
+        let keys = secret.token_keys().unwrap();
+        assert_eq!(keys.open(&legacy_value, context).unwrap().expose(), "rt");
+        assert!(keys
+            .seal(&Secret::new("x"), context)
+            .unwrap()
+            .starts_with("v2.k2."));
+        assert!(validate_secret(&secret).is_ok());
+        // The stored form reads back the same, and a secret from before key ids still reads.
+        let json = serde_json::to_string(&secret).unwrap();
+        assert_eq!(serde_json::from_str::<TenantSecret>(&json).unwrap(), secret);
+        let mut old: serde_json::Value = serde_json::to_value(self::secret()).unwrap();
+        old.as_object_mut().unwrap().remove("token_key_id");
+        let old: TenantSecret = serde_json::from_value(old).unwrap();
+        assert!(old.previous_token_keys.is_empty() && old.token_key_id.is_none());
+    }
+
+    #[test]
+    fn a_link_key_rotation_keeps_the_old_key_for_nudges_for_the_overlap_only() {
+        let mut secret = secret();
+        let old = secret.link_key.clone();
+        secret.rotate_link_key(3600, 1_000);
+        assert_ne!(secret.link_key, old);
+        assert_eq!(secret.nudge_fallback_key(1_000), Some(&old));
+        assert_eq!(secret.nudge_fallback_key(4_600), None);
+        secret.rotate_link_key(0, 5_000);
+        assert!(secret.previous_link_key.is_none());
+        secret.rotate_link_key(365 * 86_400, 0);
+        assert_eq!(
+            secret.previous_link_key.as_ref().map(|p| p.until),
+            Some(MAX_LINK_KEY_OVERLAP_SECS)
+        );
     }
 
     #[test]

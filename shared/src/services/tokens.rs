@@ -12,9 +12,11 @@ use crate::adapters::identity::{
     AppRegistration, Identity, IdentityError, TokenSet, EXPIRY_MARGIN_SECS,
 };
 use crate::adapters::store::{now_epoch, ItemStore, Lease, LeaseError, StoreError};
-use crate::crypto::CryptoError;
-use crate::services::tenants::{tenant_pk, AccessMode, TenantContext};
-use crate::services::users::{UserRecord, UserStatus, UserWriteError, Users};
+use crate::crypto::{CryptoError, TokenKeys};
+use crate::services::tenants::{
+    tenant_pk, AccessMode, TenantContext, TenantError, TenantSecret, Tenants,
+};
+use crate::services::users::{ResealError, UserRecord, UserStatus, UserWriteError, Users};
 use calsync_core::ids::{CrmUserName, TenantId};
 use calsync_core::secret::Secret;
 
@@ -40,6 +42,8 @@ pub enum TokenError {
     Store(#[from] StoreError),
     #[error("recording the tokens")]
     Write(#[from] UserWriteError),
+    #[error("reading the tenant's token keys")]
+    Tenant(#[source] Box<TenantError>),
 }
 
 impl TokenError {
@@ -64,11 +68,16 @@ impl From<LeaseError> for TokenError {
 
 /// The tenant's application registration as the identity adapter takes it.
 pub fn app_registration(tenant: &TenantContext) -> AppRegistration<'_> {
+    app_registration_of(&tenant.secret)
+}
+
+/// The application registration a tenant's credentials describe.
+pub fn app_registration_of(secret: &TenantSecret) -> AppRegistration<'_> {
     AppRegistration {
-        directory: &tenant.secret.azure_tenant_id,
-        authority: tenant.secret.authority(),
-        client_id: &tenant.secret.client_id,
-        client_secret: &tenant.secret.client_secret,
+        directory: &secret.azure_tenant_id,
+        authority: secret.authority(),
+        client_id: &secret.client_id,
+        client_secret: &secret.client_secret,
     }
 }
 
@@ -76,15 +85,22 @@ pub fn app_registration(tenant: &TenantContext) -> AppRegistration<'_> {
 pub struct Tokens {
     identity: Identity,
     users: Users,
+    tenants: Tenants,
     store: Arc<dyn ItemStore>,
     user_locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 impl Tokens {
-    pub fn new(identity: Identity, users: Users, store: Arc<dyn ItemStore>) -> Self {
+    pub fn new(
+        identity: Identity,
+        users: Users,
+        tenants: Tenants,
+        store: Arc<dyn ItemStore>,
+    ) -> Self {
         Self {
             identity,
             users,
+            tenants,
             store,
             user_locks: Arc::default(),
         }
@@ -209,8 +225,22 @@ impl Tokens {
             .refresh_token_sealed
             .as_deref()
             .ok_or(TokenError::NotConnected)?;
-        let refresh_token = tenant
-            .sealing_key
+        // A token sealed with a key newer than this container's copy of the secret (a rotation
+        // minutes ago): read the secret again rather than fail the user.
+        let fresh: Option<TokenKeys>;
+        let keys = match tenant.sealing_key.open(sealed, &context) {
+            Err(CryptoError::UnknownKey) => {
+                fresh = Some(
+                    self.tenants
+                        .fresh_token_keys(&tenant.id)
+                        .await
+                        .map_err(|e| TokenError::Tenant(Box::new(e)))?,
+                );
+                fresh.as_ref().unwrap_or(&tenant.sealing_key)
+            }
+            _ => &tenant.sealing_key,
+        };
+        let refresh_token = keys
             .open(sealed, &context)
             .map_err(TokenError::Unsealable)?;
         let now = now_epoch();
@@ -220,7 +250,7 @@ impl Tokens {
             .await
         {
             Ok(set) => {
-                let (refresh, access) = seal_set(tenant, &context, &set)?;
+                let (refresh, access) = seal_set_with(keys, &context, &set)?;
                 self.users
                     .store_tokens(&tenant.id, user, refresh, access, set.expires_at, now)
                     .await?;
@@ -244,12 +274,15 @@ pub fn seal_set(
     context: &str,
     set: &TokenSet,
 ) -> Result<(Option<String>, String), TokenError> {
-    let seal = |value: &Secret| {
-        tenant
-            .sealing_key
-            .seal(value, context)
-            .map_err(TokenError::Seal)
-    };
+    seal_set_with(&tenant.sealing_key, context, set)
+}
+
+fn seal_set_with(
+    keys: &TokenKeys,
+    context: &str,
+    set: &TokenSet,
+) -> Result<(Option<String>, String), TokenError> {
+    let seal = |value: &Secret| keys.seal(value, context).map_err(TokenError::Seal);
     let refresh = set.refresh_token.as_ref().map(seal).transpose()?;
     Ok((refresh, seal(&set.access_token)?))
 }
@@ -278,4 +311,61 @@ fn usable_access_token(
         .sealing_key
         .open(sealed, &UserRecord::seal_context(&tenant.id, &record.user))
         .ok())
+}
+
+/// What a re-seal pass over a tenant's users did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ResealReport {
+    /// Users whose item holds a sealed token.
+    pub users_with_tokens: usize,
+    /// Users whose tokens were sealed again with the newest key.
+    pub resealed: usize,
+    /// Users whose tokens no key held opens (they must connect again; retiring keys does not
+    /// change that).
+    pub unopenable: Vec<CrmUserName>,
+}
+
+/// Seals every stored token of the tenant's users with the newest token key (the one that
+/// seals in `tenant`): each value is opened with the key it names and sealed again, through
+/// the user service's conditional write. Values already under the newest key stay as they
+/// are, so the pass can run again at any time.
+pub async fn reseal_tenant(
+    users: &Users,
+    tenant: &TenantContext,
+) -> Result<ResealReport, TokenError> {
+    let mut report = ResealReport::default();
+    let keys = &tenant.sealing_key;
+    for record in users.list(&tenant.id).await? {
+        if record.refresh_token_sealed.is_none() && record.access_token_sealed.is_none() {
+            continue;
+        }
+        report.users_with_tokens += 1;
+        let context = UserRecord::seal_context(&tenant.id, &record.user);
+        let mut unopenable = false;
+        let outcome = users
+            .reseal_tokens(&tenant.id, &record.user, |sealed| {
+                if keys.is_current(sealed) {
+                    return Ok(None);
+                }
+                match keys.open(sealed, &context) {
+                    Ok(plain) => keys.seal(&plain, &context).map(Some),
+                    Err(CryptoError::Unseal | CryptoError::UnknownKey) => {
+                        unopenable = true;
+                        Ok(None)
+                    }
+                    Err(other) => Err(other),
+                }
+            })
+            .await;
+        match outcome {
+            Ok(Some(true)) => report.resealed += 1,
+            Ok(_) => {}
+            Err(ResealError::Seal(e)) => return Err(TokenError::Seal(e)),
+            Err(ResealError::Write(e)) => return Err(TokenError::Write(e)),
+        }
+        if unopenable {
+            report.unopenable.push(record.user.clone());
+        }
+    }
+    Ok(report)
 }

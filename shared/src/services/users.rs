@@ -374,6 +374,15 @@ pub enum UserWriteError {
     Store(#[from] StoreError),
 }
 
+/// Why [`Users::reseal_tokens`] stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ResealError {
+    #[error("a token could not be sealed again")]
+    Seal(#[source] crate::crypto::CryptoError),
+    #[error(transparent)]
+    Write(#[from] UserWriteError),
+}
+
 /// Why [`Users::connect`] did not link the account.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
@@ -904,6 +913,50 @@ impl Users {
             }
         }
         Ok(Some(record))
+    }
+
+    /// Seals the user's stored tokens anew: `reseal` gets each sealed value (refresh token,
+    /// then access token) and answers its new form, or `None` to keep it. Written on the
+    /// version read, re-reading when the item changed meanwhile (a run or a refresh wrote
+    /// it), so a token stored by someone else in between is never overwritten with an older
+    /// one. `Ok(None)` when the user does not exist; `Ok(Some(false))` when nothing changed.
+    pub async fn reseal_tokens(
+        &self,
+        tenant: &TenantId,
+        user: &CrmUserName,
+        mut reseal: impl FnMut(&str) -> Result<Option<String>, crate::crypto::CryptoError>,
+    ) -> Result<Option<bool>, ResealError> {
+        for _ in 0..WRITE_ATTEMPTS {
+            let Some(VersionedUser {
+                mut record,
+                version,
+            }) = self.get(tenant, user).await.map_err(UserWriteError::from)?
+            else {
+                return Ok(None);
+            };
+            let mut changed = false;
+            for slot in [
+                &mut record.refresh_token_sealed,
+                &mut record.access_token_sealed,
+            ] {
+                if let Some(sealed) = slot.as_deref() {
+                    if let Some(again) = reseal(sealed).map_err(ResealError::Seal)? {
+                        *slot = Some(again);
+                        changed = true;
+                    }
+                }
+            }
+            if !changed {
+                return Ok(Some(false));
+            }
+            let item = self.item(&record, version).map_err(UserWriteError::from)?;
+            match self.store.put(&item, Precondition::Version(version)).await {
+                Ok(_) => return Ok(Some(true)),
+                Err(StoreError::ConditionFailed) => continue,
+                Err(e) => return Err(UserWriteError::from(e).into()),
+            }
+        }
+        Err(UserWriteError::Contended.into())
     }
 
     fn item(&self, record: &UserRecord, version: u64) -> Result<Item, StoreError> {
