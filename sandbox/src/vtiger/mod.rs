@@ -155,6 +155,22 @@ impl VtigerState {
         }
     }
 
+    /// Give a user a new access key, as My Preferences' regenerate does: the old key stops
+    /// logging in at once. `false` for an unknown user.
+    pub fn set_access_key(&self, user_name: &str, key: &str) -> bool {
+        let mut shared = self.lock();
+        let Some(id) = shared.store.user_id(user_name) else {
+            return false;
+        };
+        match shared.store.users.get_mut(&id) {
+            Some(user) => {
+                user.spec.access_key = Some(key.to_owned());
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Put an event in the CRM as if made in the web UI; returns its webservice id.
     pub fn seed_event(&self, seed: SeedEvent) -> String {
         self.lock().store.seed(seed)

@@ -6,10 +6,13 @@
 //! - [`subscriptions`]: each user's Graph subscription and the records the webhook checks.
 //! - [`sync_run`]: one sync run for one user: read both sides, plan, execute, record.
 //! - [`nudges`]: the CRM module's nudges, checked, spent and collapsed into queued syncs.
+//! - [`tenant_check`]: whether a tenant's credentials work, asked of Microsoft, the CRM and
+//!   calsync's own webhook.
 
 pub mod nudges;
 pub mod subscriptions;
 pub mod sync_run;
+pub mod tenant_check;
 pub mod tenants;
 pub mod tokens;
 pub mod users;

@@ -241,6 +241,7 @@ impl VtigerClient {
                         user_id: login.user_id,
                         vtiger_version: login.vtiger_version,
                         clock_offset_secs: challenge.server_time - (before + after) / 2,
+                        is_admin: login.is_admin.as_deref().map(|v| v == "on"),
                     });
                 }
                 // Another process asked for a challenge between our two calls: ours expired

@@ -39,6 +39,9 @@ pub struct Session {
     pub vtiger_version: String,
     /// Server clock minus local clock, in seconds, measured at login (`getchallenge`).
     pub clock_offset_secs: i64,
+    /// Whether the user is a CRM administrator, when the login answer says (vtiger 8 does;
+    /// older versions answer only the session).
+    pub is_admin: Option<bool>,
 }
 
 /// The current session of one CRM user, if any; locking it serialises that user's logins.
