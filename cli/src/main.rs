@@ -5,7 +5,9 @@
 
 mod duration;
 mod resync;
+mod rotate;
 mod serve;
+mod stack;
 mod tenant_cmd;
 
 use anyhow::{bail, Context, Result};
@@ -13,7 +15,7 @@ use calsync::services::users::UserRecord;
 use calsync::signed_url::{LinkRoute, SignedUrl};
 use calsync::{App, Config};
 use calsync_core::ids::{CrmUserName, TenantId};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -24,13 +26,24 @@ use std::path::PathBuf;
     about = "Operate calsync: two-way sync between CRM (vtiger) and Office 365 calendars",
     long_about = "Operate calsync: two-way sync between CRM (vtiger) and Office 365 calendars.\n\n\
                   Try it on one machine with `calsync serve`. Against AWS, the usual SDK settings \
-                  apply (AWS_PROFILE, AWS_REGION) with CALSYNC_TABLE, CALSYNC_SECRET_PREFIX and \
-                  CALSYNC_PUBLIC_URL; --data-dir uses the embedded store instead."
+                  apply (AWS_PROFILE, AWS_REGION) with --stack NAME, which reads the deployed \
+                  stack's outputs, or CALSYNC_TABLE, CALSYNC_SECRET_PREFIX and CALSYNC_PUBLIC_URL \
+                  exported by hand; --data-dir uses the embedded store instead."
 )]
 struct Cli {
     /// Use the embedded store (one SQLite file) in this folder instead of AWS.
     #[arg(long, global = true, env = "CALSYNC_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Take CALSYNC_TABLE, CALSYNC_SECRET_PREFIX, CALSYNC_PUBLIC_URL, CALSYNC_WEBHOOK_URL and
+    /// CALSYNC_QUEUE_URL from this CloudFormation stack (its outputs and SecretPrefix
+    /// parameter) in the current region; they win over the same variables exported.
+    #[arg(
+        long,
+        global = true,
+        env = "CALSYNC_STACK",
+        conflicts_with = "data_dir"
+    )]
+    stack: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -62,7 +75,7 @@ enum Command {
         #[arg(long)]
         no_sandbox: bool,
     },
-    /// Add, list, show, rotate the secret of, or remove tenants (CRM customers).
+    /// Add, check, change, list, show, rotate the keys of, or remove tenants (CRM customers).
     #[command(subcommand)]
     Tenant(tenant_cmd::TenantCommand),
     /// Print a signed link that connects a CRM user to Office 365 (or shows their status).
@@ -86,6 +99,9 @@ enum Command {
         /// Link for a tenant admin to grant app-only consent.
         #[arg(long)]
         admin_consent: bool,
+        /// Machine-readable output: the URL, its route and expiry.
+        #[arg(long)]
+        json: bool,
     },
     /// Manage a connected user (disconnect).
     #[command(subcommand)]
@@ -111,6 +127,9 @@ enum Command {
         /// Sync in this process instead of queueing jobs.
         #[arg(long)]
         now: bool,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
     },
     /// Show users' connection and sync health.
     Status {
@@ -123,6 +142,11 @@ enum Command {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+    },
+    /// Print a completion script for a shell: `calsync completions bash > /etc/bash_completion.d/calsync`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
     },
 }
 
@@ -150,7 +174,27 @@ async fn main() {
 }
 
 async fn run(cli: Cli) -> Result<()> {
-    let mut config = Config::from_env()?;
+    if let Command::Completions { shell } = cli.command {
+        // Into a buffer first: the generator panics on a write error (a closed pipe).
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut Cli::command(), "calsync", &mut script);
+        let mut out = std::io::stdout().lock();
+        return match std::io::Write::write_all(&mut out, &script) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            other => other.context("writing the completion script"),
+        };
+    }
+    let mut config = match &cli.stack {
+        Some(name) => {
+            let vars = stack::describe(name).await?.variables(name)?;
+            Config::from_lookup(|key| {
+                vars.get(key)
+                    .cloned()
+                    .or_else(|| std::env::var(key).ok().filter(|v| !v.is_empty()))
+            })?
+        }
+        None => Config::from_env()?,
+    };
     if let Command::Serve {
         listen,
         tick,
@@ -183,6 +227,7 @@ async fn run(cli: Cli) -> Result<()> {
             return_to,
             status,
             admin_consent,
+            json,
         } => {
             link(
                 &app,
@@ -190,8 +235,8 @@ async fn run(cli: Cli) -> Result<()> {
                 user.as_deref(),
                 ttl.as_deref(),
                 return_to,
-                status,
-                admin_consent,
+                (status, admin_consent),
+                json,
             )
             .await
         }
@@ -202,6 +247,7 @@ async fn run(cli: Cli) -> Result<()> {
             confirm_deletions,
             dry_run,
             now,
+            json,
         } => {
             let options = calsync::services::sync_run::RunOptions {
                 full,
@@ -213,6 +259,7 @@ async fn run(cli: Cli) -> Result<()> {
                 options,
                 now,
                 confirm_deletions,
+                json,
             };
             resync::run(&app, &tenant, user.as_deref(), how).await
         }
@@ -226,6 +273,7 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Serve { .. } => bail!("serve opens its own store"),
+        Command::Completions { .. } => Ok(()),
         Command::User(UserCommand::Disconnect { tenant, user }) => {
             let tenant = TenantId::parse(&tenant)?;
             let user = CrmUserName::parse(&user)?;
@@ -243,8 +291,8 @@ async fn link(
     user: Option<&str>,
     ttl: Option<&str>,
     return_to: Option<String>,
-    status: bool,
-    admin_consent: bool,
+    (status, admin_consent): (bool, bool),
+    json: bool,
 ) -> Result<()> {
     let tenant = TenantId::parse(tenant)?;
     let route = match (admin_consent, status) {
@@ -289,7 +337,19 @@ async fn link(
         expires_at: now + ttl,
         return_to,
     };
-    println!("{}", claims.url(public_url, &context.secret.link_key));
+    let url = claims.url(public_url, &context.secret.link_key);
+    if json {
+        let out = serde_json::json!({
+            "url": url,
+            "route": route.path(),
+            "tenant": claims.tenant,
+            "user": claims.user,
+            "expires_at": claims.expires_at,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!("{url}");
+    }
     Ok(())
 }
 
@@ -309,6 +369,14 @@ fn user_json(record: &UserRecord) -> serde_json::Value {
         "problems": record.problems,
         "held_deletions": record.held_deletions,
         "confirmed_deletions": record.confirmed_deletions,
+        "skipped": record.skipped.iter().map(|s| serde_json::json!({
+            "side": match s.side {
+                calsync_core::sync::Side::Crm => "crm",
+                calsync_core::sync::Side::Outlook => "outlook",
+            },
+            "id": s.id,
+            "why": s.why,
+        })).collect::<Vec<_>>(),
         "parked": record.parked.iter().map(|p| serde_json::json!({
             "key": p.key,
             "subject": p.subject,
@@ -359,11 +427,25 @@ async fn status(app: &App, tenant: &str, user: Option<&str>, json: bool) -> Resu
     };
     let warnings = settings.warnings(calsync::adapters::store::now_epoch());
     if json {
+        let mut listed = Vec::new();
+        for u in &users {
+            let mut entry = user_json(u);
+            // One user asked for: the journal too, as the text view prints it.
+            if user.is_some() {
+                let journal = app
+                    .runner
+                    .journal(&tenant, &u.user, STATUS_JOURNAL_ENTRIES)
+                    .await?;
+                entry["journal"] = serde_json::to_value(&journal)?;
+            }
+            listed.push(entry);
+        }
         let out = serde_json::json!({
             "tenant": tenant,
             "mode": settings.mode,
             "warnings": warnings,
-            "users": users.iter().map(user_json).collect::<Vec<_>>(),
+            "needs_attention": needs_attention(&warnings, &users),
+            "users": listed,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(needs_attention(&warnings, &users));

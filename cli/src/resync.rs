@@ -17,6 +17,8 @@ pub struct How {
     pub now: bool,
     /// Confirm the deletions the guard held back before syncing.
     pub confirm_deletions: bool,
+    /// Print one JSON document instead of lines.
+    pub json: bool,
 }
 
 pub async fn run(app: &App, tenant: &str, user: Option<&str>, how: How) -> Result<()> {
@@ -24,6 +26,7 @@ pub async fn run(app: &App, tenant: &str, user: Option<&str>, how: How) -> Resul
         options,
         now,
         confirm_deletions,
+        json,
     } = how;
     let tenant = TenantId::parse(tenant)?;
     let context = app.tenants.context(&tenant).await?;
@@ -41,9 +44,14 @@ pub async fn run(app: &App, tenant: &str, user: Option<&str>, how: How) -> Resul
     if users.is_empty() {
         bail!("tenant {tenant} has no connected users");
     }
+    let mut confirmed = Vec::new();
     if confirm_deletions {
         for user in &users {
-            confirm(app, &tenant, user).await?;
+            let held = confirm(app, &tenant, user, json).await?;
+            confirmed.push(serde_json::json!({
+                "user": user,
+                "confirmed": held.iter().map(held_json).collect::<Vec<_>>(),
+            }));
         }
     }
     // The embedded store has no sync function to take queued jobs: sync here.
@@ -60,12 +68,46 @@ pub async fn run(app: &App, tenant: &str, user: Option<&str>, how: How) -> Resul
             })
             .collect();
         app.queue.send(&jobs).await.context("queueing the jobs")?;
-        println!("queued {} sync job(s) for tenant {tenant}", jobs.len());
+        if json {
+            let out = serde_json::json!({
+                "tenant": tenant,
+                "queued": jobs.iter().map(|j| &j.user).collect::<Vec<_>>(),
+                "confirmed_deletions": confirmed,
+            });
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        } else {
+            println!("queued {} sync job(s) for tenant {tenant}", jobs.len());
+        }
         return Ok(());
     }
     let mut failed = 0;
+    let mut results = Vec::new();
     for user in &users {
-        match app.runner.sync_user(&context, user, options).await {
+        let outcome = app.runner.sync_user(&context, user, options).await;
+        if json {
+            results.push(match &outcome {
+                Ok(report) => serde_json::json!({
+                    "user": user,
+                    "outcome": format!("{:?}", report.outcome),
+                    "counts": report.counts,
+                    "plan": report.plan.as_ref().map(plan_lines),
+                    "held": report.plan.as_ref().and_then(|p| p.guard.as_ref()).map(|trip| {
+                        trip.held.iter().map(held_json).collect::<Vec<_>>()
+                    }),
+                    "failures": report.failures,
+                    "skipped": report.skipped,
+                }),
+                Err(e) => serde_json::json!({
+                    "user": user,
+                    "error": calsync::errors::chain(e),
+                }),
+            });
+            if outcome.is_err() {
+                failed += 1;
+            }
+            continue;
+        }
+        match outcome {
             Ok(report) => {
                 println!("{user}: {:?}", report.outcome);
                 if let Some(plan) = &report.plan {
@@ -89,14 +131,40 @@ pub async fn run(app: &App, tenant: &str, user: Option<&str>, how: How) -> Resul
             }
         }
     }
+    if json {
+        let out = serde_json::json!({
+            "tenant": tenant,
+            "dry_run": options.dry_run,
+            "users": results,
+            "confirmed_deletions": confirmed,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    }
     if failed > 0 {
         bail!("{failed} of {} user(s) could not be synced", users.len());
     }
     Ok(())
 }
 
-/// Confirms what the guard held back for `user`, printing exactly what is confirmed.
-async fn confirm(app: &App, tenant: &TenantId, user: &CrmUserName) -> Result<()> {
+fn held_json(held: &HeldDeletion) -> serde_json::Value {
+    serde_json::json!({
+        "key": held.key,
+        "subject": held.subject,
+        "side": match held.side {
+            Side::Crm => "crm",
+            Side::Outlook => "outlook",
+        },
+    })
+}
+
+/// Confirms what the guard held back for `user`, printing exactly what is confirmed (unless
+/// the output is JSON), and returns it.
+async fn confirm(
+    app: &App,
+    tenant: &TenantId,
+    user: &CrmUserName,
+    json: bool,
+) -> Result<Vec<HeldDeletion>> {
     let Some(confirmed) = app
         .users
         .confirm_held_deletions(tenant, user)
@@ -105,15 +173,18 @@ async fn confirm(app: &App, tenant: &TenantId, user: &CrmUserName) -> Result<()>
     else {
         bail!("tenant {tenant} has no user {user}");
     };
+    if json {
+        return Ok(confirmed);
+    }
     if confirmed.is_empty() {
         println!("{user}: the deletion guard holds nothing back; nothing to confirm");
-        return Ok(());
+        return Ok(confirmed);
     }
     println!("{user}: confirmed {} deletion(s):", confirmed.len());
     for held in &confirmed {
         println!("  {}", held_line(held));
     }
-    Ok(())
+    Ok(confirmed)
 }
 
 /// One held deletion, as status and resync print it.
@@ -141,6 +212,23 @@ fn print_plan(plan: &Plan) {
     if plan.is_empty() {
         println!("  nothing to do");
     }
+    for line in plan_lines(plan) {
+        println!("  {line}");
+    }
+    if let Some(trip) = &plan.guard {
+        println!(
+            "  held back by the deletion guard: {} CRM and {} Outlook deletions ({} events of {} linked)",
+            trip.crm_deletions, trip.outlook_deletions, trip.events, trip.linked
+        );
+        for held in &trip.held {
+            println!("    {}", held_line(held));
+        }
+    }
+}
+
+/// The writes a plan would make, one line each.
+fn plan_lines(plan: &Plan) -> Vec<String> {
+    let mut lines = Vec::new();
     for step in &plan.steps {
         for action in &step.actions {
             let line = match action {
@@ -154,6 +242,7 @@ fn print_plan(plan: &Plan) {
                     crm_id,
                     fields,
                     event,
+                    ..
                 } => {
                     format!("update CRM {crm_id} ({:?}): {fields:?}", event.subject)
                 }
@@ -170,16 +259,8 @@ fn print_plan(plan: &Plan) {
                 ),
                 Action::Remember(_) | Action::Link(_) | Action::Unlink => continue,
             };
-            println!("  {line}");
+            lines.push(line);
         }
     }
-    if let Some(trip) = &plan.guard {
-        println!(
-            "  held back by the deletion guard: {} CRM and {} Outlook deletions ({} events of {} linked)",
-            trip.crm_deletions, trip.outlook_deletions, trip.events, trip.linked
-        );
-        for held in &trip.held {
-            println!("    {}", held_line(held));
-        }
-    }
+    lines
 }

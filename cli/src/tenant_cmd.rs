@@ -3,6 +3,7 @@
 
 use anyhow::{bail, Context, Result};
 use calsync::crypto::{random_key_hex, random_token};
+use calsync::services::tenant_check::{self, Check, CheckTargets};
 use calsync::services::tenants::{AccessMode, TenantSecret, TenantSettings};
 use calsync::App;
 use calsync_core::ids::TenantId;
@@ -47,7 +48,37 @@ pub enum TenantCommand {
         /// File with the secret values, or `-` for stdin.
         #[arg(long)]
         secrets_file: PathBuf,
+        /// Save without checking the credentials first (offline, or a CRM not reachable
+        /// from here); `calsync tenant check` runs the checks later.
+        #[arg(long)]
+        no_check: bool,
     },
+    /// Check a tenant's credentials: the Entra client id and secret, admin consent (app-only
+    /// tenants), the CRM login and the integration user's rights, and that the webhook answers
+    /// Graph's validation handshake. Exits 1 when a check fails.
+    Check {
+        tenant: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replace the link key that signs users' links and the CRM module's nudges, and print
+    /// what the CRM's administrator does next. Links signed with the old key stop working.
+    RotateLinkKey {
+        tenant: String,
+        /// How long nudges signed with the old key are still taken, while the new key is
+        /// typed into the CRM module: 0s (none, for a key that leaked) up to 7d.
+        #[arg(long, default_value = "24h")]
+        nudge_overlap: String,
+    },
+    /// Make a new token key the one that seals users' tokens, and seal every stored token
+    /// again with it. The earlier keys still open; retire them with retire-token-keys.
+    RotateTokenKey { tenant: String },
+    /// Seal every stored token with the newest key again, then forget the earlier token keys.
+    /// Allowed from 20 minutes after the rotation.
+    RetireTokenKeys { tenant: String },
+    /// Store a new access key of the CRM integration user, read from stdin (one line), after
+    /// checking that it logs in.
+    RotateCrmKey { tenant: String },
     /// Change a tenant's settings; only the options given change.
     Update {
         tenant: String,
@@ -135,6 +166,7 @@ pub async fn run(app: &App, command: TenantCommand) -> Result<()> {
             conflict_policy,
             require_matching_email,
             secrets_file,
+            no_check,
         } => {
             let tenant = TenantId::parse(&tenant)?;
             calsync::services::tenants::check_crm_url(&crm_url)?;
@@ -170,6 +202,16 @@ pub async fn run(app: &App, command: TenantCommand) -> Result<()> {
                 previous_token_keys: Vec::new(),
                 previous_link_key: None,
             };
+            if app.tenants.settings(&tenant).await?.is_some() {
+                bail!("tenant {tenant} already exists");
+            }
+            if !no_check {
+                let checks = run_checks(app, &settings, &secret).await;
+                print_checks(&checks);
+                if !tenant_check::all_passed(&checks) {
+                    bail!("tenant {tenant} not added: a check failed (fix it, or add with --no-check and run `calsync tenant check {tenant}` later)");
+                }
+            }
             app.tenants.add(&settings, &secret).await?;
             println!("tenant {tenant} added");
             println!(
@@ -286,6 +328,19 @@ pub async fn run(app: &App, command: TenantCommand) -> Result<()> {
                     .settings
                     .warnings(calsync::adapters::store::now_epoch()),
             )?;
+            // Which keys are held, never the keys themselves.
+            out["token_key_id"] = context.secret.token_key_id.clone().into();
+            out["token_key_since"] = context.secret.token_key_since.into();
+            out["previous_token_key_ids"] = context
+                .secret
+                .previous_token_keys
+                .iter()
+                .map(|p| p.id.clone().unwrap_or_else(|| "(without id)".to_owned()))
+                .collect::<Vec<_>>()
+                .into();
+            if let Some(previous) = &context.secret.previous_link_key {
+                out["previous_link_key_for_nudges_until"] = previous.until.into();
+            }
             if reveal_link_key {
                 out["link_key"] = context.secret.link_key.expose().into();
             }
@@ -324,6 +379,34 @@ pub async fn run(app: &App, command: TenantCommand) -> Result<()> {
             println!("tenant {tenant}: client secret replaced");
             Ok(())
         }
+        TenantCommand::Check { tenant, json } => {
+            let tenant = TenantId::parse(&tenant)?;
+            let context = app.tenants.context(&tenant).await?;
+            let checks = run_checks(app, &context.settings, &context.secret).await;
+            if json {
+                let out = serde_json::json!({
+                    "tenant": tenant,
+                    "passed": tenant_check::all_passed(&checks),
+                    "checks": checks,
+                });
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            } else {
+                print_checks(&checks);
+            }
+            if !tenant_check::all_passed(&checks) {
+                bail!("tenant {tenant}: a check failed");
+            }
+            Ok(())
+        }
+        TenantCommand::RotateLinkKey {
+            tenant,
+            nudge_overlap,
+        } => crate::rotate::link_key(app, &tenant, &nudge_overlap).await,
+        TenantCommand::RotateTokenKey { tenant } => crate::rotate::token_key(app, &tenant).await,
+        TenantCommand::RetireTokenKeys { tenant } => {
+            crate::rotate::retire_token_keys(app, &tenant).await
+        }
+        TenantCommand::RotateCrmKey { tenant } => crate::rotate::crm_key(app, &tenant).await,
         TenantCommand::Remove { tenant, yes } => {
             let tenant = TenantId::parse(&tenant)?;
             if !yes {
@@ -338,6 +421,28 @@ pub async fn run(app: &App, command: TenantCommand) -> Result<()> {
                 bail!("tenant {tenant} does not exist")
             }
         }
+    }
+}
+
+/// Runs the tenant checks against what the configuration points at.
+pub async fn run_checks(app: &App, settings: &TenantSettings, secret: &TenantSecret) -> Vec<Check> {
+    let targets = CheckTargets {
+        login_url: &app.config.login_url,
+        webhook_url: app.config.webhook_url.as_ref(),
+        timeout: app.config.http_timeout,
+    };
+    tenant_check::run(&targets, settings, secret).await
+}
+
+/// One line per check: what was checked, pass/fail/skip and why.
+pub fn print_checks(checks: &[Check]) {
+    for check in checks {
+        println!(
+            "{:<4}  {:<17}  {}",
+            check.outcome.as_str(),
+            check.name,
+            check.detail
+        );
     }
 }
 

@@ -6,6 +6,7 @@ mod auth_e2e;
 mod auth_flow;
 mod auth_lifecycle;
 mod cli_embedded;
+mod cli_operator;
 mod graph_subscription;
 mod repository;
 mod runtime_stand_in;
