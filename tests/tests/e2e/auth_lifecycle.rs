@@ -4,7 +4,7 @@
 use calsync::services::tenants::AccessMode;
 use calsync::services::users::UserStatus;
 use calsync_testkit::testbed::{
-    query_value, LinkRoute, TestBed, AZURE_TENANT, CLIENT_ID, CRM_USER, USER_OID,
+    query_value, LinkRoute, TestBed, AZURE_TENANT, CLIENT_ID, CRM_URL, CRM_USER, USER_OID,
 };
 use calsync_testkit::web::WebRequest;
 
@@ -328,4 +328,32 @@ async fn the_crm_module_reads_the_status_as_json() {
     let refused = bed.request("GET", "/status.json", &connect).await;
     assert_eq!(refused.status, 403);
     assert_eq!(refused.body, r#"{"error":"link_refused"}"#);
+}
+
+#[tokio::test]
+async fn disconnecting_from_the_crm_panel_goes_back_to_it_and_elsewhere_is_refused() {
+    let bed = TestBed::start().await.unwrap();
+    assert_eq!(bed.connect().await.unwrap().status, 200);
+    // A return address off the CRM's origin: refused, and the user stays connected.
+    let off = bed.link_query(
+        LinkRoute::Disconnect,
+        Some(CRM_USER),
+        600,
+        Some("https://evil.example/phish"),
+    );
+    let refused = bed.request("POST", "/disconnect", &off).await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    let still = bed.app.users.get(&bed.tenant, &bed.user).await.unwrap();
+    assert_eq!(still.unwrap().record.status, UserStatus::Connected);
+
+    let back = format!("{CRM_URL}/index.php?module=Calsync&view=Panel");
+    let form = bed.link_query(LinkRoute::Disconnect, Some(CRM_USER), 600, Some(&back));
+    let done = bed.request("POST", "/disconnect", &form).await;
+    assert_eq!(done.status, 302, "{}", done.body);
+    assert_eq!(
+        done.header("location").unwrap(),
+        format!("{back}&calsync=disconnected")
+    );
+    let after = bed.app.users.get(&bed.tenant, &bed.user).await.unwrap();
+    assert_eq!(after.unwrap().record.status, UserStatus::Disconnected);
 }

@@ -913,6 +913,9 @@ async fn disconnect(app: &App, request: &Request, body: &[u8]) -> Result<Outcome
         request.query_params()
     };
     let (claims, tenant) = verified_url(app, &params, LinkRoute::Disconnect).await?;
+    if let Some(return_to) = &claims.return_to {
+        check_return_to(return_to, &tenant)?;
+    }
     let user = claims.user.ok_or(AuthError::NotConnected)?;
     disconnect_user(app, &tenant, &user)
         .await
@@ -920,6 +923,12 @@ async fn disconnect(app: &App, request: &Request, body: &[u8]) -> Result<Outcome
             DisconnectError::NotConnected => AuthError::NotConnected,
             other => internal(other),
         })?;
+    // From the CRM's panel: back to it (`return_to` is signed and on the CRM's origin).
+    if let Some(return_to) = claims.return_to {
+        let mut url = Url::parse(&return_to).map_err(|_| AuthError::ReturnToRefused)?;
+        url.query_pairs_mut().append_pair("calsync", "disconnected");
+        return Ok(Outcome::Redirect(url.to_string()));
+    }
     Ok(Outcome::Page(
         Page::new(request.lang, StatusCode::OK, Msg::DisconnectedTitle)
             .para(Msg::Disconnected, None),
