@@ -333,6 +333,45 @@ async fn a_token_key_rotation_reseals_every_token_and_syncs_go_on() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sign_in_started_after_a_rotation_finishes_on_a_container_that_has_not_seen_it() {
+    let bed = TestBed::start().await.unwrap();
+    // bed.app has read the secret (k1) and keeps it cached.
+    bed.app.tenants.context(&bed.tenant).await.unwrap();
+    cli(
+        &bed,
+        &["tenant", "rotate-token-key", bed.tenant.as_str()],
+        None,
+        0,
+    );
+    // The sign-in starts on a container that knows k2 (its verifier sealed with k2)…
+    let fresh = fresh_app(&bed);
+    let start = request(
+        &fresh,
+        "GET",
+        "/connect",
+        &bed.link_query(LinkRoute::Connect, Some("maria"), 600, None),
+    )
+    .await;
+    let query = bed
+        .sign_in(start.header("location").unwrap())
+        .await
+        .unwrap();
+    // …and comes back to one that does not: it reads the keys again.
+    let done = bed.callback(&start, &query).await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    let context = UserRecord::seal_context(&bed.tenant, &bed.user);
+    let keys = fresh_app(&bed)
+        .tenants
+        .context(&bed.tenant)
+        .await
+        .unwrap()
+        .sealing_key;
+    for token in sealed_tokens(&fresh, &bed).await {
+        keys.open(&token, &context).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crm_key_is_stored_only_when_it_logs_in() {
     let sync = SyncBed::start().await.unwrap();
     let bed = &sync.bed;

@@ -683,16 +683,24 @@ async fn callback(app: &App, request: &Request) -> Result<Outcome, AuthError> {
         .context(&state.tenant)
         .await
         .map_err(tenant_error)?;
-    let verifier = state
+    let sealed = state
         .pkce_verifier_sealed
         .as_deref()
-        .and_then(|sealed| {
-            tenant
-                .sealing_key
-                .open(sealed, &sign_in_state::seal_context(state_id))
-                .ok()
-        })
         .ok_or(AuthError::StateUnknown)?;
+    let seal_context = sign_in_state::seal_context(state_id);
+    let verifier = match tenant.sealing_key.open(sealed, &seal_context) {
+        Ok(verifier) => verifier,
+        // Sealed by a container that already had a token key newer than this one's cached
+        // secret (a rotation minutes ago): read the keys again.
+        Err(crate::crypto::CryptoError::UnknownKey) => app
+            .tenants
+            .fresh_token_keys(&tenant.id)
+            .await
+            .map_err(tenant_error)?
+            .open(sealed, &seal_context)
+            .map_err(|_| AuthError::StateUnknown)?,
+        Err(_) => return Err(AuthError::StateUnknown),
+    };
 
     let tokens = app
         .tokens
