@@ -1,29 +1,36 @@
 //! Property test of the sync engine in the simulated world (`sync_sim`), which plans with
 //! `calsync_core::sync::plan` and executes with the library's own executor,
 //! `calsync_core::sync::execute`, the code path of the live runner. Random edits on both sides
-//! (creates, field edits, deletions, reassignments, invitations, recurring series) alternate with
-//! syncs under random faults, one per call the executor makes (calendar writes, link and journal
-//! writes, link deletions, stored-version reads):
+//! (creates, field edits — values the CRM stores differently among them —, deletions,
+//! reassignments, invitations, meetings with attendees, CRM invitees, recurring series and single
+//! events made recurring) alternate with syncs under random faults, one per call the executor
+//! makes (calendar writes, link and journal writes, link deletions, stored-version reads):
 //!
 //! - 429/503: the call does nothing and fails ([`WriteFailure::Transient`]), retried;
 //! - timeouts: the call takes effect but its answer is lost ([`WriteFailure::Ambiguous`]);
+//! - refusals for good: the side will not take the write ([`WriteFailure::Rejected`]), parked;
 //! - crashes: the process dies before the call ([`WriteFailure::Fatal`]), so nothing more is
 //!   written and no cursor is committed, and the job runs again;
-//! - duplicate delivery: the same job run twice, and the same plan executed twice.
+//! - duplicate delivery: the same job run twice, and the same plan executed twice;
+//! - overlapping runs: a run stalls past its lease while another does the job, then carries out
+//!   its old plan.
 //!
-//! After a final clean sync both sides must hold the same events, nothing twice, and every
-//! overwritten edit must have been journalled before the write that lost it (checked at the
-//! moment of the write).
+//! Checked at every write: no mail to attendees caused by calsync, every overwritten edit
+//! journalled first. After a quiet period (clean syncs, held deletions confirmed, parked events
+//! tried): both sides hold the same events (modulo the CRM's stored forms), nothing twice,
+//! nothing parked, and a further sync plans nothing.
 //!
 //! [`WriteFailure::Transient`]: calsync_core::sync::WriteFailure::Transient
 //! [`WriteFailure::Ambiguous`]: calsync_core::sync::WriteFailure::Ambiguous
+//! [`WriteFailure::Rejected`]: calsync_core::sync::WriteFailure::Rejected
 //! [`WriteFailure::Fatal`]: calsync_core::sync::WriteFailure::Fatal
 //!
-//! Cases: `PROPTEST_CASES` (default 64, a few seconds in debug). A longer run:
+//! Cases: `PROPTEST_CASES` (default 2,000, about ten seconds in debug), from a fixed seed
+//! unless `PROPTEST_RNG_SEED` names another. The soak (docs/testing.md) draws a new seed:
 //!
 //! ```text
-//! PROPTEST_CASES=5000 cargo test -p calsync-core --release \
-//!     --test sync_properties
+//! PROPTEST_RNG_SEED=$(date +%s) PROPTEST_CASES=100000 cargo test -p calsync-core --release \
+//!     --test sync_properties both_sides
 //! ```
 
 mod sync_sim;
@@ -52,6 +59,14 @@ enum Op {
     Delete(Side, u16),
     DeleteSeries(u16, bool),
     Reassign(u16),
+    /// A meeting the user organises, with attendees: deleting or patching it would mail them.
+    Meeting(Shape),
+    AddAttendees(u16),
+    /// A CRM user invites another CRM user (vtiger's invitees; kept only by the CRM module).
+    InviteInCrm(u16),
+    MakeRecurring(u16, u8),
+    /// A run stalls past its lease while another does the job, then carries out its old plan.
+    LateRun(Vec<Fault>, Vec<Fault>),
     /// Many events at once, then everything on one side gone: the deletion guard's case.
     Burst(Side, Shape),
     Wipe(Side),
@@ -115,6 +130,11 @@ fn edit() -> impl Strategy<Value = Edit> {
     let n = any::<u8>();
     prop_oneof![
         3 => n.prop_map(Edit::Subject),
+        // Values the CRM stores differently from what it was given.
+        1 => n.prop_map(Edit::LongSubject),
+        1 => n.prop_map(Edit::LongLocation),
+        1 => Just(Edit::ReminderAtStart),
+        1 => n.prop_map(Edit::Restricted),
         2 => n.prop_map(Edit::Location),
         1 => n.prop_map(Edit::Description),
         2 => n.prop_map(Edit::Reminder),
@@ -134,6 +154,7 @@ fn fault() -> impl Strategy<Value = Fault> {
         2 => Just(Fault::Transient),
         1 => Just(Fault::Ambiguous),
         1 => Just(Fault::Crash),
+        1 => Just(Fault::Refused),
     ]
 }
 
@@ -151,6 +172,15 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (side(), any::<u16>()).prop_map(|(side, n)| Op::Delete(side, n)),
         1 => (any::<u16>(), any::<bool>()).prop_map(|(n, by)| Op::DeleteSeries(n, by)),
         1 => any::<u16>().prop_map(Op::Reassign),
+        1 => shape().prop_map(Op::Meeting),
+        1 => any::<u16>().prop_map(Op::AddAttendees),
+        1 => any::<u16>().prop_map(Op::InviteInCrm),
+        1 => (any::<u16>(), 2u8..4).prop_map(|(n, count)| Op::MakeRecurring(n, count)),
+        1 => (
+            prop::collection::vec(fault(), 0..8),
+            prop::collection::vec(fault(), 0..8),
+        )
+            .prop_map(|(late, other)| Op::LateRun(late, other)),
         1 => (side(), shape()).prop_map(|(side, shape)| Op::Burst(side, shape)),
         1 => side().prop_map(Op::Wipe),
         6 => (
@@ -226,6 +256,17 @@ fn run(conflict: ConflictPolicy, start: &Start, ops: &[Op]) -> Result<World, Tes
             Op::Delete(side, n) => world.delete(*side, *n),
             Op::DeleteSeries(n, by_master) => world.delete_series(*n, *by_master),
             Op::Reassign(n) => world.reassign(*n),
+            Op::Meeting(shape) => {
+                world.outlook_meeting(&shape.event());
+            }
+            Op::AddAttendees(n) => world.add_attendees(*n),
+            Op::InviteInCrm(n) => world.invite_in_crm(*n),
+            Op::MakeRecurring(n, count) => world.make_recurring(*n, *count),
+            Op::LateRun(late, other) => {
+                if world.late_run(late, other) == RunOutcome::Crashed {
+                    world.sync(&[], &HashSet::new());
+                }
+            }
             Op::Burst(side, shape) => {
                 for n in 0..25u16 {
                     let mut event = shape.event();
@@ -268,9 +309,12 @@ fn run(conflict: ConflictPolicy, start: &Start, ops: &[Op]) -> Result<World, Tes
             world.last_plan
         );
     }
-    let rounds = world.settle().map_err(TestCaseError::fail)?;
+    // A failure shows what happened: the world's trace of edits and runs, and its state.
+    let with_trace =
+        |world: &World, err: String| TestCaseError::fail(format!("{err}\n{}", world.dump()));
+    let rounds = world.settle().map_err(|e| with_trace(&world, e))?;
     prop_assert!(rounds <= 3, "took {rounds} clean runs to settle");
-    world.check_converged().map_err(TestCaseError::fail)?;
+    world.check_converged().map_err(|e| with_trace(&world, e))?;
     Ok(world)
 }
 
@@ -278,11 +322,21 @@ fn cases() -> u32 {
     std::env::var("PROPTEST_CASES")
         .ok()
         .and_then(|value| value.parse().ok())
-        .unwrap_or(64)
+        .unwrap_or(2000)
+}
+
+/// The test command explores the same cases every time (a run that fails, fails again, and the
+/// suite never fails by chance); `PROPTEST_RNG_SEED` picks other cases, as the soak does.
+fn config() -> ProptestConfig {
+    let mut config = ProptestConfig::with_cases(cases());
+    if std::env::var_os("PROPTEST_RNG_SEED").is_none() {
+        config.rng_seed = proptest::test_runner::RngSeed::Fixed(20_261_205);
+    }
+    config
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(cases()))]
+    #![proptest_config(config())]
 
     #[test]
     fn both_sides_converge_without_duplicates_or_silent_overwrites(
@@ -502,4 +556,263 @@ fn a_crash_at_any_point_is_recovered() {
         crash_at >= 40,
         "only {crash_at} calls: the scenario lost its work"
     );
+}
+
+// --- cases the simulation found --------------------------------------------------------------
+//
+// Each test below is the smallest case the random search found, kept so that it runs every
+// time: each failed before the engine learned to handle it.
+
+fn at_seven() -> CalendarEvent {
+    let start: Timestamp = "2026-10-20T07:00:00Z".parse().unwrap();
+    CalendarEvent::timed(
+        "Demo",
+        start,
+        start.saturating_add(SignedDuration::from_mins(30)).unwrap(),
+    )
+}
+
+fn quiet_sync(world: &mut World) -> RunOutcome {
+    world.sync(&[], &HashSet::new())
+}
+
+fn settled(world: &mut World) {
+    if let Err(err) = world.settle().and_then(|_| world.check_converged()) {
+        panic!("{err}\n{}", world.dump());
+    }
+}
+
+/// An Outlook edit between two values the CRM stores alike (personal → confidential, both
+/// "private" in vtiger; likewise a subject changed past the CRM's cut, or a reminder 1 → 0)
+/// revises the CRM record with what it already holds: stock vtiger clears its invitees.
+/// `merge` plans `crm_writes` by comparing the merged value with the CRM's held form, and the
+/// CRM can never hold the merged value verbatim.
+#[test]
+fn an_outlook_edit_the_crm_stores_alike_does_not_revise_it() {
+    let mut world = World::new(ConflictPolicy::Latest);
+    let mut event = at_seven();
+    event.sensitivity = calsync_core::event::Sensitivity::Personal;
+    world.outlook_create(&event);
+    quiet_sync(&mut world);
+    world.edit(Side::Outlook, 0, Edit::Restricted(1));
+    quiet_sync(&mut world);
+    assert!(
+        world.violations.is_empty(),
+        "{:#?}\n{}",
+        world.violations,
+        world.dump()
+    );
+}
+
+/// The run revises the CRM with an Outlook edit the CRM stores differently (a reminder "at the
+/// start", kept as one minute) and fails before storing the link (a crash here; three 503s on
+/// the link write do the same). The next run has no stored form of what the CRM now holds, so
+/// calsync's own echo is a CRM edit in conflict with the user's: under `latest` (the echo is
+/// newer) and `crm-wins` the user's Outlook reminder becomes one minute, journalled as a
+/// conflict; under `outlook-wins` the CRM is revised with what it holds.
+#[test]
+fn a_failed_step_after_a_lossy_crm_revise_keeps_the_outlook_value() {
+    for conflict in [
+        ConflictPolicy::Latest,
+        ConflictPolicy::CrmWins,
+        ConflictPolicy::OutlookWins,
+    ] {
+        let mut world = World::new(conflict);
+        world.crm_create(&at_seven());
+        quiet_sync(&mut world);
+        world.edit(Side::Outlook, 0, Edit::ReminderAtStart);
+        // The stored-version read, the CRM revise, then the crash before the link write.
+        world.sync(&[Fault::Ok, Fault::Ok, Fault::Crash], &HashSet::new());
+        quiet_sync(&mut world);
+        settled(&mut world);
+        let reminders: Vec<_> = world
+            .outlook
+            .records
+            .values()
+            .map(|r| r.event.reminder_minutes)
+            .collect();
+        assert_eq!(reminders, [Some(0)], "{conflict:?}\n{}", world.dump());
+        assert!(
+            world.journal.is_empty(),
+            "{conflict:?}: {:#?}",
+            world.journal
+        );
+    }
+}
+
+/// The CRM record is deleted while its Outlook copy is edited: the edit is kept and the record
+/// made again in the CRM. The new link keeps the Outlook change key from before the edit
+/// (`plan_linked`, `(_, Seen::Deleted)`: `apply_fields` carries no version ids), so every later
+/// write planned from the link (`If-Match`) is refused with 412 and the user's cursors never
+/// commit again.
+#[test]
+fn an_outlook_edit_kept_over_a_crm_deletion_leaves_the_link_at_its_version() {
+    let mut world = World::new(ConflictPolicy::Latest);
+    world.crm_create(&at_seven());
+    quiet_sync(&mut world);
+    world.delete(Side::Crm, 0);
+    world.edit(Side::Outlook, 0, Edit::Subject(1));
+    quiet_sync(&mut world);
+    world.delete(Side::Crm, 0);
+    assert_eq!(
+        quiet_sync(&mut world),
+        RunOutcome::Committed,
+        "{}",
+        world.dump()
+    );
+    settled(&mut world);
+}
+
+/// A CRM deletion refused for good is parked, but a parked event keeps only upserted
+/// versions (`parking::inputs`): on its next try nothing is fed, nothing is planned, the entry
+/// is dropped, and the CRM record outlives its deleted Outlook copy for good.
+#[test]
+fn a_refused_deletion_is_tried_again() {
+    let mut world = World::new(ConflictPolicy::Latest);
+    world.crm_create(&at_seven());
+    quiet_sync(&mut world);
+    world.delete(Side::Outlook, 0);
+    // The stored-version read, then the CRM refuses the deletion.
+    world.sync(&[Fault::Ok, Fault::Refused], &HashSet::new());
+    assert_eq!(world.parked.len(), 1);
+    settled(&mut world);
+}
+
+/// A parked event that a side reports again before it is due goes through then, but stays
+/// parked (`Parking::after` keeps every entry that was not due); when it comes due its old
+/// version is fed to the planner as if the side had gone back to it, and the newer value is
+/// undone on the other side: the two sides differ for good, with no journal entry.
+#[test]
+fn a_parked_version_does_not_undo_a_newer_edit() {
+    let mut world = World::new(ConflictPolicy::Latest);
+    world.crm_create(&at_seven());
+    quiet_sync(&mut world);
+    world.edit(Side::Crm, 0, Edit::Subject(1));
+    // The stored-version read, then Outlook refuses the update.
+    world.sync(&[Fault::Ok, Fault::Refused], &HashSet::new());
+    world.edit(Side::Crm, 0, Edit::Subject(2));
+    quiet_sync(&mut world); // not due yet: goes through with "Subject 2"
+    quiet_sync(&mut world); // due: the kept "Subject 1" is fed again
+    settled(&mut world);
+}
+
+/// A single Outlook event moved and then made recurring before the next run: `became_series`
+/// looks for the occurrence at the link's base time (the old one), finds none, so the link
+/// stays on the old id (now the series master, never reported again) and the first occurrence
+/// gets a second CRM record.
+#[test]
+fn an_event_moved_and_made_recurring_keeps_its_crm_record() {
+    let mut world = World::new(ConflictPolicy::Latest);
+    world.outlook_create(&at_seven());
+    quiet_sync(&mut world);
+    world.edit(Side::Outlook, 0, Edit::Shift(1));
+    world.make_recurring(0, 3);
+    quiet_sync(&mut world);
+    settled(&mut world);
+}
+
+/// An Outlook event whose CRM create did not happen (three 503s) is made recurring before the
+/// retry: `became_series` hands the intent the first occurrence, but `create_in_crm` keeps the
+/// intent's Outlook id (now the series master's), so the link points at an id that is never
+/// an item and the occurrence is linked to nothing.
+#[test]
+fn an_unfinished_create_follows_its_event_into_a_series() {
+    let mut world = World::new(ConflictPolicy::Latest);
+    world.outlook_create(&at_seven());
+    // The stored-version read, the intent, then the CRM create fails three times.
+    world.sync(
+        &[
+            Fault::Ok,
+            Fault::Ok,
+            Fault::Transient,
+            Fault::Transient,
+            Fault::Transient,
+        ],
+        &HashSet::new(),
+    );
+    world.make_recurring(0, 3);
+    quiet_sync(&mut world);
+    settled(&mut world);
+}
+
+/// The transition the engine handles: a linked single event made recurring at its own time
+/// keeps its CRM record (the link follows the first occurrence), and the other occurrences get
+/// records of their own.
+#[test]
+fn an_event_made_recurring_keeps_its_crm_record() {
+    let mut world = World::new(ConflictPolicy::Latest);
+    world.outlook_create(&at_seven());
+    quiet_sync(&mut world);
+    world.make_recurring(0, 3);
+    quiet_sync(&mut world);
+    settled(&mut world);
+    assert_eq!(world.crm.records.len(), 3, "{}", world.dump());
+}
+
+/// A step whose CRM write lands and whose Outlook write is refused stores what landed: when
+/// the user then sets the Outlook field back to the value it had before, the CRM's landed
+/// value is not taken for a fresh CRM edit and written over the user's.
+#[test]
+fn a_partly_applied_refused_step_keeps_a_later_outlook_edit() {
+    let mut world = World::new(ConflictPolicy::Latest);
+    world.outlook_create(&at_seven());
+    quiet_sync(&mut world);
+    world.edit_both(0, Edit::Subject(0), Edit::ReminderAtStart);
+    // The version read and the CRM update go through; the Outlook update is refused.
+    world.sync(&[Fault::Ok, Fault::Ok, Fault::Refused], &HashSet::new());
+    world.edit(Side::Outlook, 0, Edit::Reminder(0));
+    quiet_sync(&mut world);
+    assert!(world.violations.is_empty(), "{:#?}", world.violations);
+    settled(&mut world);
+}
+
+/// Known gap (docs/testing.md), kept visible: a single event made recurring, whose link's move
+/// onto the occurrence at the event's time fails (here the link write itself), and that
+/// occurrence deleted before the next run. The feeds name only the occurrence, which no link
+/// names yet, so the CRM record stays, linked to the series master. The runner's listing of
+/// linked series could close it; the simulation does not model that listing.
+#[test]
+#[ignore = "known gap: an occurrence deleted before its link moved onto it"]
+fn an_occurrence_deleted_before_its_link_moved_onto_it_deletes_the_crm_record() {
+    let mut world = World::new(ConflictPolicy::Latest);
+    world.outlook_create(&at_seven());
+    quiet_sync(&mut world);
+    world.make_recurring(0, 2);
+    // The version read goes through; the link write that moves onto the occurrence does not.
+    let faults = [
+        Fault::Ok,
+        Fault::Transient,
+        Fault::Transient,
+        Fault::Transient,
+    ];
+    world.sync(&faults, &HashSet::new());
+    world.delete(Side::Outlook, 0);
+    settled(&mut world);
+}
+
+/// Known gap (docs/testing.md), kept visible: a step whose writes all land but whose link
+/// write fails (the store unavailable for all its attempts) leaves the link at its old base;
+/// when the user then sets the CRM back to that base value before the next run, Outlook's
+/// landed value looks like a fresh Outlook edit and is written over the user's. Closing it
+/// would cost a link write before every update (an intent, as creates have).
+#[test]
+#[ignore = "known gap: a landed update whose link write failed"]
+fn a_landed_update_whose_link_write_failed_keeps_a_later_crm_edit() {
+    let mut world = World::new(ConflictPolicy::Latest);
+    world.outlook_create(&at_seven());
+    quiet_sync(&mut world);
+    world.edit(Side::Crm, 0, Edit::Sensitivity(1));
+    // The version read and the Outlook update go through; the link write does not.
+    let faults = [
+        Fault::Ok,
+        Fault::Ok,
+        Fault::Transient,
+        Fault::Transient,
+        Fault::Transient,
+    ];
+    world.sync(&faults, &HashSet::new());
+    world.edit(Side::Crm, 0, Edit::Sensitivity(0));
+    quiet_sync(&mut world);
+    assert!(world.violations.is_empty(), "{:#?}", world.violations);
+    settled(&mut world);
 }

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use super::journal::Conflict;
 use super::model::{FieldSet, Link, LinkKey, Occurrence, Side};
 use super::planner::{Action, Plan, Step};
+use super::policy::Policy;
 use crate::cause::Cause;
 use crate::crm::CrmEventId;
 use crate::event::{CalendarEvent, EventField};
@@ -97,6 +98,11 @@ pub trait SyncTarget: Send + Sync {
         event: &CalendarEvent,
         occurrence: Option<&Occurrence>,
     ) -> Result<Option<CalendarEvent>, WriteFailure>;
+    /// The record as the CRM holds it now (`None`: gone): how an update whose answer was lost
+    /// is told apart from a user's edit once the record's version has moved.
+    async fn read_crm(&self, crm_id: &CrmEventId) -> Result<Option<CalendarEvent>, WriteFailure>;
+    /// The event as Outlook holds it now (`None`: gone), for the same purpose.
+    async fn read_outlook(&self, outlook_id: &str) -> Result<Option<CalendarEvent>, WriteFailure>;
     /// Succeeds when the record is gone afterwards, deleted now or before.
     async fn delete_in_crm(&self, crm_id: &CrmEventId) -> Result<(), WriteFailure>;
     /// Succeeds when the event is gone afterwards; with `if_match`, only the version read.
@@ -168,8 +174,7 @@ pub struct Stopped {
 pub async fn execute(
     plan: &Plan,
     target: &dyn SyncTarget,
-    crm_fields: FieldSet,
-    outlook_fields: FieldSet,
+    policy: &Policy,
 ) -> Result<Execution, Stopped> {
     let mut done = Execution::default();
     for (index, step) in plan.steps.iter().enumerate() {
@@ -177,7 +182,7 @@ pub async fn execute(
             done.postponed = plan.steps.len() - index;
             break;
         }
-        match run_step(step, target, crm_fields, outlook_fields, &mut done).await {
+        match run_step(step, target, policy, &mut done).await {
             Ok(StepEnd::Completed) => done.completed += 1,
             Ok(StepEnd::Stale) => done.stale += 1,
             Ok(StepEnd::Gone(side, id)) => done.gone.push((side, id)),
@@ -305,6 +310,79 @@ where
     Ok(Tried::Failed(format!("{ATTEMPTS} attempts: {last}")))
 }
 
+/// Tries an update up to [`ATTEMPTS`] times. Updates carry the version they were planned from,
+/// so once an attempt's answer was lost, a later one finds the version moved — by that
+/// attempt, or by a user. Whenever the update would end without success after such a loss
+/// (the version moved, a refusal, the attempts spent), `read` tells whether it landed: the
+/// record holding every written field as `sent` (in the form the side stores it) means it did,
+/// and its current form is the answer; anything else leaves the step to the next run.
+async fn update<W, WF, R, RF>(
+    target: &dyn SyncTarget,
+    fields: &[EventField],
+    sent: &CalendarEvent,
+    mut write: W,
+    mut read: R,
+) -> Result<Tried<Option<CalendarEvent>>, Cause>
+where
+    W: FnMut() -> WF,
+    WF: std::future::Future<Output = Result<Option<CalendarEvent>, WriteFailure>>,
+    R: FnMut() -> RF,
+    RF: std::future::Future<Output = Result<Option<CalendarEvent>, WriteFailure>>,
+{
+    let mut last = String::new();
+    let mut maybe_landed = false;
+    for n in 0..ATTEMPTS {
+        if n > 0 {
+            target.pause(n).await;
+        }
+        let failure = match write().await {
+            Ok(value) => return Ok(Tried::Done(value)),
+            Err(failure) => failure,
+        };
+        let fatal = matches!(failure, WriteFailure::Fatal(_));
+        maybe_landed |= matches!(failure, WriteFailure::Ambiguous(_));
+        match give_up(failure) {
+            // The version moved, or the side refuses now: an earlier attempt may have landed.
+            Ok(end) if maybe_landed && !fatal => {
+                return Ok(match landed(target, &mut read, fields, sent).await? {
+                    Some(found) => Tried::Done(found),
+                    None => end?,
+                })
+            }
+            Ok(end) => return end,
+            Err(failure) => last = failure.describe(),
+        }
+    }
+    if maybe_landed {
+        if let Some(found) = landed(target, &mut read, fields, sent).await? {
+            return Ok(Tried::Done(found));
+        }
+    }
+    Ok(Tried::Failed(format!("{ATTEMPTS} attempts: {last}")))
+}
+
+/// Whether an update whose answer was lost took effect: the record read back holds every
+/// written field as `sent` (its current form is then the answer; `Some(None)`: it is gone).
+/// `None` when it did not, or cannot be told.
+async fn landed<R, RF>(
+    target: &dyn SyncTarget,
+    read: &mut R,
+    fields: &[EventField],
+    sent: &CalendarEvent,
+) -> Result<Option<Option<CalendarEvent>>, Cause>
+where
+    R: FnMut() -> RF,
+    RF: std::future::Future<Output = Result<Option<CalendarEvent>, WriteFailure>>,
+{
+    Ok(match attempt(target, read).await? {
+        Tried::Done(Some(now)) if fields.iter().all(|f| now.same_field(sent, *f)) => {
+            Some(Some(now))
+        }
+        Tried::Done(None) => Some(None),
+        _ => None,
+    })
+}
+
 macro_rules! tried {
     ($e:expr) => {
         match $e? {
@@ -328,20 +406,78 @@ async fn store_link(target: &dyn SyncTarget, link: &Link) -> Result<Tried<bool>,
     }
 }
 
+/// What a step's writes have done so far.
+#[derive(Default)]
+struct Progress {
+    created_crm: Option<CrmEventId>,
+    created_outlook: Option<String>,
+    /// Each write's answer: the event as that side stored it.
+    returned: Vec<(Side, CalendarEvent)>,
+    /// The link that records the writes that landed, should the step end before its own link
+    /// is stored.
+    partial: Option<Link>,
+}
+
+impl Progress {
+    /// `link` with what this step's writes made and returned. `unsynced`: fields whose
+    /// returned values are a side's own edits still to carry, not its form of the base.
+    fn settle(&self, link: &Link, policy: &Policy, unsynced: FieldSet) -> Link {
+        let mut link = link.clone();
+        link.fill_created(self.created_crm.clone(), self.created_outlook.clone());
+        for (side, event) in &self.returned {
+            let fields = match side {
+                Side::Crm => policy.crm_fields,
+                Side::Outlook => policy.outlook_fields,
+            };
+            link.absorb(*side, event, policy.crm_fields, policy.outlook_fields);
+            // The version this run's write made is the one the next write expects.
+            match side {
+                Side::Crm => link.base.modified.crm = event.modified.crm,
+                Side::Outlook => {
+                    link.base.ids.outlook_change_key = event.ids.outlook_change_key.clone()
+                }
+            }
+            // What the side stored is its form of the base from now on.
+            let base = link.base.clone();
+            let mut held = event.clone();
+            for field in unsynced.iter() {
+                held.copy_field(&base, field);
+            }
+            link.as_stored.note(*side, &held, &base, fields);
+        }
+        link
+    }
+}
+
 async fn run_step(
     step: &Step,
     target: &dyn SyncTarget,
-    crm_fields: FieldSet,
-    outlook_fields: FieldSet,
+    policy: &Policy,
     done: &mut Execution,
+) -> Result<StepEnd, Cause> {
+    let mut progress = Progress::default();
+    let end = run_actions(step, target, policy, done, &mut progress).await?;
+    // A step that ends early after a write landed records that write, so the next run does
+    // not take the written value for a fresh edit of that side.
+    if let (StepEnd::Stale | StepEnd::Failed(_) | StepEnd::Refused(_), Some(partial)) =
+        (&end, &progress.partial)
+    {
+        let _ = store_link(target, partial).await?;
+    }
+    Ok(end)
+}
+
+async fn run_actions(
+    step: &Step,
+    target: &dyn SyncTarget,
+    policy: &Policy,
+    done: &mut Execution,
+    progress: &mut Progress,
 ) -> Result<StepEnd, Cause> {
     let stored = tried!(attempt(target, || target.stored_version(&step.key)).await);
     if stored != step.expect {
         return Ok(StepEnd::Stale);
     }
-    let mut created_crm: Option<CrmEventId> = None;
-    let mut created_outlook: Option<String> = None;
-    let mut returned: Vec<(Side, CalendarEvent)> = Vec::new();
     for action in &step.actions {
         match action {
             Action::RecordConflict(conflict) => {
@@ -353,25 +489,8 @@ async fn run_step(
                 }
             }
             Action::Link(link) => {
-                let mut link = link.clone();
-                link.fill_created(created_crm.clone(), created_outlook.clone());
-                for (side, event) in &returned {
-                    link.absorb(*side, event, crm_fields, outlook_fields);
-                    // The version this run's write made is the one the next write expects.
-                    match side {
-                        Side::Crm => link.base.modified.crm = event.modified.crm,
-                        Side::Outlook => {
-                            link.base.ids.outlook_change_key = event.ids.outlook_change_key.clone()
-                        }
-                    }
-                    // What the side stored is its form of the base from now on.
-                    let fields = match side {
-                        Side::Crm => crm_fields,
-                        Side::Outlook => outlook_fields,
-                    };
-                    let base = link.base.clone();
-                    link.as_stored.note(*side, event, &base, fields);
-                }
+                progress.partial = None;
+                let link = progress.settle(link, policy, FieldSet::EMPTY);
                 if !tried!(store_link(target, &link).await) {
                     return Ok(StepEnd::Stale);
                 }
@@ -390,8 +509,8 @@ async fn run_step(
                     .await
                 );
                 done.crm.created += 1;
-                created_crm = stored.ids.crm.clone().map(CrmEventId::new);
-                returned.push((Side::Crm, stored));
+                progress.created_crm = stored.ids.crm.clone().map(CrmEventId::new);
+                progress.returned.push((Side::Crm, stored));
             }
             Action::CreateInOutlook {
                 crm_id,
@@ -410,19 +529,42 @@ async fn run_step(
                     .await
                 );
                 done.outlook.created += 1;
-                created_outlook = stored.ids.outlook.clone();
-                returned.push((Side::Outlook, stored));
+                progress.created_outlook = stored.ids.outlook.clone();
+                progress.returned.push((Side::Outlook, stored));
             }
             Action::UpdateCrm {
                 crm_id,
                 fields,
                 event,
+                partial,
             } => {
-                match tried!(attempt(target, || target.update_crm(crm_id, fields, event)).await) {
-                    Some(stored) => returned.push((Side::Crm, stored)),
+                let stored_form = policy.crm_storage.form(event);
+                match tried!(
+                    update(
+                        target,
+                        fields,
+                        &stored_form,
+                        || target.update_crm(crm_id, fields, event),
+                        || target.read_crm(crm_id),
+                    )
+                    .await
+                ) {
+                    Some(stored) => progress.returned.push((Side::Crm, stored)),
                     None => return Ok(StepEnd::Gone(Side::Crm, crm_id.to_string())),
                 }
                 done.crm.updated += 1;
+                // The fields Outlook is still to be given are the CRM's edits.
+                let unsynced = step
+                    .actions
+                    .iter()
+                    .find_map(|action| match action {
+                        Action::UpdateOutlook { fields, .. } => Some(FieldSet::of(fields)),
+                        _ => None,
+                    })
+                    .unwrap_or(FieldSet::EMPTY);
+                progress.partial = partial
+                    .as_deref()
+                    .map(|link| progress.settle(link, policy, unsynced));
             }
             Action::UpdateOutlook {
                 outlook_id,
@@ -431,15 +573,16 @@ async fn run_step(
                 occurrence,
             } => {
                 match tried!(
-                    attempt(target, || target.update_outlook(
-                        outlook_id,
+                    update(
+                        target,
                         fields,
                         event,
-                        occurrence.as_ref()
-                    ))
+                        || target.update_outlook(outlook_id, fields, event, occurrence.as_ref()),
+                        || target.read_outlook(outlook_id),
+                    )
                     .await
                 ) {
-                    Some(stored) => returned.push((Side::Outlook, stored)),
+                    Some(stored) => progress.returned.push((Side::Outlook, stored)),
                     None => return Ok(StepEnd::Gone(Side::Outlook, outlook_id.clone())),
                 }
                 done.outlook.updated += 1;

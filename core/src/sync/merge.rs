@@ -43,7 +43,7 @@ pub(crate) fn merge(
 ) -> Merged {
     let (crm_changed, outlook_changed) = match base {
         Some((base, stored)) => (
-            differing(crm, stored.on(Side::Crm, base), policy.crm_fields),
+            differing(crm, &policy.crm_held(stored, base), policy.crm_fields),
             differing(
                 outlook,
                 stored.on(Side::Outlook, base),
@@ -53,6 +53,7 @@ pub(crate) fn merge(
         None => (policy.crm_fields, policy.outlook_fields),
     };
     let base = base.map(|(base, _)| base);
+    let outlook_stored = policy.crm_storage.form(outlook);
     // On a meeting the user only attends, the organizer's values stand; on one the user
     // organises with attendees, Outlook's announced values do (writing them would mail people).
     let (organizer_owned, owned_reason) = if outlook.is_organizer == Some(false) {
@@ -98,8 +99,15 @@ pub(crate) fn merge(
                     event.copy_field(crm, field);
                     continue;
                 }
-                if base.is_none() {
-                    // Two copies matched: what one side has beats nothing on the other.
+                if crm.same_field(&outlook_stored, field) {
+                    // The CRM holds all it can keep of Outlook's value (a write of it that
+                    // was cut, say): they agree, and Outlook's fuller value stands.
+                    event.copy_field(outlook, field);
+                    continue;
+                }
+                if base.is_none() && !organizer_owned.contains(field) {
+                    // Two copies matched: what one side has beats nothing on the other (but
+                    // a meeting's announced values are not the CRM's to fill in).
                     if outlook.is_blank(field) {
                         event.copy_field(crm, field);
                         continue;
@@ -137,8 +145,13 @@ pub(crate) fn merge(
         Some(base) => FieldSet::all().without(differing(&event, base, FieldSet::all())),
         None => FieldSet::EMPTY,
     };
-    let crm_writes = differing(&event, crm, policy.writable(Side::Crm))
-        .without(unchanged_base.without(crm_changed));
+    // What the CRM would hold after the write: a field it holds that way already needs none.
+    let crm_writes = differing(
+        &policy.crm_storage.form(&event),
+        crm,
+        policy.writable(Side::Crm),
+    )
+    .without(unchanged_base.without(crm_changed));
     let outlook_writes = differing(&event, outlook, policy.writable(Side::Outlook))
         .without(unchanged_base.without(outlook_changed));
     Merged {

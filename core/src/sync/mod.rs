@@ -124,7 +124,7 @@ pub use model::{
 pub use parking::{ParkedEvent, Parking};
 pub use planner::{plan, Action, GuardTrip, HeldDeletion, Plan, PlanCounts, Step};
 pub use policy::{
-    crm_create_marker, outlook_transaction_id, ConflictPolicy, DeletionGuard, Policy,
+    crm_create_marker, outlook_transaction_id, ConflictPolicy, CrmStorage, DeletionGuard, Policy,
     CRM_MARKER_PREFIX, NEVER_WRITTEN, ORGANIZER_OWNED, OUTLOOK_FIELDS,
 };
 pub use progress::SyncProgress;

@@ -50,6 +50,10 @@ pub enum Action {
         crm_id: CrmEventId,
         fields: Vec<EventField>,
         event: CalendarEvent,
+        /// The link to store if this write lands and a later write of the step does not:
+        /// the CRM holds the merged values, Outlook still its own.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        partial: Option<Box<Link>>,
     },
     /// PATCH of `fields` on this exact event; for an occurrence that is the occurrence's own
     /// id (it becomes an exception), never the series master. `If-Match` is
@@ -221,6 +225,7 @@ pub fn plan(
     planner.observe_crm(crm);
     planner.adopt_outlook_creates();
     planner.adopt_crm_creates(crm.created_by_sync.as_deref());
+    planner.match_parked_pairs();
     if policy.first_sync {
         planner.match_first_sync();
     }
@@ -276,6 +281,14 @@ impl<'a> Planner<'a> {
                 by_outlook.insert(id.as_str(), index);
             }
         }
+        let policy = self.policy;
+        for (id, master) in &policy.outlook_aliases {
+            if let Some(&index) = by_outlook.get(master.as_str()) {
+                if self.snapshot[index].occurrence.is_none() {
+                    by_outlook.entry(id.as_str()).or_insert(index);
+                }
+            }
+        }
         let deleted: HashSet<&str> = changes.deleted.iter().map(String::as_str).collect();
         let deleted_series: HashSet<&str> =
             changes.deleted_series.iter().map(String::as_str).collect();
@@ -286,11 +299,17 @@ impl<'a> Planner<'a> {
         }
         if !deleted_series.is_empty() {
             for (index, link) in self.snapshot.iter().enumerate() {
-                if in_series(link.occurrence.as_ref(), &deleted_series) {
+                // A linked single event may have become the series now deleted.
+                let was_master = link
+                    .outlook_id
+                    .as_deref()
+                    .is_some_and(|id| link.occurrence.is_none() && deleted_series.contains(id));
+                if was_master || in_series(link.occurrence.as_ref(), &deleted_series) {
                     self.outlook_seen[index] = Seen::Deleted;
                 }
             }
         }
+        let heirs = self.series_heirs(changes, &by_outlook);
         // Pages may repeat an item: the last version of an id wins.
         let mut new_at: HashMap<&str, usize> = HashMap::new();
         for item in &changes.upserts {
@@ -306,7 +325,7 @@ impl<'a> Planner<'a> {
                 if !matches!(self.outlook_seen[index], Seen::Deleted) {
                     self.outlook_seen[index] = Seen::Upsert(item);
                 }
-            } else if let Some(index) = self.became_series(item, &by_outlook) {
+            } else if let Some(&index) = heirs.get(id) {
                 // The single event it was linked to became this series' master: the link
                 // follows the occurrence at the event's old time.
                 self.outlook_seen[index] = Seen::Upsert(item);
@@ -319,26 +338,40 @@ impl<'a> Planner<'a> {
         }
     }
 
-    /// The link of a single event that the user made recurring, if `item` is the occurrence at
-    /// that event's time: Graph keeps the event's id for the new series master.
-    fn became_series(
+    /// Single events the user made recurring: Graph keeps the event's id for the new series
+    /// master, so its link must follow one occurrence — the one at the event's own time, or,
+    /// when the event was moved too, the series' first. Occurrence id → link index.
+    fn series_heirs(
         &self,
-        item: &OutlookItem,
+        changes: &'a OutlookChanges,
         by_outlook: &HashMap<&str, usize>,
-    ) -> Option<usize> {
-        let occurrence = item.occurrence.as_ref()?;
-        let &index = by_outlook.get(occurrence.series_master_id.as_str())?;
-        let link = &self.snapshot[index];
-        let start = match &link.base.time {
-            crate::event::EventTime::Timed { start, .. } => *start,
-            crate::event::EventTime::AllDay { start, .. } => jiff::tz::TimeZone::UTC
-                .to_timestamp(start.to_datetime(jiff::civil::Time::midnight()))
-                .ok()?,
-        };
-        (link.occurrence.is_none()
-            && occurrence.original_start == start
-            && self.outlook_seen[index].is_nothing())
-        .then_some(index)
+    ) -> HashMap<&'a str, usize> {
+        let mut candidates: HashMap<usize, Vec<&'a OutlookItem>> = HashMap::new();
+        for item in &changes.upserts {
+            let Some(occurrence) = &item.occurrence else {
+                continue;
+            };
+            let Some(&index) = by_outlook.get(occurrence.series_master_id.as_str()) else {
+                continue;
+            };
+            let link = &self.snapshot[index];
+            if link.occurrence.is_none() && self.outlook_seen[index].is_nothing() {
+                candidates.entry(index).or_default().push(item);
+            }
+        }
+        let mut heirs = HashMap::new();
+        for (index, items) in candidates {
+            let start = start_instant(&self.snapshot[index].base.time);
+            let original = |item: &&OutlookItem| item.occurrence.as_ref().map(|o| o.original_start);
+            let heir = items
+                .iter()
+                .find(|item| start.is_some() && original(item) == start)
+                .or_else(|| items.iter().min_by_key(|item| original(item)));
+            if let Some(id) = heir.and_then(|item| item.id()) {
+                heirs.insert(id, index);
+            }
+        }
+        heirs
     }
 
     fn observe_crm(&mut self, changes: &'a CrmChanges) {
@@ -410,6 +443,19 @@ impl<'a> Planner<'a> {
             match target {
                 Some(index) => {
                     let link = &self.snapshot[index];
+                    if let Some(occurrence) = &item.occurrence {
+                        // The event calsync made became a series, whose occurrences all carry
+                        // its stamp: the one at the event's own time is it; the others are the
+                        // user's new events, never duplicates to remove.
+                        let heir = link.outlook_id.is_none()
+                            && self.outlook_seen[index].is_nothing()
+                            && start_instant(&link.base.time) == Some(occurrence.original_start);
+                        if heir {
+                            self.outlook_seen[index] = Seen::Upsert(item);
+                            self.new_outlook[slot] = None;
+                        }
+                        continue;
+                    }
                     if link.outlook_id.is_none() && self.outlook_seen[index].is_nothing() {
                         self.outlook_seen[index] = Seen::Upsert(item);
                         self.new_outlook[slot] = None;
@@ -542,6 +588,27 @@ impl<'a> Planner<'a> {
         }
     }
 
+    /// A first sync's pair whose link a refusal kept from being stored: paired again.
+    fn match_parked_pairs(&mut self) {
+        for (crm_id, outlook_id) in &self.policy.rematch {
+            let crm = self
+                .new_crm
+                .iter()
+                .position(|e| e.is_some_and(|e| e.ids.crm.as_deref() == Some(crm_id.as_str())));
+            let outlook = self
+                .new_outlook
+                .iter()
+                .position(|i| i.is_some_and(|i| i.id() == Some(outlook_id.as_str())));
+            if let (Some(crm), Some(outlook)) = (crm, outlook) {
+                if let (Some(event), Some(item)) =
+                    (self.new_crm[crm].take(), self.new_outlook[outlook].take())
+                {
+                    self.pairs.push((event, item, Origin::Matched));
+                }
+            }
+        }
+    }
+
     /// First sync: an event already on both sides (same subject and times) is linked.
     fn match_first_sync(&mut self) {
         let mut by_key: HashMap<MatchKey, VecDeque<usize>> = HashMap::new();
@@ -584,6 +651,16 @@ impl<'a> Planner<'a> {
                 (Seen::Deleted, _) => self.unlink(link),
                 // The record came back to this owner: link it again.
                 (_, Seen::Upsert(_)) => self.plan_linked(link, outlook, crm),
+                // The detached event became a series: it stays detached, as its occurrence.
+                _ if became_occurrence(link, outlook).is_some() => {
+                    let mut next = next_version(link);
+                    follow_occurrence(&mut next, link, outlook);
+                    self.steps.push(Step {
+                        key: link.key.clone(),
+                        expect: Some(link.version),
+                        actions: vec![Action::Link(next)],
+                    });
+                }
                 _ => {}
             },
             LinkState::CreatingInCrm if !matches!(crm, Seen::Upsert(_)) => {
@@ -645,20 +722,17 @@ impl<'a> Planner<'a> {
             Seen::Upsert(item) => &item.event,
             _ => link.as_stored.on(Side::Outlook, base),
         };
+        let crm_held = self.policy.crm_held(&link.as_stored, base);
         let crm_event = match crm {
             Seen::Upsert(event) => event,
-            _ => link.as_stored.on(Side::Crm, base),
+            _ => &crm_held,
         };
         let outlook_changed = differing(
             outlook_event,
             link.as_stored.on(Side::Outlook, base),
             self.policy.outlook_fields,
         );
-        let crm_changed = differing(
-            crm_event,
-            link.as_stored.on(Side::Crm, base),
-            self.policy.crm_fields,
-        );
+        let crm_changed = differing(crm_event, &crm_held, self.policy.crm_fields);
         // The common case, echoes included: neither side changed anything this link tracks.
         if link.state == LinkState::Linked
             && outlook_changed.is_empty()
@@ -674,15 +748,11 @@ impl<'a> Planner<'a> {
             .crm_id
             .clone()
             .or_else(|| crm_event.ids.crm.as_deref().map(CrmEventId::new));
-        let outlook_id = match outlook {
-            // A single event that became a series: the link moves to its occurrence.
-            Seen::Upsert(item) if item.occurrence.is_some() && link.occurrence.is_none() => {
-                item.id().map(str::to_owned)
-            }
-            _ => None,
-        }
-        .or_else(|| link.outlook_id.clone())
-        .or_else(|| outlook_event.ids.outlook.clone());
+        // A single event that became a series: the link moves to its occurrence.
+        let outlook_id = became_occurrence(link, outlook)
+            .and_then(|item| item.id().map(str::to_owned))
+            .or_else(|| link.outlook_id.clone())
+            .or_else(|| outlook_event.ids.outlook.clone());
         let not_organizer = outlook_event.is_organizer == Some(false);
 
         match (outlook, crm) {
@@ -738,6 +808,8 @@ impl<'a> Planner<'a> {
                         outlook_transaction_id(&self.policy.mailbox, &crm_id, generation);
                     let mut intent = next_version(link);
                     intent.base = apply_fields(base, crm_event, crm_changed);
+                    // The CRM version read is the one a later write expects.
+                    intent.base.modified.crm = crm_event.modified.crm;
                     intent.base.ids.outlook = None;
                     intent.outlook_id = None;
                     intent.state = LinkState::CreatingInOutlook;
@@ -775,7 +847,7 @@ impl<'a> Planner<'a> {
                             },
                         )
                     }
-                    _ => self.detach(link, outlook_event),
+                    _ => self.detach(link, outlook, outlook_event),
                 }
             }
             (_, Seen::Deleted) => {
@@ -784,7 +856,7 @@ impl<'a> Planner<'a> {
                 };
                 if not_organizer {
                     // Deleting an attendee's copy would decline the meeting: keep it, detached.
-                    return self.detach(link, outlook_event);
+                    return self.detach(link, outlook, outlook_event);
                 }
                 if outlook_event.mails_attendees() {
                     // Deleting it would send every attendee a cancellation: keep it, detached,
@@ -801,7 +873,7 @@ impl<'a> Planner<'a> {
                         Side::Outlook,
                         Reason::HasAttendees,
                     );
-                    return self.detach_noting(link, outlook_event, Some(conflict));
+                    return self.detach_noting(link, outlook, outlook_event, Some(conflict));
                 }
                 if outlook_changed.is_empty() {
                     return self.delete(
@@ -850,13 +922,18 @@ impl<'a> Planner<'a> {
                     // Outlook's edit survives: the event comes back in the CRM.
                     let mut intent = next_version(link);
                     intent.base = apply_fields(base, outlook_event, outlook_changed);
+                    // The Outlook version read is the one a later write expects.
+                    intent.base.ids.outlook_change_key =
+                        outlook_event.ids.outlook_change_key.clone();
                     intent.base.ids.crm = None;
                     intent.crm_id = None;
                     intent.state = LinkState::CreatingInCrm;
                     intent.origin = Origin::Outlook;
                     intent.outlook_id = Some(outlook_id);
+                    follow_occurrence(&mut intent, link, outlook);
+                    // The new record will hold the CRM's form of the base, not the old one's.
                     intent.as_stored =
-                        stored_forms(&intent.base, crm_event, outlook_event, self.policy);
+                        stored_forms(&intent.base, &intent.base, outlook_event, self.policy);
                     self.push_crm_create(link, intent, vec![Action::RecordConflict(conflict)]);
                 }
             }
@@ -883,9 +960,10 @@ impl<'a> Planner<'a> {
                 link.occurrence.clone(),
             ),
         };
+        let crm_held = self.policy.crm_held(&link.as_stored, base);
         let crm_event = match crm {
             Seen::Upsert(event) => event,
-            _ => link.as_stored.on(Side::Crm, base),
+            _ => &crm_held,
         };
         let merged = merge(
             Some((base, &link.as_stored)),
@@ -909,11 +987,25 @@ impl<'a> Planner<'a> {
             return;
         }
         let mut next = next_version(link);
+        // The link of a single event that became a series moves onto its occurrence before
+        // any write: should the write fail, the next run still knows which occurrence is the
+        // event (the feeds will not name the occurrence again, even when it is deleted).
+        let moved = (became_occurrence(link, outlook).is_some()
+            && !(merged.crm_writes.is_empty() && merged.outlook_writes.is_empty()))
+        .then(|| {
+            let mut moved = next_version(link);
+            follow_occurrence(&mut moved, link, outlook);
+            next.version = moved.version + 1;
+            Action::Remember(moved)
+        });
         next.state = LinkState::Linked;
         next.crm_id = crm_id;
         next.outlook_id = outlook_id;
         next.occurrence = occurrence;
-        let actions = self.merge_actions(&link.key, next, merged, crm_event, outlook_event);
+        let actions = moved
+            .into_iter()
+            .chain(self.merge_actions(&link.key, next, merged, crm_event, outlook_event, true))
+            .collect();
         self.steps.push(Step {
             key: link.key.clone(),
             expect: Some(link.version),
@@ -922,6 +1014,7 @@ impl<'a> Planner<'a> {
     }
 
     /// Journal entries, writes, then the link: the order the runner executes them in.
+    /// `has_base`: `next` carries the base the sides last agreed on (not a first match).
     fn merge_actions(
         &self,
         key: &LinkKey,
@@ -929,6 +1022,7 @@ impl<'a> Planner<'a> {
         merged: Merged,
         crm_event: &CalendarEvent,
         outlook_event: &CalendarEvent,
+        has_base: bool,
     ) -> Vec<Action> {
         let mut actions = Vec::new();
         for conflict in &merged.conflicts {
@@ -956,11 +1050,36 @@ impl<'a> Planner<'a> {
             .ids
             .outlook_change_key
             .clone_from(&outlook_event.ids.outlook_change_key);
+        let outlook_write = next.outlook_id.is_some() && !merged.outlook_writes.is_empty();
         if let (Some(crm_id), false) = (&next.crm_id, merged.crm_writes.is_empty()) {
+            // Should the Outlook write not follow, the link records the CRM's write alone: the
+            // fields Outlook was to be given keep their earlier base, so both sides' edits of
+            // them are still seen as edits by the next run.
+            let partial = (outlook_write && has_base).then(|| {
+                let (old_base, old_forms) = (&next.base, &next.as_stored);
+                let mut partial = next.clone();
+                partial.base = apply_fields(&event, old_base, merged.outlook_writes);
+                partial.base.modified = event.modified.clone();
+                partial.base.ids = event.ids.clone();
+                let crm_after = apply_fields(crm_event, &event, merged.crm_writes);
+                let unsynced = merged.outlook_writes;
+                partial.as_stored = stored_forms(
+                    &partial.base,
+                    &apply_fields(&crm_after, old_forms.on(Side::Crm, old_base), unsynced),
+                    &apply_fields(
+                        outlook_event,
+                        old_forms.on(Side::Outlook, old_base),
+                        unsynced,
+                    ),
+                    self.policy,
+                );
+                Box::new(partial)
+            });
             actions.push(Action::UpdateCrm {
                 crm_id: crm_id.clone(),
                 fields: merged.crm_writes.to_vec(),
                 event: event.clone(),
+                partial,
             });
         }
         if let (Some(outlook_id), false) = (&next.outlook_id, merged.outlook_writes.is_empty()) {
@@ -1008,7 +1127,9 @@ impl<'a> Planner<'a> {
                 base: merged.event.clone(),
                 as_stored: AsStored::default(),
             };
-            let actions = self.merge_actions(&key, link, merged, crm_event, &item.event);
+            // A first match has no earlier base to fall back on: a write that does not follow
+            // leaves the pair unlinked, and the next run matches it again.
+            let actions = self.merge_actions(&key, link, merged, crm_event, &item.event, false);
             self.steps.push(Step {
                 key,
                 expect: None,
@@ -1090,6 +1211,11 @@ impl<'a> Planner<'a> {
         intent.base = base;
         intent.base.ids.crm = None;
         if occurrence.is_some() {
+            // An event made recurring before its create finished: the create is now for its
+            // occurrence, whose id the link takes.
+            if link.occurrence.is_none() {
+                intent.outlook_id = intent.base.ids.outlook.clone().or(intent.outlook_id);
+            }
             intent.occurrence = occurrence;
         }
         let create = self.crm_create(&mut intent, false);
@@ -1175,17 +1301,34 @@ impl<'a> Planner<'a> {
         });
     }
 
-    fn detach(&mut self, link: &Link, outlook_event: &CalendarEvent) {
-        self.detach_noting(link, outlook_event, None);
+    fn detach(
+        &mut self,
+        link: &Link,
+        outlook: Seen<'a, OutlookItem>,
+        outlook_event: &CalendarEvent,
+    ) {
+        self.detach_noting(link, outlook, outlook_event, None);
     }
 
     /// Detaches, journalling `why` first when given.
-    fn detach_noting(&mut self, link: &Link, outlook_event: &CalendarEvent, why: Option<Conflict>) {
+    fn detach_noting(
+        &mut self,
+        link: &Link,
+        outlook: Seen<'a, OutlookItem>,
+        outlook_event: &CalendarEvent,
+        why: Option<Conflict>,
+    ) {
         if link.state == LinkState::Detached {
             return;
         }
         let mut next = next_version(link);
         next.state = LinkState::Detached;
+        // A single event that became a series: what stays detached is its occurrence. A create
+        // whose answer was lost learns its event's id only now.
+        follow_occurrence(&mut next, link, outlook);
+        if next.outlook_id.is_none() {
+            next.outlook_id = outlook_event.ids.outlook.clone();
+        }
         // Remember who organises it, so a later look at the link explains the choice.
         next.base.copy_field(outlook_event, EventField::Organizer);
         self.steps.push(Step {
@@ -1328,6 +1471,34 @@ fn occurrence_unchanged(link: &Link, outlook: Seen<'_, OutlookItem>) -> bool {
     match outlook {
         Seen::Upsert(item) => item.occurrence.is_none() || item.occurrence == link.occurrence,
         _ => true,
+    }
+}
+
+/// When an event starts, as an instant (an all-day event at midnight UTC, as Graph gives an
+/// all-day occurrence's original start).
+fn start_instant(time: &crate::event::EventTime) -> Option<jiff::Timestamp> {
+    match time {
+        crate::event::EventTime::Timed { start, .. } => Some(*start),
+        crate::event::EventTime::AllDay { start, .. } => jiff::tz::TimeZone::UTC
+            .to_timestamp(start.to_datetime(jiff::civil::Time::midnight()))
+            .ok(),
+    }
+}
+
+/// The occurrence a linked single event became, when Outlook reports the event as one (the
+/// user made it recurring): the link moves onto it.
+fn became_occurrence<'x>(link: &Link, outlook: Seen<'x, OutlookItem>) -> Option<&'x OutlookItem> {
+    match outlook {
+        Seen::Upsert(item) if item.occurrence.is_some() && link.occurrence.is_none() => Some(item),
+        _ => None,
+    }
+}
+
+/// Moves `next` (a version of `link`) onto the occurrence the event became, if it did.
+fn follow_occurrence(next: &mut Link, link: &Link, outlook: Seen<'_, OutlookItem>) {
+    if let Some(item) = became_occurrence(link, outlook) {
+        next.outlook_id = item.id().map(str::to_owned).or(next.outlook_id.take());
+        next.occurrence = item.occurrence.clone();
     }
 }
 

@@ -6,9 +6,9 @@ use sha2::{Digest, Sha256};
 
 use std::collections::HashSet;
 
-use super::model::{FieldSet, LinkKey};
+use super::model::{AsStored, FieldSet, LinkKey, Side};
 use crate::crm::CrmEventId;
-use crate::event::EventField;
+use crate::event::{CalendarEvent, EventField};
 use crate::time::TimeWindow;
 
 /// What Graph events carry in calsync's mapping. `Status` is left out on purpose: Outlook can
@@ -85,6 +85,45 @@ impl DeletionGuard {
     }
 }
 
+/// How the CRM stores an event it is given (vtiger cuts a subject at 255 characters, keeps no
+/// 0-minute reminder…): the CRM adapter's own rule, applied in place. The merge uses it to see
+/// that the CRM already holds all it can of a value (no write, which on vtiger would also
+/// clear the invitees) and that a CRM value that is the stored form of Outlook's agrees with it.
+#[derive(Clone, Copy)]
+pub struct CrmStorage(pub fn(&mut CalendarEvent));
+
+impl CrmStorage {
+    /// A CRM that stores every value as given.
+    pub const LOSSLESS: CrmStorage = CrmStorage(|_| {});
+
+    /// What the CRM would hold after being given `event`.
+    pub fn form(&self, event: &CalendarEvent) -> CalendarEvent {
+        let mut stored = event.clone();
+        (self.0)(&mut stored);
+        stored
+    }
+}
+
+impl Default for CrmStorage {
+    fn default() -> Self {
+        Self::LOSSLESS
+    }
+}
+
+impl std::fmt::Debug for CrmStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CrmStorage(..)")
+    }
+}
+
+impl PartialEq for CrmStorage {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::fn_addr_eq(self.0, other.0)
+    }
+}
+
+impl Eq for CrmStorage {}
+
 /// Everything `plan` needs to know about the tenant and the user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
@@ -106,6 +145,15 @@ pub struct Policy {
     /// Links whose last step a side refused for good, waiting for their next try: left alone
     /// unless a side reports something new about them.
     pub parked: HashSet<LinkKey>,
+    /// Pairs a first sync matched whose link was never stored (the step was refused), as
+    /// (CRM id, Outlook id): paired again when both are fed, since no later run matches.
+    pub rematch: Vec<(String, String)>,
+    /// Outlook ids that stand for the link of another, as (occurrence, series master): the
+    /// occurrence a single event became, when the step that was to move the event's link
+    /// onto it was refused. Used while the link still names the single event.
+    pub outlook_aliases: Vec<(String, String)>,
+    /// How the CRM stores what it is given.
+    pub crm_storage: CrmStorage,
 }
 
 impl Policy {
@@ -120,7 +168,17 @@ impl Policy {
             mailbox: mailbox.into(),
             window: None,
             parked: HashSet::new(),
+            rematch: Vec::new(),
+            outlook_aliases: Vec::new(),
+            crm_storage: CrmStorage::LOSSLESS,
         }
+    }
+
+    /// What the CRM holds of a link's `base`: the CRM's stored form of what it was last known
+    /// to hold (a create whose answer was lost leaves only the base, which the CRM cut or
+    /// merged as it stores everything).
+    pub fn crm_held(&self, stored: &AsStored, base: &CalendarEvent) -> CalendarEvent {
+        self.crm_storage.form(stored.on(Side::Crm, base))
     }
 
     /// Whether a new (unlinked) event at `time` is in the synced window.

@@ -136,6 +136,12 @@ pub trait CrmPort: Send + Sync {
     /// The fields this CRM carries; the merge must ignore the others when comparing.
     fn carried_fields(&self) -> &'static [EventField];
 
+    /// How the CRM stores what it is given (cut texts, merged values), so that the sync
+    /// neither rewrites what the CRM already holds nor takes its stored form for an edit.
+    fn storage(&self) -> calsync_core::sync::CrmStorage {
+        calsync_core::sync::CrmStorage::LOSSLESS
+    }
+
     /// How the CRM speaks about time.
     fn time_model(&self) -> CrmTimeModel;
 

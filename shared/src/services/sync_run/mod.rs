@@ -632,12 +632,12 @@ impl Run<'_> {
             FieldSet::of(self.crm.carried_fields()),
         );
         policy.first_sync = !state.first_sync_done;
+        policy.crm_storage = self.crm.storage();
         policy.guard.confirmed = self.confirmed.clone();
         // Both sides by the bounds of the Outlook listing.
         policy.window = Some(outlook_window);
-        policy.parked = self.parking.waiting();
         self.parking
-            .feed_due(&mut outlook_changes, &mut crm_changes);
+            .prepare(&mut policy, &mut outlook_changes, &mut crm_changes);
         if let Some(zone) = calsync_core::time::resolve_zone(&settings.crm_time_zone) {
             settle_folds(&mut crm_changes, &snapshot, &outlook_changes, &zone);
         }
@@ -687,7 +687,7 @@ impl Run<'_> {
         );
         target.deadline = self.options.deadline;
         target.lost = self.lost.clone();
-        let execution = execute(&plan, &target, policy.crm_fields, policy.outlook_fields)
+        let execution = execute(&plan, &target, &policy)
             .await
             .map_err(RunError::Stopped)?;
         let linked = target.versions.lock().map(|v| v.len() as u64).ok();

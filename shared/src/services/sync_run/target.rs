@@ -248,6 +248,19 @@ impl SyncTarget for LiveTarget<'_> {
         }
     }
 
+    async fn read_crm(&self, crm_id: &CrmEventId) -> Result<Option<CalendarEvent>, WriteFailure> {
+        self.crm.get(self.owner, crm_id).await.map_err(from_crm)
+    }
+
+    async fn read_outlook(&self, outlook_id: &str) -> Result<Option<CalendarEvent>, WriteFailure> {
+        let found = self
+            .mailbox
+            .get_event(outlook_id)
+            .await
+            .map_err(from_graph)?;
+        Ok(found.and_then(|event| to_calendar_event(&event).ok()))
+    }
+
     async fn delete_in_crm(&self, crm_id: &CrmEventId) -> Result<(), WriteFailure> {
         self.crm.delete(crm_id).await.map(|_| ()).map_err(from_crm)
     }

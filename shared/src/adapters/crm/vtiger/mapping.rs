@@ -276,6 +276,48 @@ fn time_fields(
     ])
 }
 
+/// The longest subject and location vtiger keeps (its columns' widths, in characters).
+const SUBJECT_MAX: usize = 255;
+const LOCATION_MAX: usize = 150;
+
+/// What vtiger 8 holds after being given `event` (measured on 8.2.0): texts in a 3-byte UTF-8
+/// table, so each 4-byte character (an emoji) becomes "????"; subject and location cut to their
+/// columns; an empty subject replaced; a 0-minute reminder kept as 1 minute; personal and
+/// confidential both "Private".
+pub fn stored_form(event: &mut CalendarEvent) {
+    fn three_byte(text: &str) -> String {
+        let mut kept = String::with_capacity(text.len());
+        for c in text.chars() {
+            if c.len_utf8() == 4 {
+                kept.push_str("????");
+            } else {
+                kept.push(c);
+            }
+        }
+        kept
+    }
+    let subject = three_byte(&event.subject);
+    event.subject = if subject.trim().is_empty() {
+        EMPTY_SUBJECT.to_owned()
+    } else {
+        subject.chars().take(SUBJECT_MAX).collect()
+    };
+    event.location = three_byte(&event.location)
+        .chars()
+        .take(LOCATION_MAX)
+        .collect();
+    event.description = three_byte(&event.description);
+    if event.reminder_minutes == Some(0) {
+        event.reminder_minutes = Some(1);
+    }
+    if matches!(
+        event.sensitivity,
+        Sensitivity::Personal | Sensitivity::Confidential
+    ) {
+        event.sensitivity = Sensitivity::Private;
+    }
+}
+
 /// The element fields that write `fields` of `event` (the reminder is not among them: it is
 /// added to every write by the caller, see [`reminder_seconds_for_crm`]).
 pub fn fields_for_write(
@@ -387,6 +429,33 @@ mod tests {
         assert_eq!(reminder_seconds_for_crm(Some(15)), "900");
         assert_eq!(reminder_seconds_for_crm(None), "0");
         assert_eq!(reminder_seconds_for_crm(Some(0)), "60");
+    }
+
+    #[test]
+    fn stored_form_is_what_vtiger_keeps() {
+        let mut event =
+            CalendarEvent::timed("", ts("2026-03-01T10:00:00Z"), ts("2026-03-01T11:00:00Z"));
+        event.location = "x".repeat(200);
+        event.description = "ok 🎉".into();
+        event.reminder_minutes = Some(0);
+        event.sensitivity = Sensitivity::Confidential;
+        stored_form(&mut event);
+        assert_eq!(event.subject, EMPTY_SUBJECT);
+        assert_eq!(event.location.chars().count(), LOCATION_MAX);
+        assert_eq!(event.description, "ok ????");
+        assert_eq!(event.reminder_minutes, Some(1));
+        assert_eq!(event.sensitivity, Sensitivity::Private);
+        let mut long = CalendarEvent::timed(
+            "é".repeat(300),
+            ts("2026-03-01T10:00:00Z"),
+            ts("2026-03-01T11:00:00Z"),
+        );
+        stored_form(&mut long);
+        assert_eq!(long.subject.chars().count(), SUBJECT_MAX);
+        // Stored once, stored again the same.
+        let again = long.clone();
+        stored_form(&mut long);
+        assert_eq!(long, again);
     }
 
     #[test]

@@ -211,6 +211,10 @@ impl CrmPort for VtigerCrm {
         mapping::CARRIED_FIELDS
     }
 
+    fn storage(&self) -> calsync_core::sync::CrmStorage {
+        calsync_core::sync::CrmStorage(mapping::stored_form)
+    }
+
     fn time_model(&self) -> CrmTimeModel {
         CrmTimeModel {
             server_zone: self.server_zone_name.clone(),
