@@ -140,7 +140,7 @@ $tests['settings are checked before they are stored'] = function () {
 	$good = array('auth_url' => ' https://auth.example.com/ ', 'webhook_url' => 'http://127.0.0.1:8095', 'tenant' => 'acme-es', 'link_key' => str_repeat('x', 32));
 	list($clean, $errors) = Calsync_Config::validate($good, false);
 	same(array(), $errors, 'good settings');
-	same(array('auth_url' => 'https://auth.example.com', 'webhook_url' => 'http://127.0.0.1:8095', 'tenant' => 'acme-es', 'link_key' => str_repeat('x', 32)), $clean, 'trimmed, without a trailing slash');
+	same(array('auth_url' => 'https://auth.example.com', 'webhook_url' => 'http://127.0.0.1:8095', 'tenant' => 'acme-es', 'link_key' => str_repeat('x', 32), 'integration_user' => ''), $clean, 'trimmed, without a trailing slash, no integration user');
 	foreach (array('ftp://auth.example.com', 'javascript:alert(1)', 'auth.example.com', 'https://', 'https://auth.example.com/?a=1', 'https://auth.example.com/#x', 'https://u:p@auth.example.com', 'https://auth.example.com/a b', '') as $bad) {
 		list(, $errors) = Calsync_Config::validate(array('auth_url' => $bad) + $good, true);
 		same('LBL_ERR_URL', isset($errors['auth_url']) ? $errors['auth_url'] : null, "auth URL $bad refused");
@@ -164,6 +164,38 @@ $tests['settings are checked before they are stored'] = function () {
 	same('…mnop', Calsync_Config::keyHint('test-link-key-0123456789abcdefghijklmnop'), 'only the last four characters are shown');
 	same('', Calsync_Config::keyHint(''), 'nothing for no key');
 	check(!Calsync_Config::isComplete(array('auth_url' => 'x', 'webhook_url' => 'x', 'tenant' => 'x', 'link_key' => '')), 'incomplete without a key');
+	check(Calsync_Config::isComplete(array('auth_url' => 'x', 'webhook_url' => 'x', 'tenant' => 'x', 'link_key' => 'x', 'integration_user' => '')), 'complete without an integration user');
+	list($clean, $errors) = Calsync_Config::validate(array('integration_user' => ' admin ') + $good, true);
+	check($errors === array() && $clean['integration_user'] === 'admin', 'an integration user is trimmed and stored');
+	list($clean, $errors) = Calsync_Config::validate(array('integration_user' => 'jose.garcía') + $good, true);
+	check($errors === array() && $clean['integration_user'] === 'jose.garcía', 'any name calsync can take');
+	list($clean, $errors) = Calsync_Config::validate(array('integration_user' => '') + $good, true);
+	check($errors === array() && $clean['integration_user'] === '', 'an empty integration user clears it');
+	foreach (array('ana maria', 'ana#1', "an\ta", str_repeat('a', 101)) as $bad) {
+		list(, $errors) = Calsync_Config::validate(array('integration_user' => $bad) + $good, true);
+		same(array('integration_user' => 'LBL_ERR_INTEGRATION_USER'), $errors, 'integration user ' . json_encode($bad) . ' refused');
+	}
+	same('auth_url,webhook_url,tenant,link_key', implode(',', Calsync_Config::required()), 'the settings a save needs');
+};
+
+$tests["calsync's own saves send no nudge; everyone else's do"] = function () {
+	// What vtiger's webservice.php receives for calsync's revise, create and delete.
+	$revise = array('operation' => 'revise', 'sessionName' => '5f1a2b3c', 'element' => '{}');
+	$create = array('operation' => 'create', 'sessionName' => '5f1a2b3c', 'elementType' => 'Events', 'element' => '{}');
+	$delete = array('operation' => 'delete', 'sessionName' => '5f1a2b3c', 'id' => '18x204');
+	same(true, Calsync_Nudger::isOwnWrite($revise, 'admin', 'admin'), "the integration user's revise");
+	same(true, Calsync_Nudger::isOwnWrite($create, 'admin', 'admin'), "the integration user's create");
+	same(true, Calsync_Nudger::isOwnWrite($delete, 'admin', 'admin'), "the integration user's delete");
+	same(true, Calsync_Nudger::isOwnWrite($revise, 'Admin', 'admin'), 'user names compared without case, as vtiger does');
+	same(false, Calsync_Nudger::isOwnWrite($revise, 'tokyo', 'admin'), "another user's webservice save");
+	same(false, Calsync_Nudger::isOwnWrite($revise, 'admin', ''), 'no integration user set: every save nudges');
+	same(false, Calsync_Nudger::isOwnWrite($revise, '', 'admin'), 'no user known');
+	// vtiger's own screens: the same user editing by hand still nudges.
+	same(false, Calsync_Nudger::isOwnWrite(array('module' => 'Events', 'action' => 'Save', 'record' => '204'), 'admin', 'admin'), "the integration user in vtiger's edit view");
+	same(false, Calsync_Nudger::isOwnWrite(array('module' => 'Calendar', 'action' => 'SaveAjax', 'record' => '204', 'field' => 'subject', 'value' => 'x'), 'admin', 'admin'), "the integration user's inline edit");
+	same(false, Calsync_Nudger::isOwnWrite(array('operation' => 'revise'), 'admin', 'admin'), 'an operation without a webservice session');
+	same(false, Calsync_Nudger::isOwnWrite(array('operation' => array('revise'), 'sessionName' => 'x'), 'admin', 'admin'), 'a malformed operation');
+	same(false, Calsync_Nudger::isOwnWrite(array('operation' => 'revise', 'sessionName' => array('x')), 'admin', 'admin'), 'a malformed session');
 };
 
 $tests["calsync's status answer, as the panel reads it"] = function () {

@@ -39,6 +39,8 @@ $languageStrings = array(
 	'LBL_WEBHOOK_URL_HELP' => 'Where the CRM sends nudges after each event change ({webhook URL}/nudge). With calsync serve it is the same as the auth URL.',
 	'LBL_TENANT' => 'Tenant id',
 	'LBL_TENANT_HELP' => 'Lowercase letters, digits and "-", up to 40.',
+	'LBL_INTEGRATION_USER' => 'calsync\'s CRM user (optional)',
+	'LBL_INTEGRATION_USER_HELP' => 'The CRM user calsync signs in to the webservice as (calsync tenant show TENANT: crm_user). Its webservice saves send no nudge: calsync already knows what it wrote. Leave empty to nudge for every save.',
 	'LBL_LINK_KEY' => 'Link key',
 	'LBL_LINK_KEY_SET' => 'A key is set (ending in %s). Leave empty to keep it.',
 	'LBL_LINK_KEY_UNSET' => 'No key is set yet.',
@@ -57,6 +59,8 @@ $languageStrings = array(
 	'LBL_ERR_TENANT' => 'Lowercase letters, digits and "-" (1 to 40, not at either end).',
 	'LBL_ERR_KEY' => 'At least 32 printable characters, without spaces.',
 	'LBL_ERR_KEY_MISSING' => 'The link key is required.',
+	'LBL_ERR_INTEGRATION_USER' => 'A CRM user name, without spaces or "#".',
+	'LBL_ERR_INTEGRATION_USER_UNKNOWN' => 'No active CRM user has this name.',
 	'LBL_NOT_SAVED' => 'Not saved: correct the fields marked below.',
 );
 $jsLanguageStrings = array();

@@ -39,6 +39,8 @@ $languageStrings = array(
 	'LBL_WEBHOOK_URL_HELP' => 'Adonde el CRM envía un aviso tras cada cambio de un evento ({URL de webhook}/nudge). Con calsync serve es la misma que la URL de autenticación.',
 	'LBL_TENANT' => 'Identificador de tenant',
 	'LBL_TENANT_HELP' => 'Minúsculas, dígitos y "-", hasta 40.',
+	'LBL_INTEGRATION_USER' => 'Usuario del CRM de calsync (opcional)',
+	'LBL_INTEGRATION_USER_HELP' => 'El usuario del CRM con el que calsync entra en el webservice (calsync tenant show TENANT: crm_user). Sus guardados por el webservice no envían aviso: calsync ya sabe lo que escribió. Déjelo vacío para avisar de todos los guardados.',
 	'LBL_LINK_KEY' => 'Clave de enlaces',
 	'LBL_LINK_KEY_SET' => 'Hay una clave guardada (termina en %s). Déjelo vacío para conservarla.',
 	'LBL_LINK_KEY_UNSET' => 'Aún no hay ninguna clave guardada.',
@@ -57,6 +59,8 @@ $languageStrings = array(
 	'LBL_ERR_TENANT' => 'Minúsculas, dígitos y "-" (de 1 a 40, sin "-" al principio ni al final).',
 	'LBL_ERR_KEY' => 'Al menos 32 caracteres imprimibles, sin espacios.',
 	'LBL_ERR_KEY_MISSING' => 'La clave de enlaces es obligatoria.',
+	'LBL_ERR_INTEGRATION_USER' => 'Un nombre de usuario del CRM, sin espacios ni "#".',
+	'LBL_ERR_INTEGRATION_USER_UNKNOWN' => 'Ningún usuario activo del CRM tiene este nombre.',
 	'LBL_NOT_SAVED' => 'No se ha guardado: corrija los campos marcados.',
 );
 $jsLanguageStrings = array();

@@ -32,10 +32,13 @@ class Calsync_SaveSettings_Action extends Vtiger_Action_Controller {
 			$input[$name] = (string) (method_exists($request, 'getRaw') ? $request->getRaw($name) : (isset($_POST[$name]) ? $_POST[$name] : ''));
 		}
 		list($clean, $errors) = Calsync_Config::validate($input, $stored['link_key'] !== '');
+		if (!isset($errors['integration_user']) && $clean['integration_user'] !== '' && !Calsync_Config::userExists($clean['integration_user'])) {
+			$errors['integration_user'] = 'LBL_ERR_INTEGRATION_USER_UNKNOWN';
+		}
 		if ($errors) {
 			// Back to the page through the session, not the URL: a link cannot fill the form.
 			$typed = array();
-			foreach (array('auth_url', 'webhook_url', 'tenant') as $name) {
+			foreach (Calsync_Web::typedSettings() as $name) {
 				$typed[$name] = $input[$name];
 			}
 			Vtiger_Session::set('calsync_refused', array('errors' => $errors, 'values' => $typed));

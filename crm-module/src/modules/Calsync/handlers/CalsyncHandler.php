@@ -5,13 +5,15 @@
  *  - before a save: keeps the invitees of a webservice save that does not name them
  *    (Calsync_Invitees), and notes the event's owner and type as they were;
  *  - after a save or a delete: queues a nudge for the event's owner, and for its previous
- *    owner when the save reassigned it (Calsync_Nudger sends them at the end of the request).
+ *    owner when the save reassigned it (Calsync_Nudger sends them at the end of the request),
+ *    unless the save is calsync's own (its integration user, through the webservice).
  * Nothing here may break a save: every error is caught and logged.
  */
 
 require_once 'include/events/VTEventHandler.inc';
 require_once dirname(__FILE__) . '/../lib/Invitees.php';
 require_once dirname(__FILE__) . '/../lib/Nudger.php';
+require_once dirname(__FILE__) . '/../lib/Config.php';
 
 class CalsyncHandler extends VTEventHandler {
 
@@ -94,6 +96,10 @@ class CalsyncHandler extends VTEventHandler {
 
 	/** Queues a nudge for each of these owners that is a user (an event can belong to a group). */
 	private static function nudge(array $ownerIds) {
+		$settings = Calsync_Config::load();
+		if (Calsync_Nudger::isOwnWrite($_REQUEST, self::currentUserName(), $settings['integration_user'])) {
+			return;
+		}
 		$ids = array();
 		foreach ($ownerIds as $ownerId) {
 			if ((int) $ownerId > 0) {
@@ -112,5 +118,17 @@ class CalsyncHandler extends VTEventHandler {
 		while ($row = $db->fetchByAssoc($result, -1, false)) {
 			Calsync_Nudger::queue($row['user_name']);
 		}
+	}
+
+	/** The login of the user this request runs as (the webservice session's user there). */
+	private static function currentUserName() {
+		global $current_user;
+		if (!is_object($current_user)) {
+			return '';
+		}
+		if (isset($current_user->column_fields['user_name'])) {
+			return (string) $current_user->column_fields['user_name'];
+		}
+		return isset($current_user->user_name) ? (string) $current_user->user_name : '';
 	}
 }

@@ -1,12 +1,15 @@
 <?php
 /*
- * calsync CRM module: its settings — calsync's auth URL, its webhook URL, the tenant id and the
- * link key — checked, stored in the module's own table (vtiger_calsync_settings, created on
- * install) and read back. The link key is write-only: nothing here returns it to a page, only
- * whether one is set and its last four characters.
+ * calsync CRM module: its settings — calsync's auth URL, its webhook URL, the tenant id, the
+ * link key and, optionally, the CRM user calsync logs in as (its integration user) — checked,
+ * stored in the module's own table (vtiger_calsync_settings, created on install) and read back.
+ * The link key is write-only: nothing here returns it to a page, only whether one is set and
+ * its last four characters.
  *
- * validate() and keyHint() are pure; load() and save() use vtiger's database.
+ * validate() and keyHint() are pure; load(), save() and userExists() use vtiger's database.
  */
+
+require_once dirname(__FILE__) . '/Signer.php';
 
 class Calsync_Config {
 
@@ -19,17 +22,24 @@ class Calsync_Config {
 
 	/** The names stored, in the order the settings page shows them. */
 	public static function names() {
+		return array('auth_url', 'webhook_url', 'tenant', 'link_key', 'integration_user');
+	}
+
+	/** The settings the module needs before it signs anything (integration_user is optional). */
+	public static function required() {
 		return array('auth_url', 'webhook_url', 'tenant', 'link_key');
 	}
 
 	/**
 	 * Checks what the settings page (or tools/configure.php) was given.
 	 *
-	 * @param array $input auth_url, webhook_url, tenant, link_key (an empty link_key keeps the stored one)
+	 * @param array $input auth_url, webhook_url, tenant, link_key (an empty link_key keeps the
+	 *        stored one), integration_user (optional: empty or missing means none)
 	 * @param bool $hasKey whether a key is already stored
 	 * @return array [array $clean, array $errors]: $errors maps a field name to an error code
-	 *               (LBL_ERR_URL, LBL_ERR_TENANT, LBL_ERR_KEY, LBL_ERR_KEY_MISSING); $clean has
-	 *               the values to store (link_key only when a new one was given)
+	 *               (LBL_ERR_URL, LBL_ERR_TENANT, LBL_ERR_KEY, LBL_ERR_KEY_MISSING,
+	 *               LBL_ERR_INTEGRATION_USER); $clean has the values to store (link_key only when
+	 *               a new one was given)
 	 */
 	public static function validate(array $input, $hasKey) {
 		$clean = array();
@@ -60,6 +70,14 @@ class Calsync_Config {
 		} else {
 			$clean['link_key'] = $key;
 		}
+		// The vtiger login calsync's tenant uses (calsync tenant show: crm_user); its webservice
+		// saves send no nudge. A name calsync could not use is no integration user's.
+		$integrationUser = isset($input['integration_user']) ? trim((string) $input['integration_user']) : '';
+		if ($integrationUser !== '' && !Calsync_Signer::isUsableUser($integrationUser)) {
+			$errors['integration_user'] = 'LBL_ERR_INTEGRATION_USER';
+		} else {
+			$clean['integration_user'] = $integrationUser;
+		}
 		return array($clean, $errors);
 	}
 
@@ -88,9 +106,9 @@ class Calsync_Config {
 		return '…' . substr($key, -4);
 	}
 
-	/** Whether every setting is there (the module does nothing towards calsync until then). */
+	/** Whether every required setting is there (the module does nothing towards calsync until then). */
 	public static function isComplete(array $settings) {
-		foreach (self::names() as $name) {
+		foreach (self::required() as $name) {
 			if (!isset($settings[$name]) || $settings[$name] === '') {
 				return false;
 			}
@@ -128,6 +146,13 @@ class Calsync_Config {
 			$db->pquery('INSERT INTO ' . self::TABLE . ' (name, value) VALUES (?, ?)', array($name, $clean[$name]));
 		}
 		self::$loaded = null;
+	}
+
+	/** Whether vtiger has an active user with this login (vtiger compares user names without case). */
+	public static function userExists($userName) {
+		$db = PearDatabase::getInstance();
+		$result = $db->pquery("SELECT 1 FROM vtiger_users WHERE user_name = ? AND deleted = 0 AND status = 'Active'", array((string) $userName));
+		return $result && $db->num_rows($result) > 0;
 	}
 
 	/** The table, for install and update (the manifest creates it too; this covers updates). */

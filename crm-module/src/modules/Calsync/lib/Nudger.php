@@ -68,6 +68,29 @@ class Calsync_Nudger {
 		return rtrim(sys_get_temp_dir(), '/') . '/calsync-nudge-failed-' . md5((string) $webhookUrl);
 	}
 
+	/**
+	 * Whether a save belongs to calsync itself: made through vtiger's webservice (the request
+	 * has an "operation" and a "sessionName", which vtiger's own screens never send) by the
+	 * integration user named in the settings. calsync already knows what it wrote, so a nudge
+	 * for it would only start a run with nothing to do. Saves the same user makes in vtiger's
+	 * screens still nudge: an administrator's account may be both.
+	 *
+	 * @param array $request the request's parameters ($_REQUEST)
+	 * @param string $userName the vtiger user making the save
+	 * @param string $integrationUser the setting; empty: no save is calsync's
+	 */
+	public static function isOwnWrite(array $request, $userName, $integrationUser) {
+		$integrationUser = (string) $integrationUser;
+		if ($integrationUser === '' || (string) $userName === '') {
+			return false;
+		}
+		if (!isset($request['operation'], $request['sessionName']) || !is_string($request['operation']) || !is_string($request['sessionName'])) {
+			return false;
+		}
+		// vtiger looks user names up without regard to case (MySQL's collation), so does this.
+		return strcasecmp((string) $userName, $integrationUser) === 0;
+	}
+
 	/** Adds a user to the nudges sent at the end of this request (once per user). */
 	public static function queue($user) {
 		$user = (string) $user;

@@ -18,6 +18,11 @@ class Calsync_Web {
 		return $privileges->hasModulePermission(getTabid('Calsync'));
 	}
 
+	/** The settings the settings page shows as typed (all but the write-only key), in order. */
+	public static function typedSettings() {
+		return array('auth_url', 'webhook_url', 'tenant', 'integration_user');
+	}
+
 	public static function isAdmin() {
 		return Users_Record_Model::getCurrentUserModel()->isAdminUser();
 	}

@@ -1,8 +1,8 @@
 <?php
 /*
  * calsync CRM module: the settings page, for CRM administrators only. Shows calsync's auth and
- * webhook URLs and the tenant id, and of the link key only whether one is set and its last
- * four characters (the field is write-only). "Check" asks calsync whether it accepts them:
+ * webhook URLs, the tenant id and calsync's integration user, and of the link key only whether
+ * one is set and its last four characters (the field is write-only). "Check" asks calsync whether it accepts them:
  * a status link for the administrator (auth URL, tenant, key) and a nudge (webhook URL).
  */
 
@@ -31,7 +31,7 @@ class Calsync_Settings_View extends Vtiger_Index_View {
 		Vtiger_Session::set('calsync_refused', null);
 		$errors = is_array($refused) ? $refused['errors'] : array();
 		$values = array();
-		foreach (array('auth_url', 'webhook_url', 'tenant') as $name) {
+		foreach (Calsync_Web::typedSettings() as $name) {
 			$values[$name] = $errors ? (string) $refused['values'][$name] : $settings[$name];
 		}
 		$fields = array();
@@ -39,7 +39,8 @@ class Calsync_Settings_View extends Vtiger_Index_View {
 			$key = strtoupper($name);
 			$fields[] = array(
 				'name' => $name,
-				'type' => $name === 'tenant' ? 'text' : 'url',
+				'type' => in_array($name, array('auth_url', 'webhook_url'), true) ? 'url' : 'text',
+				'required' => in_array($name, Calsync_Config::required(), true),
 				'value' => $value,
 				'label' => vtranslate("LBL_$key", 'Calsync'),
 				'help' => vtranslate("LBL_{$key}_HELP", 'Calsync'),

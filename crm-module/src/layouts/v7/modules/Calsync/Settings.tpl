@@ -32,7 +32,7 @@
 			<div class="form-group{if $FIELD.error} has-error{/if}">
 				<label class="col-sm-3 control-label" for="calsync-{$FIELD.name|escape}">{$FIELD.label|escape}</label>
 				<div class="col-sm-9">
-					<input class="inputElement form-control" type="{$FIELD.type|escape}" id="calsync-{$FIELD.name|escape}" name="{$FIELD.name|escape}" value="{$FIELD.value|escape}" required>
+					<input class="inputElement form-control" type="{$FIELD.type|escape}" id="calsync-{$FIELD.name|escape}" name="{$FIELD.name|escape}" value="{$FIELD.value|escape}"{if $FIELD.required} required{/if}>
 					<span class="help-block">{if $FIELD.error}{$FIELD.error|escape}{else}{$FIELD.help|escape}{/if}</span>
 				</div>
 			</div>
