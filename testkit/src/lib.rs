@@ -7,7 +7,9 @@
 //! - [`web`]: requests to the auth and webhook routers in process;
 //! - [`runtime`], [`events`], [`response`], [`function_url`]: a Lambda Runtime API stand-in
 //!   that runs the real function binaries, the payloads AWS delivers, a Function URL bridge;
-//! - [`webdriver`]: a small WebDriver client for the browser test.
+//! - [`webdriver`]: a small WebDriver client for the browser test;
+//! - [`realcrm`]: the real-CRM tier — a real vtiger with the CRM module installed, calsync
+//!   serving it on a loopback port, a browser with cookies.
 //!
 //! The end-to-end tests run the workspace's built binaries, located with [`binary_path`]:
 //! run `cargo build --workspace` before `cargo test` (the test script does).
@@ -16,6 +18,7 @@ pub mod events;
 pub mod function_url;
 pub mod graph;
 pub mod moto;
+pub mod realcrm;
 pub mod response;
 pub mod runtime;
 pub mod syncbed;
