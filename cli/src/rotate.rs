@@ -70,8 +70,12 @@ pub async fn link_key(app: &App, tenant: &str, overlap: &str) -> Result<()> {
     );
     println!("  - in the CRM: Settings > Extensions > Office 365 (calsync), paste the key into");
     println!("    \"Link key\" and Save; the page checks it with calsync and shows \"accepted\";");
-    println!("  - or on the CRM server, from the calsync repository: run crm-module/tools/configure.php");
-    println!("    again with the arguments the module was set up with and `-` for the key, the key");
+    println!(
+        "  - or on the CRM server, from the calsync repository: run crm-module/tools/configure.php"
+    );
+    println!(
+        "    again with the arguments the module was set up with and `-` for the key, the key"
+    );
     println!("    on stdin (out of ps and history; crm-module/README.md has its arguments), e.g.");
     println!("      calsync tenant show {tenant} --reveal-link-key --json | jq -r .link_key |");
     println!("        sudo -u www-data php crm-module/tools/configure.php /var/www/vtiger {auth} {webhook} {tenant} -");
