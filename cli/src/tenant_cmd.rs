@@ -101,6 +101,9 @@ pub enum TenantCommand {
         /// Users may only connect the Microsoft account whose address is their CRM e-mail.
         #[arg(long)]
         require_matching_email: Option<bool>,
+        /// How many syncs may talk to the tenant's CRM at once, across every instance (1–32).
+        #[arg(long)]
+        crm_sessions: Option<u32>,
         #[arg(long)]
         json: bool,
     },
@@ -228,9 +231,14 @@ pub async fn run(app: &App, command: TenantCommand) -> Result<()> {
             mode,
             conflict_policy,
             require_matching_email,
+            crm_sessions,
             json,
         } => {
             let tenant = TenantId::parse(&tenant)?;
+            let most = calsync::services::crm_sessions::MAX_CRM_SESSIONS;
+            if crm_sessions.is_some_and(|n| n == 0 || n > most) {
+                bail!("--crm-sessions goes from 1 to {most}");
+            }
             if window_past_days.is_some_and(|d| d > 365) {
                 bail!("--window-past-days goes up to 365");
             }
@@ -282,6 +290,9 @@ pub async fn run(app: &App, command: TenantCommand) -> Result<()> {
                     }
                     if let Some(required) = require_matching_email {
                         s.require_matching_email = required;
+                    }
+                    if let Some(sessions) = crm_sessions {
+                        s.crm_sessions = sessions;
                     }
                 })
                 .await?;

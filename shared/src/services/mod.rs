@@ -8,7 +8,9 @@
 //! - [`nudges`]: the CRM module's nudges, checked, spent and collapsed into queued syncs.
 //! - [`tenant_check`]: whether a tenant's credentials work, asked of Microsoft, the CRM and
 //!   calsync's own webhook.
+//! - [`crm_sessions`]: the cap on how many runs of one tenant talk to its CRM at once.
 
+pub mod crm_sessions;
 pub mod nudges;
 pub mod subscriptions;
 pub mod sync_run;

@@ -195,7 +195,15 @@ pub struct TenantSettings {
     /// A user may only connect the Microsoft account whose address is their CRM e-mail.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub require_matching_email: bool,
+    /// How many runs may talk to the CRM at once, across the fleet
+    /// ([`crate::services::crm_sessions`]).
+    #[serde(default = "default_crm_sessions")]
+    pub crm_sessions: u32,
     pub created_at: i64,
+}
+
+fn default_crm_sessions() -> u32 {
+    crate::services::crm_sessions::DEFAULT_CRM_SESSIONS
 }
 
 /// With Graph push and CRM nudges both live, the schedule only catches what both missed (a
@@ -230,6 +238,7 @@ impl TenantSettings {
             sync_interval_minutes: default_sync_interval(),
             nudges_seen_at: None,
             require_matching_email: false,
+            crm_sessions: default_crm_sessions(),
             created_at: now,
         })
     }

@@ -2,6 +2,7 @@
 //! moto, Graph and vtiger against the sandbox over HTTP, and every captured payload in
 //! `fixtures/`. One test binary, so the suite links once.
 
+mod crm_sessions;
 mod crm_vtiger;
 mod graph_client;
 mod graph_fixtures;

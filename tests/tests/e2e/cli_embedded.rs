@@ -153,6 +153,8 @@ fn tenants_links_and_status_on_the_embedded_store() {
             "Europe/Madrid",
             "--conflict-policy",
             "crm-wins",
+            "--crm-sessions",
+            "2",
             "--json",
         ],
         None,
@@ -163,7 +165,10 @@ fn tenants_links_and_status_on_the_embedded_store() {
     assert_eq!(settings["window_past_days"], 60);
     assert_eq!(settings["crm_time_zone"], "Europe/Madrid");
     assert_eq!(settings["conflict_policy"], "crm-wins");
+    assert_eq!(settings["crm_sessions"], 2);
     for bad in [
+        &["--crm-sessions", "0"][..],
+        &["--crm-sessions", "33"][..],
         &["--sync-interval", "1m"][..],
         &["--crm-time-zone", "Mars/Olympus"][..],
         &["--window-future-days", "0"][..],

@@ -276,3 +276,77 @@ async fn a_slow_user_in_a_batch_does_not_hold_up_the_others() {
     let answer = batch.await.unwrap().unwrap();
     assert_eq!(answer, json!({"batchItemFailures": []}));
 }
+
+#[tokio::test]
+async fn a_tenants_crm_sessions_are_capped_across_runs() {
+    use calsync::services::crm_sessions::CrmSessions;
+    use calsync::services::sync_run::{RunError, RunOptions, RunOutcome};
+    let bed = calsync_testkit::syncbed::SyncBed::start().await.unwrap();
+    let app = &bed.bed.app;
+    let tenant = &bed.bed.tenant;
+    app.tenants
+        .update_settings(tenant, |s| s.crm_sessions = 1)
+        .await
+        .unwrap();
+    let context = app.tenants.context(tenant).await.unwrap();
+    // Another run, on another instance, has the tenant's only CRM session.
+    let sessions = CrmSessions::new(app.store.clone());
+    let now = now_epoch();
+    let elsewhere = sessions
+        .try_take(tenant, 1, 0, "another-run", now + 120, now)
+        .await
+        .unwrap()
+        .expect("the only session");
+    bed.settle().await.unwrap();
+    // A new Outlook event: the next run has a CRM write to make.
+    seed_meeting(&bed, "Board meeting");
+    let crm_before = bed.crm().len();
+    let waiting = RunOptions {
+        deadline: Some(std::time::Instant::now() + std::time::Duration::from_secs(3)),
+        ..RunOptions::default()
+    };
+    let busy = app.runner.sync_user(&context, &bed.bed.user, waiting).await;
+    assert!(
+        matches!(busy, Err(RunError::CrmBusy { cap: 1 })),
+        "{busy:?}"
+    );
+    assert_eq!(
+        bed.crm().len(),
+        crm_before,
+        "a run without a session writes nothing to the CRM"
+    );
+    // Once the session is back, the user's run goes ahead (the waiting run let the user go)
+    // and gives its own session back at its end.
+    sessions
+        .give_back(tenant, &elsewhere, now_epoch())
+        .await
+        .unwrap();
+    let report = app
+        .runner
+        .sync_user(&context, &bed.bed.user, RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, RunOutcome::Synced, "{report:?}");
+    assert_eq!(bed.crm().len(), crm_before + 1, "the event reached the CRM");
+    let now = now_epoch();
+    assert!(sessions
+        .try_take(tenant, 1, 0, "next-run", now + 120, now)
+        .await
+        .unwrap()
+        .is_some());
+}
+
+/// A meeting a user adds in Outlook, in a week's time.
+fn seed_meeting(bed: &calsync_testkit::syncbed::SyncBed, subject: &str) {
+    let start = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(7 * 24);
+    let end = start + jiff::SignedDuration::from_hours(1);
+    let at = |t: jiff::Timestamp| t.strftime("%Y-%m-%dT%H:00:00").to_string();
+    bed.bed
+        .sandbox
+        .graph()
+        .insert_event(
+            calsync_testkit::testbed::USER_OID,
+            calsync_testkit::syncbed::outlook_event(subject, &at(start), &at(end)),
+        )
+        .unwrap();
+}

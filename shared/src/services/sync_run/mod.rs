@@ -32,6 +32,7 @@ use crate::adapters::crm::{
 use crate::adapters::graph::{GraphClient, GraphError, MailboxClient};
 use crate::adapters::store::{now_epoch, ItemStore, StoreError};
 use crate::crypto::random_token;
+use crate::services::crm_sessions::{CrmSessions, SessionGate};
 use crate::services::tenants::{TenantContext, TenantSettings};
 use crate::services::tokens::{TokenError, Tokens};
 use crate::services::users::{
@@ -141,6 +142,9 @@ pub enum RunError {
     /// Another run of this user holds it; this one started nothing and is retried later.
     #[error("the user is busy: another sync of this user runs until {until}")]
     Busy { until: i64 },
+    /// Every CRM session the tenant allows is in use; this run started nothing and is retried.
+    #[error("the CRM is busy: all {cap} sessions calsync may open on it are in use")]
+    CrmBusy { cap: u32 },
     /// The run lost its lease mid-way (it stalled past it); it committed nothing.
     #[error("the run lost its hold on the user; another sync took over")]
     LeaseLost,
@@ -210,6 +214,7 @@ pub struct SyncRunner {
     graph: GraphClient,
     /// Upper bound of every CRM call.
     http_timeout: Duration,
+    crm_sessions: CrmSessions,
 }
 
 impl SyncRunner {
@@ -221,6 +226,7 @@ impl SyncRunner {
         http_timeout: Duration,
     ) -> Self {
         Self {
+            crm_sessions: CrmSessions::new(store.clone()),
             store,
             users,
             tokens,
@@ -304,11 +310,26 @@ impl SyncRunner {
                 tracing::error!(tenant = %tenant.id, user = %user, error = %crate::errors::chain(&e), "nudge mark not cleared; it lapses on its own");
             }
         }
-        let lease = Held::keep(self.users.clone(), tenant.id.clone(), user.clone(), holder);
+        let gate = Arc::new(SessionGate::new(
+            self.crm_sessions.clone(),
+            tenant.id.clone(),
+            tenant.settings.crm_sessions,
+            user.as_str(),
+            holder.clone(),
+            RUN_LEASE_TTL,
+        ));
+        let lease = Held::keep(
+            self.users.clone(),
+            tenant.id.clone(),
+            user.clone(),
+            holder,
+            Some(gate.clone()),
+        );
         let outcome = self
             .run_held(tenant, user, crm, options, read, Some(&lease))
             .await;
         lease.stop();
+        gate.give_back().await;
         outcome
     }
 
@@ -385,6 +406,7 @@ impl SyncRunner {
             confirmed: read.record.confirmed_deletions.iter().cloned().collect(),
             parking: Parking::new(&read.record.parked, now, options.full),
             skipped_before: read.record.skipped.clone(),
+            gate: lease.and_then(|lease| lease.gate.clone()),
         };
         let mut outcome = run.sync(&mailbox, &links, &mut progress).await;
         if outcome.as_ref().is_err_and(RunError::is_token_refused) {
@@ -415,6 +437,11 @@ impl SyncRunner {
             // Another run holds the user now: record nothing over what it writes.
             tracing::warn!(tenant = %tenant.id, user = %user, "the run lost its lease; its cursors are not committed");
             return Err(RunError::LeaseLost);
+        }
+        if let Err(RunError::CrmBusy { .. }) = &outcome {
+            // Nothing was written and nothing is wrong with the user: no problem to show.
+            self.users.end_run(read, &lease.holder).await?;
+            return outcome.map(|done| done.report);
         }
         let record = match &outcome {
             Ok(done) => RunRecord::Finished {
@@ -447,21 +474,32 @@ impl SyncRunner {
 const RUN_LEASE_TTL: Duration = Duration::from_secs(120);
 const RUN_LEASE_RENEW: Duration = Duration::from_secs(40);
 
-/// A run's lease on its user, renewed in the background while the run goes on.
+/// A run's lease on its user, and its CRM session, renewed in the background while the run
+/// goes on.
 struct Held {
     holder: String,
+    gate: Option<Arc<SessionGate>>,
     lost: Arc<AtomicBool>,
     renewal: tokio::task::JoinHandle<()>,
 }
 
 impl Held {
-    fn keep(users: Users, tenant: TenantId, user: CrmUserName, holder: String) -> Self {
+    fn keep(
+        users: Users,
+        tenant: TenantId,
+        user: CrmUserName,
+        holder: String,
+        gate: Option<Arc<SessionGate>>,
+    ) -> Self {
         let lost = Arc::new(AtomicBool::new(false));
         let renewal = tokio::spawn({
-            let (lost, holder) = (lost.clone(), holder.clone());
+            let (lost, holder, gate) = (lost.clone(), holder.clone(), gate.clone());
             async move {
                 loop {
                     tokio::time::sleep(RUN_LEASE_RENEW).await;
+                    if let Some(gate) = &gate {
+                        gate.renew().await;
+                    }
                     let kept = users
                         .keep_run(&tenant, &user, &holder, RUN_LEASE_TTL, now_epoch())
                         .await;
@@ -481,6 +519,7 @@ impl Held {
         });
         Self {
             holder,
+            gate,
             lost,
             renewal,
         }
@@ -509,6 +548,9 @@ struct Run<'a> {
     parking: Parking,
     /// Events that could not be read before this run.
     skipped_before: Vec<SkippedEvent>,
+    /// The tenant's CRM sessions, one of which a run takes before it writes to the CRM
+    /// (`None`: a dry run).
+    gate: Option<Arc<SessionGate>>,
 }
 
 /// A finished run: its report, and whether the cursors in the state may be committed.
@@ -687,6 +729,13 @@ impl Run<'_> {
         );
         target.deadline = self.options.deadline;
         target.lost = self.lost.clone();
+        let writes_crm =
+            plan.counts.create_crm + plan.counts.update_crm + plan.counts.delete_crm > 0;
+        if let (true, Some(gate)) = (writes_crm, &self.gate) {
+            if !gate.take(self.options.deadline).await? {
+                return Err(RunError::CrmBusy { cap: gate.cap() });
+            }
+        }
         let execution = execute(&plan, &target, &policy)
             .await
             .map_err(RunError::Stopped)?;
