@@ -84,6 +84,11 @@ pub enum SubscriptionError {
     Store(#[from] StoreError),
     #[error("the user record could not be updated")]
     Write(#[from] UserWriteError),
+    /// The subscription notifies an address that is no longer the webhook's (the service
+    /// moved to a domain of its own, or its stack was rebuilt). Graph cannot change the
+    /// lifecycle address of a subscription, so it is replaced.
+    #[error("the subscription notifies {at}, not the webhook's address")]
+    Readdressed { at: String },
 }
 
 /// What upkeep did for one user.
@@ -339,6 +344,10 @@ impl Subscriptions {
         let renewed = client
             .renew_subscription(subscription_id, self.expiry()?)
             .await?;
+        let expected = join_url(self.webhook()?, "notifications");
+        if let Some(at) = renewed.notification_url.filter(|at| *at != expected) {
+            return Err(SubscriptionError::Readdressed { at });
+        }
         let expires_at = parse_graph_instant(&renewed.expiration_date_time)
             .ok_or(SubscriptionError::BadExpiry)?;
         if let Some(mut record) = self.record(subscription_id).await? {

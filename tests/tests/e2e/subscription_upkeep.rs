@@ -204,3 +204,51 @@ async fn a_user_who_must_reconnect_loses_the_subscription_instead_of_a_renewal()
     let still = bed.sandbox.graph().subscriptions();
     assert!(still.iter().all(|s| s.expiration == expiration_before));
 }
+
+#[tokio::test]
+async fn a_subscription_to_an_old_address_is_replaced_at_its_renewal() {
+    let (bed, _server) = bed_with_webhook_binary().await;
+    assert_eq!(bed.connect().await.unwrap().status, 200);
+    let graph = bed.sandbox.graph();
+    let old_address = graph.subscriptions()[0].notification_url.clone();
+
+    // The service moves to another address (a domain of its own, a rebuilt stack): its
+    // webhook answers there, and the functions are told so.
+    let moved = FunctionUrlServer::start_unattached().await.unwrap();
+    let function = FunctionProcess::spawn(
+        &binary_path("calsync-webhook"),
+        "calsync-webhook",
+        &bed.env(),
+    )
+    .await
+    .unwrap();
+    moved.attach(function).await;
+    let mut config = bed.app.config.clone();
+    config.webhook_url = Some(url::Url::parse(moved.base_url()).unwrap());
+    let app = calsync::app::App::with_parts(
+        config,
+        bed.app.store.clone(),
+        bed.app.secret_store.clone(),
+        bed.app.queue.clone(),
+    )
+    .unwrap();
+
+    edit_user(&bed.app, &bed.tenant, &bed.user, |r| {
+        r.subscription_expires_at = Some(now() + 3600)
+    })
+    .await
+    .unwrap();
+    let report = dispatch(&app, Some(&bed.tenant)).await.unwrap();
+    assert_eq!(report.upkeep, vec![("maria".to_owned(), Upkeep::Recreated)]);
+    let subscriptions = graph.subscriptions();
+    assert_eq!(subscriptions.len(), 1, "the old one is deleted");
+    assert_ne!(subscriptions[0].notification_url, old_address);
+    assert!(
+        subscriptions[0]
+            .notification_url
+            .starts_with(moved.base_url().trim_end_matches('/')),
+        "{} is not on {}",
+        subscriptions[0].notification_url,
+        moved.base_url()
+    );
+}
