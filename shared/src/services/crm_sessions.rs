@@ -19,8 +19,6 @@ use crate::adapters::store::{
 use crate::services::tenants::tenant_pk;
 use calsync_core::ids::TenantId;
 
-/// Slots per tenant when the tenant does not say otherwise.
-pub const DEFAULT_CRM_SESSIONS: u32 = 4;
 /// The most a tenant may set: vtiger's PHP sessions serialise per session anyway.
 pub const MAX_CRM_SESSIONS: u32 = 32;
 

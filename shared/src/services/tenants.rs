@@ -195,15 +195,19 @@ pub struct TenantSettings {
     /// A user may only connect the Microsoft account whose address is their CRM e-mail.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub require_matching_email: bool,
-    /// How many runs may talk to the CRM at once, across the fleet
-    /// ([`crate::services::crm_sessions`]).
+    /// How many runs may write to the CRM at once, across the fleet (the session slots of
+    /// `services::crm_sessions`).
     #[serde(default = "default_crm_sessions")]
     pub crm_sessions: u32,
     pub created_at: i64,
 }
 
+/// CRM session slots per tenant when the tenant does not say otherwise
+/// ([`crate::services::crm_sessions`]).
+pub const DEFAULT_CRM_SESSIONS: u32 = 4;
+
 fn default_crm_sessions() -> u32 {
-    crate::services::crm_sessions::DEFAULT_CRM_SESSIONS
+    DEFAULT_CRM_SESSIONS
 }
 
 /// With Graph push and CRM nudges both live, the schedule only catches what both missed (a

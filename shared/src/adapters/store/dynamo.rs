@@ -435,9 +435,11 @@ impl ItemStore for DynamoStore {
                         _ => None,
                     })
                     .is_some_and(|c| {
-                        c.cancellation_reasons()
-                            .iter()
-                            .any(|r| r.code() == Some("ConditionalCheckFailed"))
+                        // A transaction of another writer on the same items at that moment
+                        // (TransactionConflict) is a lost race too: the caller reads again.
+                        c.cancellation_reasons().iter().any(|r| {
+                            matches!(r.code(), Some("ConditionalCheckFailed" | "TransactionConflict"))
+                        })
                     });
                 if cancelled_by_condition {
                     Err(StoreError::ConditionFailed)
