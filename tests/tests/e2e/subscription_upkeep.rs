@@ -20,6 +20,12 @@ async fn bed_with_webhook_binary() -> (TestBed, FunctionUrlServer) {
     let bed = TestBed::start_with_webhook(Some(server.base_url()))
         .await
         .unwrap();
+    attach_webhook(&bed, &server).await;
+    (bed, server)
+}
+
+/// Serves the real webhook binary, with the bed's environment, behind `server`.
+async fn attach_webhook(bed: &TestBed, server: &FunctionUrlServer) {
     let function = FunctionProcess::spawn(
         &binary_path("calsync-webhook"),
         "calsync-webhook",
@@ -28,7 +34,6 @@ async fn bed_with_webhook_binary() -> (TestBed, FunctionUrlServer) {
     .await
     .unwrap();
     server.attach(function).await;
-    (bed, server)
 }
 
 fn event(subject: &str) -> Value {
@@ -215,14 +220,7 @@ async fn a_subscription_to_an_old_address_is_replaced_at_its_renewal() {
     // The service moves to another address (a domain of its own, a rebuilt stack): its
     // webhook answers there, and the functions are told so.
     let moved = FunctionUrlServer::start_unattached().await.unwrap();
-    let function = FunctionProcess::spawn(
-        &binary_path("calsync-webhook"),
-        "calsync-webhook",
-        &bed.env(),
-    )
-    .await
-    .unwrap();
-    moved.attach(function).await;
+    attach_webhook(&bed, &moved).await;
     let mut config = bed.app.config.clone();
     config.webhook_url = Some(url::Url::parse(moved.base_url()).unwrap());
     let app = calsync::app::App::with_parts(
