@@ -43,6 +43,13 @@ def test_public_functions_reserve_the_parameter(fn):
         "by default nothing is reserved, so a fresh account's quota deploys"
 
 
+def test_metrics_are_fleet_wide_unless_asked_per_tenant():
+    assert params["MetricsByTenant"]["Default"] == "false", \
+        "per-tenant metrics cost a custom metric per tenant each: off unless asked"
+    assert t["Globals"]["Function"]["Environment"]["Variables"]["CALSYNC_METRICS_BY_TENANT"] == \
+        {"Ref": "MetricsByTenant"}
+
+
 @pytest.mark.parametrize("fn", ["AuthFunction", "WebhookFunction", "SyncFunction"])
 def test_functions_log_json(fn):
     assert props(fn)["LoggingConfig"].get("LogFormat") == "JSON"

@@ -51,6 +51,9 @@ pub struct Config {
     /// Lifetime asked for Graph subscriptions (`CALSYNC_SUBSCRIPTION_MINUTES`). Graph keeps
     /// the expiry it returns, which is what calsync stores.
     pub subscription_lifetime: Duration,
+    /// Job metrics per tenant too (`CALSYNC_METRICS_BY_TENANT=true`), not only fleet-wide:
+    /// each (metric, tenant) pair is a custom metric CloudWatch bills monthly.
+    pub metrics_by_tenant: bool,
 }
 
 /// Just under three days: within every published maximum for event subscriptions (older
@@ -120,6 +123,17 @@ impl Config {
                 .unwrap_or_else(|| fixed_url("https://graph.microsoft.com")),
             http_timeout,
             subscription_lifetime: Duration::from_secs(subscription_minutes * 60),
+            metrics_by_tenant: match lookup("CALSYNC_METRICS_BY_TENANT").as_deref() {
+                None | Some("false") => false,
+                Some("true") => true,
+                Some(other) => {
+                    return Err(ConfigError::BadValue {
+                        name: "CALSYNC_METRICS_BY_TENANT",
+                        value: other.to_owned(),
+                        expected: "true or false",
+                    })
+                }
+            },
         })
     }
 

@@ -213,6 +213,7 @@ async fn run_group(app: &App, messages: Vec<Message>, deadline: Option<Instant>)
                     outcome.as_ref().ok().and_then(|r| r.as_ref().ok()),
                     started.elapsed(),
                     crate::adapters::store::now_epoch() * 1000,
+                    app.config.metrics_by_tenant,
                 ));
                 failure_reason(outcome)
             }

@@ -1,7 +1,7 @@
 //! Metrics in CloudWatch's embedded metric format: one JSON line per finished job on stdout,
 //! which Lambda sends to CloudWatch Logs and CloudWatch turns into metrics without an API call.
-//! Dimensioned by tenant (and fleet-wide), never by user: each combination of dimensions is a
-//! metric of its own, billed.
+//! Fleet-wide, and by tenant when the deployment asks (`CALSYNC_METRICS_BY_TENANT`), never by
+//! user: each combination of dimensions is a metric of its own, billed.
 
 use std::time::Duration;
 
@@ -14,7 +14,13 @@ use crate::services::sync_run::{RunOutcome, RunReport};
 pub const NAMESPACE: &str = "calsync";
 
 /// The metrics of one job: `report` is `None` when the job failed. `now_ms`: when it ended.
-pub fn job(job: &SyncJob, report: Option<&RunReport>, took: Duration, now_ms: i64) -> Value {
+pub fn job(
+    job: &SyncJob,
+    report: Option<&RunReport>,
+    took: Duration,
+    now_ms: i64,
+    by_tenant: bool,
+) -> Value {
     let counts = report.map(|r| r.counts).unwrap_or_default();
     let outcome = report.map(|r| r.outcome);
     let crm_writes = counts.crm_created + counts.crm_updated + counts.crm_deleted;
@@ -55,7 +61,9 @@ pub fn job(job: &SyncJob, report: Option<&RunReport>, took: Duration, now_ms: i6
             "Timestamp": now_ms,
             "CloudWatchMetrics": [{
                 "Namespace": NAMESPACE,
-                "Dimensions": [["Tenant"], []],
+                // Fleet-wide always; per tenant only when asked (each pair is billed). The
+                // tenant is in every line anyway, for Logs Insights.
+                "Dimensions": if by_tenant { json!([["Tenant"], []]) } else { json!([[]]) },
                 "Metrics": metrics
                     .iter()
                     .map(|(name, _, unit)| json!({"Name": name, "Unit": unit}))
@@ -127,6 +135,12 @@ mod tests {
         assert_eq!(doc["_aws"]["CloudWatchMetrics"][0]["Namespace"], "calsync");
         assert_eq!(
             doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([[]]),
+            "fleet-wide unless asked"
+        );
+        let by_tenant = super::job(&job, Some(&report), Duration::from_millis(250), 5_000, true);
+        assert_eq!(
+            by_tenant["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
             json!([["Tenant"], []])
         );
         assert_eq!(doc["Tenant"], "acme");
@@ -150,6 +164,6 @@ mod tests {
     }
 
     fn job_metrics(job: &SyncJob, report: Option<&RunReport>) -> Value {
-        super::job(job, report, Duration::from_millis(250), 5_000)
+        super::job(job, report, Duration::from_millis(250), 5_000, false)
     }
 }

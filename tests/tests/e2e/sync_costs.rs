@@ -412,7 +412,13 @@ async fn run_job(
         .await
         .unwrap_or_else(|e| panic!("{job:?}: {}", calsync::errors::chain(&e)));
     let mut cost = meter.read(container);
-    let line = calsync::entry::metrics::job(job, Some(&report), cost.wall, now() * 1000);
+    let line = calsync::entry::metrics::job(
+        job,
+        Some(&report),
+        cost.wall,
+        now() * 1000,
+        container.app.config.metrics_by_tenant,
+    );
     cost.metric_bytes = line.to_string().len() + 1;
     (report, cost)
 }

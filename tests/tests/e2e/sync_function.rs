@@ -122,10 +122,12 @@ async fn an_sqs_batch_returns_exactly_the_failed_user() {
         (&ghost_body, &ghost_group, "m-3"),
     ]);
 
-    let function =
-        FunctionProcess::spawn(&binary_path("calsync-sync"), "calsync-sync", &bed.bed.env())
-            .await
-            .unwrap();
+    // Metrics by tenant as well as fleet-wide, as a deployment may ask.
+    let mut env = bed.bed.env();
+    env.push(("CALSYNC_METRICS_BY_TENANT".into(), "true".into()));
+    let function = FunctionProcess::spawn(&binary_path("calsync-sync"), "calsync-sync", &env)
+        .await
+        .unwrap();
     let answer = function.invoke(event).await.unwrap().into_ok().unwrap();
     assert_eq!(
         answer,
