@@ -778,6 +778,29 @@ impl Users {
             .map(|_| ())
     }
 
+    /// [`Self::clear_nudge`] written on the version `read` (a run's own claim), returning the
+    /// record as now stored, so the run's later writes start from it instead of failing once
+    /// on a version it moved itself.
+    pub async fn clear_nudge_at(
+        &self,
+        read: &VersionedUser,
+    ) -> Result<VersionedUser, UserWriteError> {
+        let mut record = read.record.clone();
+        record.nudge_queued = None;
+        match self
+            .store
+            .put(
+                &self.item(&record, read.version)?,
+                Precondition::Version(read.version),
+            )
+            .await
+        {
+            Ok(version) => Ok(VersionedUser { record, version }),
+            Err(StoreError::ConditionFailed) => Err(UserWriteError::Contended),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Renews a run's lease; `false` when the run no longer holds the user.
     pub async fn keep_run(
         &self,

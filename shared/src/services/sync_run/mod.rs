@@ -303,13 +303,19 @@ impl SyncRunner {
             RunStart::Missing => return Ok(RunReport::new(RunOutcome::NotConnected)),
             RunStart::Busy { until } => return Err(RunError::Busy { until }),
         };
-        if read.record.nudge_queued.is_some() {
+        let read = if read.record.nudge_queued.is_some() {
             // This run reads whatever the waiting nudges announced; a nudge from now on
             // queues a run of its own.
-            if let Err(e) = self.users.clear_nudge(&tenant.id, user).await {
-                tracing::error!(tenant = %tenant.id, user = %user, error = %crate::errors::chain(&e), "nudge mark not cleared; it lapses on its own");
+            match self.users.clear_nudge_at(&read).await {
+                Ok(cleared) => cleared,
+                Err(e) => {
+                    tracing::error!(tenant = %tenant.id, user = %user, error = %crate::errors::chain(&e), "nudge mark not cleared; it lapses on its own");
+                    read
+                }
             }
-        }
+        } else {
+            read
+        };
         let gate = Arc::new(SessionGate::new(
             self.crm_sessions.clone(),
             tenant.id.clone(),
