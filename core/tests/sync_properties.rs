@@ -790,26 +790,39 @@ fn an_occurrence_deleted_before_its_link_moved_onto_it_deletes_the_crm_record() 
     settled(&mut world);
 }
 
-/// Known gap (docs/testing.md), kept visible: a step whose writes all land but whose link
-/// write fails (the store unavailable for all its attempts) leaves the link at its old base;
-/// when the user then sets the CRM back to that base value before the next run, Outlook's
-/// landed value looks like a fresh Outlook edit and is written over the user's. Closing it
-/// would cost a link write before every update (an intent, as creates have).
+/// A step whose writes all land but whose link write fails (the store unavailable for all its
+/// attempts) has its link stored at the end of the run: otherwise, when the user then set the
+/// CRM back to the old value before the next run, Outlook's landed value would look like a
+/// fresh Outlook edit and be written over the user's.
 #[test]
-#[ignore = "known gap: a landed update whose link write failed"]
 fn a_landed_update_whose_link_write_failed_keeps_a_later_crm_edit() {
     let mut world = World::new(ConflictPolicy::Latest);
     world.outlook_create(&at_seven());
     quiet_sync(&mut world);
     world.edit(Side::Crm, 0, Edit::Sensitivity(1));
     // The version read and the Outlook update go through; the link write does not.
-    let faults = [
-        Fault::Ok,
-        Fault::Ok,
-        Fault::Transient,
-        Fault::Transient,
-        Fault::Transient,
-    ];
+    let mut faults = vec![Fault::Ok, Fault::Ok];
+    faults.extend([Fault::Transient; 3]);
+    world.sync(&faults, &HashSet::new());
+    world.edit(Side::Crm, 0, Edit::Sensitivity(0));
+    quiet_sync(&mut world);
+    assert!(world.violations.is_empty(), "{:#?}", world.violations);
+    settled(&mut world);
+}
+
+/// Known gap (docs/testing.md), kept visible: the same while the store stays unavailable to
+/// the end of the run, so the link is never stored. Closing it would cost a link write before
+/// every update (an intent, as creates have).
+#[test]
+#[ignore = "known gap: a landed update the store never recorded"]
+fn a_landed_update_the_store_never_recorded_keeps_a_later_crm_edit() {
+    let mut world = World::new(ConflictPolicy::Latest);
+    world.outlook_create(&at_seven());
+    quiet_sync(&mut world);
+    world.edit(Side::Crm, 0, Edit::Sensitivity(1));
+    // The link write fails in the step and again at the run's end.
+    let mut faults = vec![Fault::Ok, Fault::Ok];
+    faults.extend([Fault::Transient; 6]);
     world.sync(&faults, &HashSet::new());
     world.edit(Side::Crm, 0, Edit::Sensitivity(0));
     quiet_sync(&mut world);

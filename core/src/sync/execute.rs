@@ -177,23 +177,42 @@ pub async fn execute(
     policy: &Policy,
 ) -> Result<Execution, Stopped> {
     let mut done = Execution::default();
+    // Links whose step's writes landed but which could not be stored: tried once more at the
+    // end, since a next run that does not know of those writes would take them for edits.
+    let mut unsaved: Vec<Link> = Vec::new();
     for (index, step) in plan.steps.iter().enumerate() {
         if target.out_of_time() {
             done.postponed = plan.steps.len() - index;
             break;
         }
         match run_step(step, target, policy, &mut done).await {
-            Ok(StepEnd::Completed) => done.completed += 1,
-            Ok(StepEnd::Stale) => done.stale += 1,
-            Ok(StepEnd::Gone(side, id)) => done.gone.push((side, id)),
-            Ok(StepEnd::Failed(why)) => {
+            Ok((StepEnd::Completed, _)) => done.completed += 1,
+            Ok((StepEnd::Stale, _)) => done.stale += 1,
+            Ok((StepEnd::Gone(side, id), _)) => done.gone.push((side, id)),
+            Ok((StepEnd::Failed(why), link)) => {
                 tracing::warn!(link = %step.key, reason = %why, "sync step failed");
                 done.failed.push((step.key.clone(), why));
+                unsaved.extend(link);
             }
-            Ok(StepEnd::Refused(why)) => {
+            Ok((StepEnd::Refused(why), _)) => {
                 tracing::warn!(link = %step.key, reason = %why, "sync step refused");
                 done.refused.push((step.key.clone(), why));
             }
+            Err(reason) => {
+                return Err(Stopped {
+                    reason,
+                    so_far: Box::new(done),
+                })
+            }
+        }
+    }
+    for link in unsaved {
+        match store_link(target, &link).await {
+            Ok(Tried::Done(true)) => {
+                done.failed.retain(|(key, _)| key != &link.key);
+                done.completed += 1;
+            }
+            Ok(_) => {}
             Err(reason) => {
                 return Err(Stopped {
                     reason,
@@ -416,6 +435,8 @@ struct Progress {
     /// The link that records the writes that landed, should the step end before its own link
     /// is stored.
     partial: Option<Link>,
+    /// The step's own link, when its writes landed and storing it failed.
+    unsaved: Option<Link>,
 }
 
 impl Progress {
@@ -449,12 +470,13 @@ impl Progress {
     }
 }
 
+/// Runs one step; with a failed step, the link it could not store after its writes landed.
 async fn run_step(
     step: &Step,
     target: &dyn SyncTarget,
     policy: &Policy,
     done: &mut Execution,
-) -> Result<StepEnd, Cause> {
+) -> Result<(StepEnd, Option<Link>), Cause> {
     let mut progress = Progress::default();
     let end = run_actions(step, target, policy, done, &mut progress).await?;
     // A step that ends early after a write landed records that write, so the next run does
@@ -464,7 +486,7 @@ async fn run_step(
     {
         let _ = store_link(target, partial).await?;
     }
-    Ok(end)
+    Ok((end, progress.unsaved))
 }
 
 async fn run_actions(
@@ -491,8 +513,16 @@ async fn run_actions(
             Action::Link(link) => {
                 progress.partial = None;
                 let link = progress.settle(link, policy, FieldSet::EMPTY);
-                if !tried!(store_link(target, &link).await) {
-                    return Ok(StepEnd::Stale);
+                match store_link(target, &link).await? {
+                    Tried::Done(true) => {}
+                    Tried::Done(false) => return Ok(StepEnd::Stale),
+                    Tried::Failed(why) => {
+                        if !progress.returned.is_empty() {
+                            progress.unsaved = Some(link);
+                        }
+                        return Ok(StepEnd::Failed(why));
+                    }
+                    Tried::Refused(why) => return Ok(StepEnd::Refused(why)),
                 }
             }
             Action::Unlink => {
