@@ -54,9 +54,10 @@
 //!
 //! 1. **Read** the Outlook delta from the committed delta link and the CRM feed from the
 //!    committed cursor, and the links when either side reports something (or on a
-//!    reconciliation, a full listing or a series check). Keep the new cursors in memory. Tombstones go into
-//!    [`OutlookChanges::deleted`] only once confirmed (a GET says 404); after a full listing
-//!    (a 410 resync, a CRM reconciliation) [`absent_from_listing`] gives the ids to confirm.
+//!    reconciliation, a full listing or a series check). Keep the new cursors in memory.
+//!    Tombstones go into [`OutlookChanges::deleted`] only once confirmed (a GET says 404);
+//!    after a full listing (a 410 resync, a CRM reconciliation) [`absent_from_listing`] gives
+//!    the ids to confirm.
 //!    Fill [`CrmChanges::created_by_sync`] when the CRM can tell which records the
 //!    integration user created. `first_sync` stays true until a first run has committed its
 //!    cursors (a per-user flag stored with them).
@@ -84,7 +85,12 @@
 //!    - Updates and deletes are idempotent: retry on 429/503/timeouts with backoff. A delete
 //!      that finds nothing has reached its goal. An update that finds nothing (404,
 //!      vtiger `ACCESS_DENIED`) means that side deleted the event meanwhile: end the step
-//!      and keep the cursors, so the next run reads the deletion from its feed.
+//!      and keep the cursors, so the next run reads the deletion from its feed. An update
+//!      whose answer was lost and that then ends without success is read back
+//!      ([`SyncTarget::read_crm`], [`SyncTarget::read_outlook`]): holding what was sent, it
+//!      landed. A step that ends after its CRM write landed stores the `partial` link that
+//!      write carries; a step whose writes landed but whose link could not be stored has the
+//!      link tried again at the end of the run.
 //!    - `Unlink`: delete the link record if it is still at `step.expect`.
 //! 4. **Commit the cursors** read in step 1 only if every step succeeded and
 //!    [`Plan::may_commit_cursors`]. A cursor therefore never passes a change whose writes

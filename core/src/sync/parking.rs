@@ -154,9 +154,10 @@ impl Parking {
     }
 
     /// Readies a run's planning: the links that wait (parked, not due) are named in the
-    /// policy, with the Outlook id each parked event knows its link by; every event in play (due, or reported by a side) has its kept inputs fed to the
-    /// planner — each side's unless that side reported the event again (that report is newer)
-    /// — and its first-sync pair, if it had one, is matched again.
+    /// policy, with the occurrence a parked event was moving its link onto; every event in
+    /// play (due, or reported by a side) has its kept inputs fed to the planner — each side's
+    /// unless that side reported the event again (that report is newer) — and its first-sync
+    /// pair, if it had one, is matched again.
     pub fn prepare(&self, policy: &mut Policy, outlook: &mut OutlookChanges, crm: &mut CrmChanges) {
         policy.parked = self.waiting();
         policy.rematch.clear();

@@ -726,8 +726,8 @@ impl World {
         };
         // Known gap, kept out of the search (docs/testing.md): once every occurrence of a
         // series is gone one by one, a link or parked event still naming the master (a single
-        // event made recurring, its occurrences never seen) cannot learn it from the feeds, which name
-        // only the occurrences. The world deletes such a series as a whole instead.
+        // event made recurring, its occurrences never seen) cannot learn it from the feeds,
+        // which name only the occurrences. The world deletes such a series as a whole instead.
         if let Some(master) = self.last_occurrence_of(side, &id) {
             return self.delete_series_named(&master, true);
         }
