@@ -19,7 +19,9 @@ use crate::adapters::store::{
 use crate::services::tenants::tenant_pk;
 use calsync_core::ids::TenantId;
 
-/// The most a tenant may set: vtiger's PHP sessions serialise per session anyway.
+/// The most a tenant may set: a customer's vtiger has a handful of PHP workers, and more
+/// sessions than that only queue at its door (each try of a waiting run also costs a write per
+/// slot).
 pub const MAX_CRM_SESSIONS: u32 = 32;
 
 const SLOT: &str = "session";
