@@ -352,3 +352,95 @@ fn seed_meeting(bed: &calsync_testkit::syncbed::SyncBed, subject: &str) {
         )
         .unwrap();
 }
+
+/// Two tenants' jobs in one batch, the first tenant's CRM answering slowly: the second
+/// tenant's user is synced while the first's run still waits on its CRM.
+#[tokio::test]
+async fn a_slow_crm_of_one_tenant_does_not_hold_up_another_tenants_job() {
+    use calsync_sandbox::vtiger::Fault;
+    use calsync_testkit::syncbed::{point_at_sandbox_crm, seed_crm_users, MARIA};
+    let bed = calsync_testkit::syncbed::SyncBed::start().await.unwrap();
+    let app = &bed.bed.app;
+    // A second customer, with a CRM of its own whose every answer takes 1.8 s (under the
+    // bed's 2 s timeout); its maria connects the same Outlook mailbox.
+    let slow_crm = calsync_sandbox::Sandbox::start().await.unwrap();
+    seed_crm_users(&slow_crm, "UTC").unwrap();
+    for operation in [
+        "getchallenge",
+        "login",
+        "sync",
+        "query",
+        "create",
+        "retrieve",
+        "describe",
+    ] {
+        slow_crm.crm().inject(
+            operation,
+            Fault::Delay(std::time::Duration::from_millis(1800)),
+            None,
+        );
+    }
+    let slow =
+        calsync_core::ids::TenantId::parse(&calsync_testkit::moto::unique("globex")).unwrap();
+    let mut secret = app.tenants.secret(&bed.bed.tenant).await.unwrap();
+    let settings = calsync::services::tenants::TenantSettings::new(
+        slow.clone(),
+        "Globex".into(),
+        &slow_crm.base_url(),
+        now_epoch(),
+    )
+    .unwrap();
+    secret.crm_url = slow_crm.base_url();
+    app.tenants.add(&settings, &secret).await.unwrap();
+    point_at_sandbox_crm(app, &slow, &slow_crm.base_url(), "UTC")
+        .await
+        .unwrap();
+    let connected = calsync_testkit::testbed::connect_user(app, &slow, &secret.link_key, "maria")
+        .await
+        .unwrap();
+    assert_eq!(connected.status, 200, "{}", connected.body);
+    bed.bed.take_jobs().await.unwrap();
+    seed_meeting(&bed, "Quarterly review");
+
+    // The slow tenant's job comes first in the batch.
+    let job = |tenant: &calsync_core::ids::TenantId| {
+        json!({"tenant": tenant, "user": "maria", "reason": "notification", "full": false})
+            .to_string()
+    };
+    let (slow_job, quick_job) = (job(&slow), job(&bed.bed.tenant));
+    let (slow_group, quick_group) = (format!("{slow}#maria"), format!("{}#maria", bed.bed.tenant));
+    let event = calsync_testkit::events::sqs_fifo_event(&[
+        (&slow_job, &slow_group, "s-1"),
+        (&quick_job, &quick_group, "q-1"),
+    ]);
+    let batch_app = app.clone();
+    let batch =
+        tokio::spawn(
+            async move { calsync::entry::jobs::handle_event(&batch_app, event, None).await },
+        );
+    let quick_crm = bed.bed.sandbox.crm();
+    let mut quick_done = false;
+    for _ in 0..200 {
+        if !quick_crm.events_of(MARIA).is_empty() {
+            quick_done = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(quick_done, "the quick tenant's event reached its CRM");
+    assert!(
+        slow_crm.crm().events_of(MARIA).is_empty(),
+        "the quick tenant's job did not wait for the slow tenant's CRM"
+    );
+    let answer = batch.await.unwrap().unwrap();
+    assert_eq!(
+        answer,
+        json!({"batchItemFailures": []}),
+        "both jobs succeed"
+    );
+    assert_eq!(
+        slow_crm.crm().events_of(MARIA).len(),
+        1,
+        "the slow CRM got it too"
+    );
+}
