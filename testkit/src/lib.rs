@@ -21,6 +21,7 @@ pub mod moto;
 pub mod realcrm;
 pub mod response;
 pub mod runtime;
+pub mod serve;
 pub mod syncbed;
 pub mod testbed;
 pub mod web;

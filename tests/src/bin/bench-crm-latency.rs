@@ -20,18 +20,17 @@
 //!   cargo build --release -p calsync-cli -p calsync-tests --bin calsync --bin bench-crm-latency
 //!   ./target/release/bench-crm-latency [--edits 20] [--saves 60] [--rounds 3] [--only serve|real]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, ensure, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use calsync::crypto::random_token;
 use calsync::nudge::Nudge;
 use calsync_core::ids::{CrmUserName, TenantId};
 use calsync_core::secret::Secret;
 use calsync_testkit::binary_path;
 use calsync_testkit::realcrm::{between, skip_message, Browser, RealCrmBed, RealVtiger};
+use calsync_testkit::serve::ServeProcess;
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -103,111 +102,8 @@ async fn main() -> Result<()> {
 // ---------------------------------------------------------------------------------------------
 // `calsync serve --sandbox`
 
-/// The real `calsync serve` process, its banner and its log; stopped with SIGINT.
-struct Serve {
-    child: Child,
-    banner: Vec<String>,
-    log: std::path::PathBuf,
-}
-
-impl Serve {
-    fn start() -> Result<Self> {
-        let log = std::env::temp_dir().join(format!(
-            "{}.log",
-            calsync_testkit::testbed::unique("bench-serve")
-        ));
-        let mut child = Command::new(binary_path("calsync"))
-            .args([
-                "serve",
-                "--sandbox",
-                "--listen",
-                "127.0.0.1:0",
-                "--tick",
-                "1h",
-            ])
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log)?)
-            .spawn()
-            .context("starting calsync serve (build it: cargo build --release -p calsync-cli)")?;
-        let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
-        let (lines, received) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if lines.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut serve = Self {
-            child,
-            banner: Vec::new(),
-            log,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = received
-                .recv_timeout(left)
-                .map_err(|_| anyhow!("calsync serve printed no banner: {:?}", serve.banner))?;
-            let done = line.starts_with("Press Ctrl-C");
-            serve.banner.push(line);
-            if done {
-                return Ok(serve);
-            }
-        }
-    }
-
-    /// The banner line that starts with `prefix` (after indentation).
-    fn line(&self, prefix: &str) -> Result<&str> {
-        self.banner
-            .iter()
-            .find(|line| line.trim_start().starts_with(prefix))
-            .map(String::as_str)
-            .ok_or_else(|| anyhow!("no {prefix:?} line in the banner: {:#?}", self.banner))
-    }
-
-    fn url_in(&self, prefix: &str) -> Result<String> {
-        self.line(prefix)?
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .map(|w| w.trim_end_matches('/').to_owned())
-            .ok_or_else(|| anyhow!("no URL on the {prefix:?} line"))
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn stop(mut self) -> Result<()> {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-INT", &pid]).status()?;
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while self.child.try_wait()?.is_none() {
-            if Instant::now() > deadline {
-                self.child.kill()?;
-                bail!("calsync serve did not stop within 20 s of Ctrl-C");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = std::fs::remove_file(&self.log);
-        Ok(())
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
 async fn serve_mode(options: &Options) -> Result<()> {
-    let serve = Serve::start()?;
+    let serve = ServeProcess::start("1h")?;
     let outcome = serve_edits(&serve, options).await;
     let log = serve.log_text();
     serve.stop()?;
@@ -239,9 +135,14 @@ fn outlook_part(page: &str) -> &str {
     page.split("<h2>CRM</h2>").next().unwrap_or(page)
 }
 
-async fn serve_edits(serve: &Serve, options: &Options) -> Result<Vec<Duration>> {
-    let base = serve.url_in("calsync serve: listening on")?;
-    let calendars = serve.url_in("3. Edit an event")?;
+/// The URL on the banner line that starts with `prefix`, without its trailing slash.
+fn url_in(serve: &ServeProcess, prefix: &str) -> Result<String> {
+    Ok(serve.url_on(prefix)?.trim_end_matches('/').to_owned())
+}
+
+async fn serve_edits(serve: &ServeProcess, options: &Options) -> Result<Vec<Duration>> {
+    let base = url_in(serve, "calsync serve: listening on")?;
+    let calendars = url_in(serve, "3. Edit an event")?;
     let sandbox = calendars
         .split("/_sandbox/")
         .next()
@@ -249,7 +150,7 @@ async fn serve_edits(serve: &Serve, options: &Options) -> Result<Vec<Duration>> 
         .to_owned();
     let connect_line = serve.line("connect adele")?;
     let email = between(connect_line, "(", ")").context("no address on the connect line")?;
-    let connect = serve.url_in("connect adele")?;
+    let connect = url_in(serve, "connect adele")?;
     let data_dir = serve
         .line("data:")?
         .trim_start()

@@ -2,135 +2,22 @@
 //! user's connect link, sign in on the sandbox's Microsoft page, land on the success page, then
 //! find the user connected on the status page and their first job run by the worker.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
-use calsync_testkit::binary_path;
+use anyhow::{bail, Context, Result};
+use calsync_testkit::serve::ServeProcess;
 use calsync_testkit::webdriver::{browser_paths, Browser};
 
 const WAIT: Duration = Duration::from_secs(15);
-
-/// The real `calsync serve` binary; stopped with SIGINT, as Ctrl-C would.
-struct Serve {
-    child: Child,
-    banner: Vec<String>,
-    log: std::path::PathBuf,
-}
-
-impl Serve {
-    fn start() -> Result<Self> {
-        let log = std::env::temp_dir().join(format!(
-            "{}.log",
-            calsync_testkit::testbed::unique("calsync-serve")
-        ));
-        let mut child = Command::new(binary_path("calsync"))
-            .args([
-                "serve",
-                "--sandbox",
-                "--listen",
-                "127.0.0.1:0",
-                "--tick",
-                "2s",
-            ])
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log)?)
-            .spawn()
-            .context("starting calsync serve (cargo build --workspace --bins builds it)")?;
-        let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
-        let (lines, received) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if lines.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut serve = Self {
-            child,
-            banner: Vec::new(),
-            log,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match received.recv_timeout(left) {
-                Ok(line) => {
-                    let done = line.starts_with("Press Ctrl-C");
-                    serve.banner.push(line);
-                    if done {
-                        return Ok(serve);
-                    }
-                }
-                Err(_) => bail!(
-                    "calsync serve printed no banner; stdout so far: {:?}; log: {}",
-                    serve.banner,
-                    serve.log_text()
-                ),
-            }
-        }
-    }
-
-    /// The URL on the banner line that starts with `prefix` (after indentation).
-    fn url_after(&self, prefix: &str) -> Result<String> {
-        self.banner
-            .iter()
-            .find(|line| line.trim_start().starts_with(prefix))
-            .and_then(|line| line.split_whitespace().find(|w| w.starts_with("http://")))
-            .map(str::to_owned)
-            .ok_or_else(|| anyhow!("no {prefix:?} line in the banner: {:#?}", self.banner))
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Ctrl-C, then wait for a clean exit.
-    fn stop(mut self) -> Result<()> {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-INT", &pid]).status()?;
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                if !status.success() {
-                    bail!(
-                        "calsync serve exited with {status}; log: {}",
-                        self.log_text()
-                    );
-                }
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!("calsync serve did not stop within 20 s of Ctrl-C");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-        let _ = std::fs::remove_file(&self.log);
-    }
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_new_user_connects_through_the_browser_and_shows_up_on_the_status_page() -> Result<()> {
     // Fail loudly, never skip: the test command installs both.
     browser_paths()?;
-    let serve = Serve::start()?;
-    let connect = serve.url_after("connect adele")?;
-    let status_page = serve.url_after("status page:")?;
-    let calendars = serve.url_after("3. Edit an event")?;
+    let serve = ServeProcess::start("2s")?;
+    let connect = serve.url_on("connect adele")?;
+    let status_page = serve.url_on("status page:")?;
+    let calendars = serve.url_on("3. Edit an event")?;
     let browser = Browser::start().await?;
     let outcome = walk(&browser, &connect, &status_page, &calendars).await;
     browser.quit().await;
