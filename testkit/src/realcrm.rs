@@ -22,8 +22,8 @@ use calsync::adapters::crm::vtiger::AccessKey;
 use calsync::adapters::queue::{JobQueue, JobReason, MemoryQueue};
 use calsync::adapters::secret_store::LocalSecretStore;
 use calsync::adapters::store::SqliteStore;
-use calsync::crypto::{random_key_hex, random_token};
-use calsync::services::tenants::{TenantSecret, TenantSettings};
+use calsync::crypto::random_token;
+use calsync::services::tenants::TenantSettings;
 use calsync::{App, Config};
 use calsync_core::ids::TenantId;
 use calsync_core::secret::Secret;
@@ -488,22 +488,12 @@ impl CalsyncHost {
         let mut settings =
             TenantSettings::new(tenant.clone(), "Real vtiger".into(), crm_url, now())?;
         settings.crm_time_zone = crm_zone.to_owned();
-        let secret = TenantSecret {
-            azure_tenant_id: AZURE_TENANT.into(),
-            authority: None,
-            client_id: CLIENT_ID.into(),
-            client_secret: Secret::new(CLIENT_SECRET),
-            client_secret_expires: None,
-            crm_url: crm_url.to_owned(),
-            crm_user: integration_user.to_owned(),
-            crm_access_key: Secret::new(integration_key),
-            link_key: link_key.clone(),
-            token_key: random_key_hex(),
-            token_key_id: Some("k1".into()),
-            token_key_since: None,
-            previous_token_keys: Vec::new(),
-            previous_link_key: None,
-        };
+        let secret = crate::testbed::sandbox_tenant_secret(
+            crm_url,
+            integration_user,
+            integration_key,
+            &link_key,
+        );
         app.tenants.add(&settings, &secret).await?;
 
         let (stop, stopped) = watch::channel(false);

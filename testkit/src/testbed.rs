@@ -105,22 +105,7 @@ impl CalsyncSide {
         let tenant = TenantId::parse(&unique("acme"))?;
         let link_key = Secret::new(random_token(32));
         let settings = TenantSettings::new(tenant.clone(), "Acme".into(), CRM_URL, now())?;
-        let secret = TenantSecret {
-            azure_tenant_id: AZURE_TENANT.into(),
-            authority: None,
-            client_id: CLIENT_ID.into(),
-            client_secret: Secret::new(CLIENT_SECRET),
-            client_secret_expires: None,
-            crm_url: CRM_URL.into(),
-            crm_user: "admin".into(),
-            crm_access_key: Secret::new("crm-access-key"),
-            link_key: link_key.clone(),
-            token_key: random_key_hex(),
-            token_key_id: Some("k1".into()),
-            token_key_since: None,
-            previous_token_keys: Vec::new(),
-            previous_link_key: None,
-        };
+        let secret = sandbox_tenant_secret(CRM_URL, "admin", "crm-access-key", &link_key);
         app.tenants.add(&settings, &secret).await?;
         Ok(Self {
             app,
@@ -136,6 +121,32 @@ impl CalsyncSide {
     /// Connects maria (see [`connect`]).
     pub async fn connect(&self) -> Result<WebResponse> {
         connect(&self.app, &self.tenant, &self.link_key).await
+    }
+}
+
+/// A tenant's secret for the sandbox's Microsoft directory and app, a fresh token key, and the
+/// CRM at `crm_url` reached as `crm_user` with `crm_key`.
+pub fn sandbox_tenant_secret(
+    crm_url: &str,
+    crm_user: &str,
+    crm_key: &str,
+    link_key: &Secret,
+) -> TenantSecret {
+    TenantSecret {
+        azure_tenant_id: AZURE_TENANT.into(),
+        authority: None,
+        client_id: CLIENT_ID.into(),
+        client_secret: Secret::new(CLIENT_SECRET),
+        client_secret_expires: None,
+        crm_url: crm_url.to_owned(),
+        crm_user: crm_user.to_owned(),
+        crm_access_key: Secret::new(crm_key),
+        link_key: link_key.clone(),
+        token_key: random_key_hex(),
+        token_key_id: Some("k1".into()),
+        token_key_since: None,
+        previous_token_keys: Vec::new(),
+        previous_link_key: None,
     }
 }
 
