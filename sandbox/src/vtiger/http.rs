@@ -118,6 +118,12 @@ async fn webservice(
         operation: operation.clone(),
         params: redacted(&request),
     });
+    // PHP opens the session named in the request before the operation runs and keeps its
+    // file locked until the answer is sent.
+    let _busy = match request.get("sessionName").filter(|name| !name.is_empty()) {
+        Some(name) => Some(state.serve_on_session(name).await),
+        None => None,
+    };
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }

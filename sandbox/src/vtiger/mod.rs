@@ -94,6 +94,14 @@ pub(crate) struct Shared {
     /// Stock vtiger 8 on PHP 8: every `sync` and `logout` dies with HTTP 500.
     pub(crate) php8_stock: bool,
     latency: Duration,
+    /// Extra time some operations take (a `create` writes several tables).
+    operation_latency: BTreeMap<String, Duration>,
+    /// The lock of each session's PHP file session: a request holds it while it is served, so
+    /// requests on one `sessionName` are answered one at a time (measured on vtiger 8.2.0).
+    session_locks: BTreeMap<String, Arc<tokio::sync::Mutex<()>>>,
+    /// Sessions serving a request right now, and the most there ever were at once.
+    sessions_busy: usize,
+    peak_sessions_busy: usize,
 }
 
 /// The emulated CRM and its control handle. Clones share the same CRM.
@@ -118,6 +126,10 @@ impl VtigerState {
                 log: Vec::new(),
                 php8_stock: false,
                 latency: Duration::ZERO,
+                operation_latency: BTreeMap::new(),
+                session_locks: BTreeMap::new(),
+                sessions_busy: 0,
+                peak_sessions_busy: 0,
             })),
         }
     }
@@ -303,6 +315,43 @@ impl VtigerState {
         self.lock().latency = latency;
     }
 
+    /// `operation` (lowercase) takes this much longer than the others, on top of the latency
+    /// every answer has.
+    pub fn set_operation_latency(&self, operation: &str, latency: Duration) {
+        self.lock()
+            .operation_latency
+            .insert(operation.to_lowercase(), latency);
+    }
+
+    /// The most sessions that were serving a request at the same moment.
+    pub fn peak_sessions_busy(&self) -> usize {
+        self.lock().peak_sessions_busy
+    }
+
+    pub fn reset_peak_sessions_busy(&self) {
+        let mut shared = self.lock();
+        shared.peak_sessions_busy = shared.sessions_busy;
+    }
+
+    /// Holds the session's lock for as long as the returned guard lives (what PHP's file
+    /// session lock does to a request), counting the session busy meanwhile.
+    pub(crate) async fn serve_on_session(&self, session: &str) -> SessionBusy {
+        let lock = self
+            .lock()
+            .session_locks
+            .entry(session.to_owned())
+            .or_default()
+            .clone();
+        let held = lock.lock_owned().await;
+        let mut shared = self.lock();
+        shared.sessions_busy += 1;
+        shared.peak_sessions_busy = shared.peak_sessions_busy.max(shared.sessions_busy);
+        SessionBusy {
+            state: self.clone(),
+            _held: held,
+        }
+    }
+
     /// End every session, as PHP's session garbage collector would.
     pub fn expire_sessions(&self) {
         self.lock().store.expire_sessions();
@@ -341,7 +390,12 @@ impl VtigerState {
         *shared.counts.entry(request.operation.clone()).or_default() += 1;
         let operation = request.operation.clone();
         shared.log.push(request);
-        let latency = shared.latency;
+        let latency = shared.latency
+            + shared
+                .operation_latency
+                .get(&operation)
+                .copied()
+                .unwrap_or_default();
         let position = shared
             .faults
             .iter()
@@ -358,6 +412,19 @@ impl VtigerState {
             fault
         });
         (fault, latency)
+    }
+}
+
+/// A request being served on a session; dropping it frees the session for the next request.
+pub(crate) struct SessionBusy {
+    state: VtigerState,
+    _held: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl Drop for SessionBusy {
+    fn drop(&mut self) {
+        let mut shared = self.state.lock();
+        shared.sessions_busy = shared.sessions_busy.saturating_sub(1);
     }
 }
 

@@ -194,8 +194,9 @@ pub struct Store {
     pub zone_name: String,
     pub vtiger_version: String,
     pub clock_offset_secs: i64,
-    /// vtiger's token table has one row per user; here a new challenge also ends the user's
-    /// earlier sessions (the stricter behaviour calsync must survive).
+    /// vtiger's token table has one row per user: a new challenge replaces the user's token.
+    /// vtiger 8.2.0 leaves the user's earlier sessions working (measured); with this set, a new
+    /// challenge ends them too (a stricter install calsync must survive).
     pub challenge_ends_sessions: bool,
     /// Whether `sync` reads the `syncType` parameter (needs a registry row on real installs).
     pub honour_sync_type: bool,
@@ -216,7 +217,7 @@ impl Default for Store {
             zone_name: "UTC".to_owned(),
             vtiger_version: "8.2.0".to_owned(),
             clock_offset_secs: 0,
-            challenge_ends_sessions: true,
+            challenge_ends_sessions: false,
             honour_sync_type: true,
             invitee_module: false,
         }
