@@ -1,0 +1,376 @@
+//! `bench-first-sync --direction to-crm|to-outlook [--events N] [--crm-create-ms MS]
+//! [--graph-create-ms MS] [--runs R]`: a user's first sync of N events (default 1,000) from one
+//! side into the other, empty one, through the real runner (`calsync::entry::jobs::run_job`),
+//! with DynamoDB and Secrets Manager in moto and Microsoft identity, Graph and vtiger in the
+//! sandbox (a child process). The sandbox answers like the real services under load: a vtiger
+//! `create` takes `--crm-create-ms` (default 40) and each vtiger session serves one request at
+//! a time; a Graph write takes `--graph-create-ms` (default 60) and a mailbox takes four
+//! requests at once. Run in release (docs/BENCHMARKS.md).
+//!
+//! Printed per run: wall time per event, the DynamoDB requests the runner sent (counted by an
+//! interceptor on its client) per event, and the most Graph requests in flight for the mailbox
+//! and the most vtiger sessions serving at once, as the sandbox saw them.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use calsync::adapters::queue::{JobReason, SyncJob};
+use calsync::services::sync_run::RunOutcome;
+use calsync_sandbox::graph::{FaultRate, FaultRoute, FaultRule, GraphFault};
+use calsync_sandbox::vtiger::SeedEvent;
+use calsync_sandbox::Sandbox;
+use calsync_testkit::syncbed::{point_at_sandbox_crm, seed_crm_users, MARIA};
+use calsync_testkit::testbed::{
+    aws_config, seed_identity, BedOptions, CalsyncSide, CRM_USER, USER_OID,
+};
+use jiff::{SignedDuration, Timestamp};
+use serde_json::{json, Value};
+
+const USAGE: &str = "usage: bench-first-sync --direction to-crm|to-outlook [--events N] [--crm-create-ms MS] [--graph-create-ms MS] [--runs R]";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    /// Outlook events into an empty CRM.
+    ToCrm,
+    /// CRM events into an empty Outlook calendar.
+    ToOutlook,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Setup {
+    direction: Direction,
+    events: usize,
+    crm_create: Duration,
+    graph_create: Duration,
+}
+
+fn main() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let mut setup = Setup {
+        direction: Direction::ToCrm,
+        events: 1_000,
+        crm_create: Duration::from_millis(40),
+        graph_create: Duration::from_millis(60),
+    };
+    let mut runs = 1;
+    let mut serve_sandbox = false;
+    let mut direction = None;
+    let number = |value: Option<String>, what: &str| -> Result<u64> {
+        value
+            .context(USAGE)?
+            .parse()
+            .with_context(|| format!("{what} takes a number"))
+    };
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--direction" => {
+                direction = Some(match args.next().as_deref() {
+                    Some("to-crm") => Direction::ToCrm,
+                    Some("to-outlook") => Direction::ToOutlook,
+                    _ => bail!(USAGE),
+                })
+            }
+            "--events" => setup.events = number(args.next(), "--events")? as usize,
+            "--crm-create-ms" => {
+                setup.crm_create = Duration::from_millis(number(args.next(), "--crm-create-ms")?)
+            }
+            "--graph-create-ms" => {
+                setup.graph_create =
+                    Duration::from_millis(number(args.next(), "--graph-create-ms")?)
+            }
+            "--runs" => runs = number(args.next(), "--runs")?.max(1),
+            "--sandbox" => serve_sandbox = true,
+            _ => bail!("unknown argument {arg}\n{USAGE}"),
+        }
+    }
+    setup.direction = direction.context(USAGE)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    if serve_sandbox {
+        return runtime.block_on(serve(setup));
+    }
+    let mut per_event = Vec::new();
+    for run in 1..=runs {
+        let figures = runtime.block_on(bench(setup))?;
+        println!(
+            "run {run}: {:?}, {} events: {:.1} ms per event (wall {:.1} s), DynamoDB {} requests = {:.3} per event, Graph in flight at most {}, vtiger sessions serving at most {}",
+            setup.direction,
+            setup.events,
+            figures.ms_per_event,
+            figures.wall.as_secs_f64(),
+            figures.dynamodb,
+            figures.dynamodb as f64 / setup.events as f64,
+            figures.graph_in_flight,
+            figures.crm_sessions,
+        );
+        per_event.push(figures.ms_per_event);
+    }
+    per_event.sort_by(f64::total_cmp);
+    println!(
+        "median of {runs}: {:.1} ms per event",
+        per_event[per_event.len() / 2]
+    );
+    Ok(())
+}
+
+/// The i-th event's start: N 30-minute events spread over the next 300 days.
+fn start_of(base: Timestamp, i: usize) -> Result<Timestamp> {
+    let day = i64::try_from(i % 300)?;
+    let slot = i64::try_from(i / 300)?;
+    Ok(base
+        .checked_add(SignedDuration::from_hours(24 * day))?
+        .checked_add(SignedDuration::from_mins(15 * (slot % 48)))?)
+}
+
+/// Child process: the sandbox with maria's N events on the source side, answering `counts` on
+/// stdin until the parent closes it.
+async fn serve(setup: Setup) -> Result<()> {
+    let sandbox = Sandbox::start().await?;
+    seed_identity(&sandbox)?;
+    seed_crm_users(&sandbox, "UTC")?;
+    let graph = sandbox.graph();
+    let crm = sandbox.crm();
+    graph.add_fault(FaultRule::new(
+        FaultRoute::EventWrites,
+        GraphFault::Slow(setup.graph_create),
+        FaultRate::Always,
+    ));
+    crm.set_operation_latency("create", setup.crm_create);
+    let base = Timestamp::now()
+        .checked_add(SignedDuration::from_hours(24))?
+        .round(jiff::Unit::Hour)?;
+    match setup.direction {
+        Direction::ToCrm => {
+            let when = |t: Timestamp| t.strftime("%Y-%m-%dT%H:%M:%S").to_string();
+            let mut bodies = Vec::with_capacity(setup.events);
+            for i in 0..setup.events {
+                let start = start_of(base, i)?;
+                bodies.push(json!({
+                    "subject": format!("Customer call {i}"),
+                    "body": {"contentType": "text", "content": format!("Agenda for call {i}.")},
+                    "start": {"dateTime": when(start), "timeZone": "UTC"},
+                    "end": {"dateTime": when(start.checked_add(SignedDuration::from_mins(30))?), "timeZone": "UTC"},
+                    "location": {"displayName": format!("Room {}", i % 40)},
+                }));
+            }
+            graph.seed_events(USER_OID, &bodies)?;
+        }
+        Direction::ToOutlook => {
+            for i in 0..setup.events {
+                let start = start_of(base, i)?;
+                let end = start.checked_add(SignedDuration::from_mins(30))?;
+                let fields = [
+                    ("subject", format!("Customer call {i}")),
+                    ("date_start", start.strftime("%Y-%m-%d").to_string()),
+                    ("time_start", start.strftime("%H:%M:%S").to_string()),
+                    ("due_date", end.strftime("%Y-%m-%d").to_string()),
+                    ("time_end", end.strftime("%H:%M:%S").to_string()),
+                    ("location", format!("Room {}", i % 40)),
+                    ("description", format!("Agenda for call {i}.")),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect();
+                crm.seed_event(SeedEvent {
+                    owner: MARIA,
+                    fields,
+                    ..SeedEvent::default()
+                });
+            }
+        }
+    }
+    println!("READY {}", sandbox.base_url());
+    std::io::stdout().flush()?;
+    let sandbox = Arc::new(sandbox);
+    let control = sandbox.clone();
+    tokio::task::spawn_blocking(move || -> Result<()> {
+        let mut out = std::io::stdout();
+        for line in std::io::stdin().lock().lines() {
+            match line?.trim() {
+                "reset" => {
+                    control.graph().reset_peak_in_flight();
+                    control.crm().reset_peak_sessions_busy();
+                    writeln!(out, "{}", json!({"reset": true}))?;
+                }
+                "counts" => writeln!(
+                    out,
+                    "{}",
+                    json!({
+                        "graph_in_flight": control.graph().peak_in_flight(USER_OID),
+                        "crm_sessions": control.crm().peak_sessions_busy(),
+                        "crm_events": control.crm().events_of(MARIA).len(),
+                        "outlook_events": control.graph().event_ids(USER_OID).len(),
+                    })
+                )?,
+                other => writeln!(out, "{}", json!({"error": other}))?,
+            }
+            out.flush()?;
+        }
+        Ok(())
+    })
+    .await??;
+    drop(sandbox);
+    Ok(())
+}
+
+struct SandboxProcess {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+    url: String,
+}
+
+impl SandboxProcess {
+    fn start(setup: Setup) -> Result<Self> {
+        let direction = match setup.direction {
+            Direction::ToCrm => "to-crm",
+            Direction::ToOutlook => "to-outlook",
+        };
+        let mut child = Command::new(std::env::current_exe()?)
+            .args([
+                "--sandbox",
+                "--direction",
+                direction,
+                "--events",
+                &setup.events.to_string(),
+                "--crm-create-ms",
+                &setup.crm_create.as_millis().to_string(),
+                "--graph-create-ms",
+                &setup.graph_create.as_millis().to_string(),
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("starting the sandbox process")?;
+        let stdin = child.stdin.take().context("no stdin")?;
+        let mut stdout = BufReader::new(child.stdout.take().context("no stdout")?);
+        let mut line = String::new();
+        stdout.read_line(&mut line)?;
+        let url = line
+            .strip_prefix("READY ")
+            .with_context(|| format!("the sandbox said {line:?}"))?
+            .trim()
+            .to_owned();
+        Ok(Self {
+            child,
+            stdin: Some(stdin),
+            stdout,
+            url,
+        })
+    }
+
+    fn ask(&mut self, command: &str) -> Result<Value> {
+        let stdin = self.stdin.as_mut().context("sandbox stdin closed")?;
+        writeln!(stdin, "{command}")?;
+        stdin.flush()?;
+        let mut line = String::new();
+        self.stdout.read_line(&mut line)?;
+        serde_json::from_str(&line).with_context(|| format!("the sandbox answered {line:?}"))
+    }
+
+    fn stop(mut self) -> Result<()> {
+        drop(self.stdin.take());
+        let mut rest = String::new();
+        self.stdout.read_to_string(&mut rest)?;
+        self.child.wait()?;
+        Ok(())
+    }
+}
+
+/// Counts the requests a DynamoDB client transmits (retries included).
+#[derive(Debug, Clone, Default)]
+struct RequestCount(Arc<AtomicU64>);
+
+impl Intercept for RequestCount {
+    fn name(&self) -> &'static str {
+        "RequestCount"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+struct Figures {
+    wall: Duration,
+    ms_per_event: f64,
+    dynamodb: u64,
+    graph_in_flight: u64,
+    crm_sessions: u64,
+}
+
+async fn bench(setup: Setup) -> Result<Figures> {
+    let mut sandbox = SandboxProcess::start(setup)?;
+    let sdk = aws_config().await?;
+    let count = RequestCount::default();
+    let options = BedOptions {
+        dynamodb: Some(aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::config::Builder::from(&sdk)
+                .interceptor(count.clone())
+                .build(),
+        )),
+        ..BedOptions::default()
+    };
+    let side = CalsyncSide::start(&sandbox.url, &options).await?;
+    point_at_sandbox_crm(&side.app, &side.tenant, &sandbox.url, "UTC").await?;
+    let connected = side.connect().await?;
+    anyhow::ensure!(
+        connected.status == 200,
+        "connect answered {}",
+        connected.status
+    );
+    sandbox.ask("reset")?;
+    let job = SyncJob {
+        tenant: side.tenant.clone(),
+        user: calsync_core::ids::CrmUserName::parse(CRM_USER)?,
+        reason: JobReason::Manual,
+        full: false,
+        origin: None,
+    };
+    let before = count.0.load(Ordering::Relaxed);
+    let wall = Instant::now();
+    let report = calsync::entry::jobs::run_job(&side.app, &job)
+        .await
+        .map_err(|e| anyhow!("sync failed: {e}"))?;
+    let wall = wall.elapsed();
+    let dynamodb = count.0.load(Ordering::Relaxed) - before;
+    let counts = sandbox.ask("counts")?;
+    sandbox.stop()?;
+    anyhow::ensure!(
+        report.outcome == RunOutcome::Synced && report.failures.is_empty(),
+        "the first sync did not finish: {:?}, {:?}",
+        report.outcome,
+        report.failures
+    );
+    let landed = match setup.direction {
+        Direction::ToCrm => counts["crm_events"].as_u64(),
+        Direction::ToOutlook => counts["outlook_events"].as_u64(),
+    }
+    .unwrap_or(0);
+    anyhow::ensure!(
+        landed == setup.events as u64,
+        "{landed} events on the other side, not {}",
+        setup.events
+    );
+    Ok(Figures {
+        wall,
+        ms_per_event: wall.as_secs_f64() * 1000.0 / setup.events as f64,
+        dynamodb,
+        graph_in_flight: counts["graph_in_flight"].as_u64().unwrap_or(0),
+        crm_sessions: counts["crm_sessions"].as_u64().unwrap_or(0),
+    })
+}
