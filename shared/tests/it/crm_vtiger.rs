@@ -226,6 +226,8 @@ async fn two_adapters_as_the_same_user_do_not_break_each_other() {
 #[tokio::test]
 async fn survives_another_process_taking_the_session() {
     let crm = start().await;
+    // An install where a new challenge ends the user's earlier sessions.
+    crm.state.set_challenge_ends_sessions(true);
     let adapter = crm.adapter();
     adapter.describe().await.unwrap();
     // Another process asks for a challenge for the same CRM user: our session ends.
@@ -1001,4 +1003,68 @@ async fn logins_from_two_processes_retry_a_replaced_challenge() {
         crm.state.expire_sessions();
         hammer(adapters.clone(), owner.clone()).await;
     }
+}
+
+fn maria() -> CrmUser {
+    CrmUser {
+        id: CrmUserId::new("19x5"),
+        user_name: "maria".into(),
+        time_zone: None,
+        active: true,
+        email: None,
+    }
+}
+
+/// Twelve creates at once through an adapter with `writers` writers; every one must land.
+async fn create_at_once(adapter: Arc<dyn CrmPort>) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..12 {
+        let adapter = adapter.clone();
+        tasks.spawn(async move {
+            adapter
+                .create(
+                    &maria(),
+                    &NewEvent {
+                        event: meeting(&format!("parallel {n}")),
+                        marker: None,
+                    },
+                )
+                .await
+        });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        joined.unwrap().unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_writers_each_have_a_session() {
+    let crm = start().await;
+    crm.state
+        .set_operation_latency("create", Duration::from_millis(40));
+    let wide: Arc<dyn CrmPort> = crm.adapter().with_writers(3).unwrap().into();
+    create_at_once(wide).await;
+    assert_eq!(crm.state.events_of(5).len(), 12);
+    // Three sessions, each serving one request at a time, all three busy together.
+    assert_eq!(crm.state.request_count("login"), 3);
+    assert_eq!(crm.state.session_count(), 3);
+    assert_eq!(crm.state.peak_sessions_busy(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_writers_keep_to_one_session_where_a_login_ends_the_others() {
+    let crm = start().await;
+    crm.state.set_challenge_ends_sessions(true);
+    crm.state
+        .set_operation_latency("create", Duration::from_millis(40));
+    let wide: Arc<dyn CrmPort> = crm.adapter().with_writers(3).unwrap().into();
+    create_at_once(wide.clone()).await;
+    assert_eq!(crm.state.events_of(5).len(), 12);
+    // Once seen, one session serves them all: no more logins ending each other's sessions.
+    let logins = crm.state.request_count("login");
+    crm.state.reset_peak_sessions_busy();
+    create_at_once(wide).await;
+    assert_eq!(crm.state.events_of(5).len(), 24);
+    assert_eq!(crm.state.request_count("login"), logins);
+    assert_eq!(crm.state.peak_sessions_busy(), 1);
 }

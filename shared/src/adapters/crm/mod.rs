@@ -145,6 +145,12 @@ pub trait CrmPort: Send + Sync {
     /// How the CRM speaks about time.
     fn time_model(&self) -> CrmTimeModel;
 
+    /// The same CRM, taking up to `writers` requests at once on sessions of their own (a
+    /// run's parallel writes). `None`: it serves one request at a time.
+    fn with_writers(&self, _writers: usize) -> Option<Box<dyn CrmPort>> {
+        None
+    }
+
     /// Resolve a CRM login name to the user record.
     async fn resolve_user(&self, user_name: &str) -> Result<CrmUser, CrmError>;
 

@@ -11,7 +11,7 @@ use reqwest::Method;
 use serde_json::Value;
 use url::Url;
 
-use super::session::{self, Session, SessionId, SessionSlot};
+use super::session::{self, Session, SessionId, SessionSlot, Sessions};
 use super::wire::{self, Challenge, LoginResult};
 use crate::adapters::crm::error::{ConfigProblem, CrmError, CrmErrorCode};
 
@@ -90,7 +90,33 @@ pub struct VtigerClient {
     user_name: String,
     access_key: AccessKey,
     timeout: Duration,
-    slot: SessionSlot,
+    sessions: Arc<Sessions>,
+    /// With parallel writers: a permit per request on the wire and the lanes not in use.
+    writers: Option<Writers>,
+}
+
+/// The sessions one client may use at once: each request takes a permit and a free lane, so
+/// no more than `permits` requests are on the wire and none waits on another's session.
+struct Writers {
+    permits: Arc<tokio::sync::Semaphore>,
+    free: Arc<std::sync::Mutex<Vec<usize>>>,
+}
+
+/// The lane a request runs on; dropping it gives the lane back.
+struct LaneUse {
+    index: usize,
+    free: Option<Arc<std::sync::Mutex<Vec<usize>>>>,
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl Drop for LaneUse {
+    fn drop(&mut self) {
+        if let Some(free) = &self.free {
+            free.lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .push(self.index);
+        }
+    }
 }
 
 impl fmt::Debug for VtigerClient {
@@ -117,15 +143,67 @@ impl VtigerClient {
             .user_agent(concat!("calsync/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|err| CrmError::Config(ConfigProblem::Client(err)))?;
-        let slot = session::slot(endpoint.as_str(), user_name);
+        let sessions = session::sessions(endpoint.as_str(), user_name);
         Ok(Self {
             http,
             endpoint,
             user_name: user_name.to_owned(),
             access_key,
             timeout,
-            slot,
+            sessions,
+            writers: None,
         })
+    }
+
+    /// A client for the same CRM user that sends up to `writers` requests at once, each on a
+    /// session of its own (lanes `0..writers`). With 1, requests share the user's one session.
+    pub fn with_writers(&self, writers: usize) -> Self {
+        Self {
+            http: self.http.clone(),
+            endpoint: self.endpoint.clone(),
+            user_name: self.user_name.clone(),
+            access_key: self.access_key.clone(),
+            timeout: self.timeout,
+            sessions: self.sessions.clone(),
+            writers: (writers > 1).then(|| Writers {
+                permits: Arc::new(tokio::sync::Semaphore::new(writers)),
+                free: Arc::new(std::sync::Mutex::new((0..writers).rev().collect())),
+            }),
+        }
+    }
+
+    /// A lane for one request: lane 0 without parallel writers (or on an install where a
+    /// login ends the user's other sessions), else a free one once a permit is had.
+    async fn lane(&self) -> LaneUse {
+        let Some(writers) = &self.writers else {
+            return LaneUse {
+                index: 0,
+                free: None,
+                _permit: None,
+            };
+        };
+        let permit = writers.permits.clone().acquire_owned().await.ok();
+        let taken = if self.sessions.one_session_only() {
+            None
+        } else {
+            writers
+                .free
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .pop()
+        };
+        match taken {
+            Some(index) => LaneUse {
+                index,
+                free: Some(writers.free.clone()),
+                _permit: permit,
+            },
+            None => LaneUse {
+                index: 0,
+                free: None,
+                _permit: permit,
+            },
+        }
     }
 
     /// A GET-type operation (its parameters go in the query string).
@@ -138,9 +216,9 @@ impl VtigerClient {
         self.call(Method::POST, operation, params).await
     }
 
-    /// The current session, logging in if there is none.
+    /// The current session (lane 0), logging in if there is none.
     pub async fn session(&self) -> Result<Arc<Session>, CrmError> {
-        self.session_replacing(None).await
+        self.session_replacing(&self.sessions.lane(0), None).await
     }
 
     /// The server's clock now, as far as the last login measured it.
@@ -155,16 +233,27 @@ impl VtigerClient {
         operation: &str,
         params: &[(&str, &str)],
     ) -> Result<Value, CrmError> {
+        let lane = self.lane().await;
+        let mut slot = self.sessions.lane(lane.index);
         let mut stale: Option<Arc<Session>> = None;
         let mut last_error = None;
         for _ in 0..SESSION_ATTEMPTS {
-            let session = self.session_replacing(stale.as_ref()).await?;
+            let session = self.session_replacing(&slot, stale.as_ref()).await?;
             let mut all = Vec::with_capacity(params.len() + 1);
             all.push(("sessionName", session.id.expose()));
             all.extend_from_slice(params);
             match self.send(method.clone(), operation, &all).await {
                 Err(CrmError::Api { code, message, .. }) if code.is_session_error() => {
                     tracing::info!(operation, code = %code, "CRM session no longer valid, logging in again");
+                    if self.writers.is_some() {
+                        // Our own logins on the other lanes may be what ended it: from now on
+                        // every request of the user goes through lane 0's one session.
+                        if !self.sessions.one_session_only() {
+                            tracing::warn!(user = %self.user_name, "the CRM ends a user's sessions at each login: one session from now on");
+                            self.sessions.keep_to_one_session();
+                        }
+                        slot = self.sessions.lane(0);
+                    }
                     last_error = Some(CrmError::Api {
                         operation: operation.to_owned(),
                         code,
@@ -182,12 +271,13 @@ impl VtigerClient {
         }))
     }
 
-    /// The cached session, or a new one if there is none or the cached one is `stale`.
+    /// The lane's session, or a new one if there is none or the lane's is `stale`.
     async fn session_replacing(
         &self,
+        slot: &SessionSlot,
         stale: Option<&Arc<Session>>,
     ) -> Result<Arc<Session>, CrmError> {
-        let mut current = self.slot.lock().await;
+        let mut current = slot.lock().await;
         if let Some(session) = current.as_ref() {
             let is_stale = stale.is_some_and(|old| Arc::ptr_eq(old, session));
             if !is_stale {
@@ -202,6 +292,7 @@ impl VtigerClient {
     }
 
     async fn login(&self) -> Result<Session, CrmError> {
+        let _one_at_a_time = self.sessions.login_lock.lock().await;
         // A challenge from another process can replace ours between the two calls: retry.
         let mut attempt = 0;
         loop {

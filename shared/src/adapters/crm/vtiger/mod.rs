@@ -215,6 +215,18 @@ impl CrmPort for VtigerCrm {
         calsync_core::sync::CrmStorage(mapping::stored_form)
     }
 
+    fn with_writers(&self, writers: usize) -> Option<Box<dyn CrmPort>> {
+        Some(Box::new(VtigerCrm {
+            client: self.client.with_writers(writers),
+            server_zone: self.server_zone.clone(),
+            server_zone_name: self.server_zone_name.clone(),
+            overlap_secs: self.overlap_secs,
+            feed: self.feed,
+            max_pages: self.max_pages,
+            sync_retry_secs: self.sync_retry_secs,
+        }))
+    }
+
     fn time_model(&self) -> CrmTimeModel {
         CrmTimeModel {
             server_zone: self.server_zone_name.clone(),
