@@ -288,14 +288,17 @@ impl MailboxClient {
         let items: Vec<&BatchRequest> = chunk.iter().map(|&at| &requests[at]).collect();
         let body = to_json_body(&serde_json::json!({ "requests": items }))?;
         let reply = self
-            .send(RequestSpec {
-                method: Method::POST,
-                url: self.graph.api_url(&["$batch"])?,
-                prefer: &[],
-                if_match: None,
-                body: Some(body),
-                idempotent: items.iter().all(|r| r.idempotent()),
-            })
+            .send_carrying(
+                RequestSpec {
+                    method: Method::POST,
+                    url: self.graph.api_url(&["$batch"])?,
+                    prefer: &[],
+                    if_match: None,
+                    body: Some(body),
+                    idempotent: items.iter().all(|r| r.idempotent()),
+                },
+                items.len(),
+            )
             .await?;
         Ok(reply.json::<BatchEnvelope>()?.responses)
     }

@@ -224,9 +224,20 @@ impl MailboxClient {
     }
 
     pub(crate) async fn send(&self, spec: RequestSpec<'_>) -> Result<Reply, GraphError> {
+        self.send_carrying(spec, 1).await
+    }
+
+    /// Sends a request that carries `requests` requests (a `$batch`): each counts against the
+    /// mailbox's requests in flight.
+    pub(crate) async fn send_carrying(
+        &self,
+        spec: RequestSpec<'_>,
+        requests: usize,
+    ) -> Result<Reply, GraphError> {
         self.graph
             .transport
             .execute(&Call {
+                requests,
                 method: spec.method,
                 url: spec.url,
                 token: &self.token,

@@ -1,5 +1,5 @@
 //! Client-side throttling: Outlook runs at most 4 requests at once per mailbox and counts every
-//! request, throttled or not, so we never exceed that, and after a 429 with `Retry-After` the
+//! request, throttled or not, and each item of a `$batch` as a request, so we never exceed that, and after a 429 with `Retry-After` the
 //! whole mailbox waits — not only the request that was refused.
 
 use std::collections::HashMap;
@@ -65,15 +65,18 @@ impl Throttle {
             .clone()
     }
 
-    /// Waits out any pause of the mailbox, then takes a mailbox slot and a global slot.
-    pub(crate) async fn acquire(&self, mailbox: &str) -> Permits {
+    /// Waits out any pause of the mailbox, then takes a mailbox slot for each of the
+    /// `requests` the call carries (all of them, for a batch larger than the limit) and a
+    /// global slot.
+    pub(crate) async fn acquire(&self, mailbox: &str, requests: usize) -> Permits {
+        let wanted = requests.clamp(1, self.per_mailbox) as u32;
         let gate = self.gate(mailbox);
         loop {
             if let Some(until) = gate.paused_until() {
                 tokio::time::sleep_until(until).await;
                 continue;
             }
-            let Ok(slot) = gate.slots.clone().acquire_owned().await else {
+            let Ok(slot) = gate.slots.clone().acquire_many_owned(wanted).await else {
                 continue;
             };
             // A 429 may have paused the mailbox while we queued for the slot.
@@ -119,7 +122,7 @@ mod tests {
         for _ in 0..20 {
             let (throttle, now, peak) = (throttle.clone(), now.clone(), peak.clone());
             tasks.push(tokio::spawn(async move {
-                let _permits = throttle.acquire("box").await;
+                let _permits = throttle.acquire("box", 1).await;
                 let current = now.fetch_add(1, Ordering::SeqCst) + 1;
                 peak.fetch_max(current, Ordering::SeqCst);
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -133,16 +136,33 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn each_request_of_a_batch_counts() {
+        let throttle = Throttle::new(4, 100);
+        let three = throttle.acquire("box", 3).await;
+        let one = throttle.acquire("box", 1).await;
+        // The mailbox's four are taken: another request waits for the batch.
+        let waited =
+            tokio::time::timeout(Duration::from_millis(50), throttle.acquire("box", 1)).await;
+        assert!(waited.is_err());
+        drop((three, one));
+        // A batch of twenty takes the whole mailbox: nothing else goes beside it.
+        let _twenty = throttle.acquire("box", 20).await;
+        let waited =
+            tokio::time::timeout(Duration::from_millis(50), throttle.acquire("box", 1)).await;
+        assert!(waited.is_err());
+    }
+
+    #[tokio::test]
     async fn a_pause_holds_the_mailbox() {
         let throttle = Throttle::new(4, 100);
         let start = Instant::now();
         throttle.pause("box", start + Duration::from_millis(80));
-        let _permits = throttle.acquire("box").await;
+        let _permits = throttle.acquire("box", 1).await;
         assert!(start.elapsed() >= Duration::from_millis(80));
         // Other mailboxes are not affected.
         let before = Instant::now();
         throttle.pause("box", Instant::now() + Duration::from_secs(5));
-        let _other = throttle.acquire("other").await;
+        let _other = throttle.acquire("other", 1).await;
         assert!(before.elapsed() < Duration::from_millis(50));
     }
 }

@@ -27,6 +27,8 @@ pub(crate) struct Call<'a> {
     pub token: &'a Secret,
     /// The throttling key: the mailbox owner's object id.
     pub mailbox: &'a str,
+    /// How many requests this one carries against the mailbox's limit (a `$batch`'s items).
+    pub requests: usize,
     pub prefer: &'a [String],
     pub if_match: Option<&'a str>,
     pub body: Option<Vec<u8>>,
@@ -241,7 +243,7 @@ impl Transport {
 
     async fn attempt(&self, call: &Call<'_>, client_request_id: &str) -> Result<Reply, Failure> {
         let request = self.build(call, client_request_id)?;
-        let _permits = self.throttle.acquire(call.mailbox).await;
+        let _permits = self.throttle.acquire(call.mailbox, call.requests).await;
         let response = match self.http().execute(request).await {
             Ok(response) => response,
             Err(e) => {
