@@ -206,7 +206,52 @@ async fn contract(store: &dyn ItemStore) {
         Err(StoreError::Invalid(_))
     ));
 
+    unconditional_writes(store).await;
     claims(store).await;
+}
+
+/// Many writes without conditions, more than one request of DynamoDB's batch write holds.
+async fn unconditional_writes(store: &dyn ItemStore) {
+    store
+        .put(&item("P#7", "OLD", json!({"v": 1})), Precondition::None)
+        .await
+        .unwrap();
+    let mut ops: Vec<WriteOp> = (0..60)
+        .map(|i| {
+            let mut put = item("P#7", &format!("I#{i:02}"), json!({"i": i}));
+            // Stored at the version after the one it carries, whatever was there.
+            put.version = 4;
+            WriteOp::Put(put, Precondition::None)
+        })
+        .collect();
+    ops.push(WriteOp::Delete {
+        pk: "P#7".into(),
+        sk: "OLD".into(),
+        precondition: Precondition::None,
+    });
+    store.write_unconditionally(ops).await.unwrap();
+    let stored = store.query("P#7", "I#").await.unwrap();
+    assert_eq!(stored.len(), 60);
+    assert!(stored.iter().all(|item| item.version == 5));
+    assert_eq!(stored[59].data["i"], 59);
+    assert!(store.get("P#7", "OLD").await.unwrap().is_none());
+    // A condition, or an item named twice, is refused before anything is written.
+    let conditional = store
+        .write_unconditionally(vec![WriteOp::Put(
+            item("P#7", "C", json!({})),
+            Precondition::Absent,
+        )])
+        .await;
+    assert!(matches!(conditional, Err(StoreError::Invalid(_))));
+    let twice = store
+        .write_unconditionally(vec![
+            WriteOp::Put(item("P#7", "T", json!({})), Precondition::None),
+            WriteOp::Put(item("P#7", "T", json!({})), Precondition::None),
+        ])
+        .await;
+    assert!(matches!(twice, Err(StoreError::Invalid(_))));
+    assert!(store.get("P#7", "C").await.unwrap().is_none());
+    assert!(store.get("P#7", "T").await.unwrap().is_none());
 }
 
 /// A slot of an item claimed by one holder at a time, for a while.

@@ -4,17 +4,23 @@ use crate::adapters::aws::AwsError;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, Delete, KeySchemaElement, KeyType, Put,
-    ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem,
+    AttributeDefinition, AttributeValue, BillingMode, Delete, DeleteRequest, KeySchemaElement,
+    KeyType, Put, PutRequest, ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem,
+    WriteRequest,
 };
 use aws_sdk_dynamodb::Client;
 use serde_json::{Map, Number, Value};
 use std::collections::HashMap;
 
 use super::{
-    next_version, now_epoch, validate_item, validate_transaction, Claim, Item, ItemStore,
-    Precondition, StoreError, WriteOp,
+    next_version, now_epoch, validate_item, validate_transaction, validate_unconditional, Claim,
+    Item, ItemStore, Precondition, StoreError, WriteOp,
 };
+
+/// DynamoDB's `BatchWriteItem` takes at most 25 requests.
+const BATCH_WRITE_MAX: usize = 25;
+/// How many times items DynamoDB left unprocessed (throttled) are sent again.
+const UNPROCESSED_ATTEMPTS: u32 = 5;
 
 #[derive(Clone)]
 pub struct DynamoStore {
@@ -378,6 +384,52 @@ impl ItemStore for DynamoStore {
             }
         }
         Ok(items)
+    }
+
+    async fn write_unconditionally(&self, ops: Vec<WriteOp>) -> Result<(), StoreError> {
+        validate_unconditional(&ops)?;
+        let requests = ops
+            .iter()
+            .map(|op| match op {
+                WriteOp::Put(item, precondition) => PutRequest::builder()
+                    .set_item(Some(to_attributes(item, next_version(item, *precondition))))
+                    .build()
+                    .map(|put| WriteRequest::builder().put_request(put).build()),
+                WriteOp::Delete { pk, sk, .. } => DeleteRequest::builder()
+                    .set_key(Some(Self::key(pk, sk)))
+                    .build()
+                    .map(|delete| WriteRequest::builder().delete_request(delete).build()),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(StoreError::backend)?;
+        for chunk in requests.chunks(BATCH_WRITE_MAX) {
+            let mut pending = chunk.to_vec();
+            let mut attempt = 0;
+            while !pending.is_empty() {
+                attempt += 1;
+                if attempt > UNPROCESSED_ATTEMPTS {
+                    return Err(StoreError::backend(std::io::Error::other(
+                        "DynamoDB kept items of a batch write unprocessed",
+                    )));
+                }
+                if attempt > 1 {
+                    // Unprocessed items mean the table was throttled: back off a little.
+                    tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
+                }
+                let answer = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, pending)
+                    .send()
+                    .await
+                    .map_err(sdk_err)?;
+                pending = answer
+                    .unprocessed_items
+                    .and_then(|mut left| left.remove(&self.table))
+                    .unwrap_or_default();
+            }
+        }
+        Ok(())
     }
 
     async fn transact(&self, ops: Vec<WriteOp>) -> Result<(), StoreError> {

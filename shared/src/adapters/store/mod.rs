@@ -122,6 +122,12 @@ pub trait ItemStore: Send + Sync {
     /// All writes or none. At most 100 operations, each on a different item.
     async fn transact(&self, ops: Vec<WriteOp>) -> Result<(), StoreError>;
 
+    /// Writes without conditions (every operation's precondition must be `None`; a put stores
+    /// `item.version + 1`), each item at most once, in as few requests as the backend takes.
+    /// Not all-or-nothing: after an error some may have been written. For a writer that holds
+    /// the items by other means (a run's lease).
+    async fn write_unconditionally(&self, ops: Vec<WriteOp>) -> Result<(), StoreError>;
+
     /// Claims the `slot` attribute of a live item for `holder` until `until` — when the slot is
     /// free (absent, or its `until` is not after `now`) or already this holder's — in one
     /// conditional write that also bumps the version, and returns the item as written. The
@@ -194,6 +200,25 @@ pub(crate) fn validate_transaction(ops: &[WriteOp]) -> Result<(), StoreError> {
             "a transaction holds at most 100 operations",
         ));
     }
+    validate_distinct(ops)
+}
+
+/// What [`ItemStore::write_unconditionally`] takes: no preconditions, each item once.
+pub(crate) fn validate_unconditional(ops: &[WriteOp]) -> Result<(), StoreError> {
+    let conditional = ops.iter().any(|op| match op {
+        WriteOp::Put(_, precondition) | WriteOp::Delete { precondition, .. } => {
+            *precondition != Precondition::None
+        }
+    });
+    if conditional {
+        return Err(StoreError::Invalid(
+            "an unconditional write carries no precondition",
+        ));
+    }
+    validate_distinct(ops)
+}
+
+fn validate_distinct(ops: &[WriteOp]) -> Result<(), StoreError> {
     let mut keys = std::collections::HashSet::new();
     for op in ops {
         let key = match op {
@@ -204,9 +229,7 @@ pub(crate) fn validate_transaction(ops: &[WriteOp]) -> Result<(), StoreError> {
             WriteOp::Delete { pk, sk, .. } => (pk.as_str(), sk.as_str()),
         };
         if !keys.insert(key) {
-            return Err(StoreError::Invalid(
-                "a transaction may touch each item once",
-            ));
+            return Err(StoreError::Invalid("a write may touch each item once"));
         }
     }
     Ok(())

@@ -6,8 +6,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use super::{
-    next_version, now_epoch, slot_is_free, validate_item, validate_transaction, Claim, Item,
-    ItemStore, Precondition, StoreError, WriteOp,
+    next_version, now_epoch, slot_is_free, validate_item, validate_transaction,
+    validate_unconditional, Claim, Item, ItemStore, Precondition, StoreError, WriteOp,
 };
 
 #[derive(Clone)]
@@ -262,6 +262,18 @@ impl ItemStore for SqliteStore {
                     Err(StoreError::Foreign("a delete where a put was asked"))
                 }
             }
+        })
+        .await
+    }
+
+    async fn write_unconditionally(&self, ops: Vec<WriteOp>) -> Result<(), StoreError> {
+        validate_unconditional(&ops)?;
+        self.with_tx(move |tx| {
+            let now = now_epoch();
+            for op in &ops {
+                apply(tx, op, now)?;
+            }
+            Ok(())
         })
         .await
     }
