@@ -43,7 +43,7 @@ use calsync_core::sync::Side;
 use jiff::{SignedDuration, Timestamp};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
-use sync_sim::{Edit, Fault, RunOutcome, World};
+use sync_sim::{Edit, Fault, Pipeline, RunOutcome, World};
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -224,7 +224,27 @@ fn start() -> impl Strategy<Value = Start> {
 }
 
 fn run(conflict: ConflictPolicy, start: &Start, ops: &[Op]) -> Result<World, TestCaseError> {
+    run_pipelined(conflict, start, ops, Pipeline::default())
+}
+
+/// The executor's waves: one step at a time, a few, or as many as the live runner's, with
+/// answers in order or interleaved.
+fn pipeline() -> impl Strategy<Value = Pipeline> {
+    (
+        prop_oneof![Just(1usize), Just(2), Just(4), Just(32)],
+        any::<u64>(),
+    )
+        .prop_map(|(steps, interleave)| Pipeline { steps, interleave })
+}
+
+fn run_pipelined(
+    conflict: ConflictPolicy,
+    start: &Start,
+    ops: &[Op],
+    pipeline: Pipeline,
+) -> Result<World, TestCaseError> {
     let mut world = World::new(conflict);
+    world.pipeline = pipeline;
     for shape in &start.crm {
         world.crm_create(&shape.event());
     }
@@ -343,8 +363,9 @@ proptest! {
         conflict in policy(),
         start in start(),
         ops in prop::collection::vec(op(), 1..30),
+        pipeline in pipeline(),
     ) {
-        run(conflict, &start, &ops)?;
+        run_pipelined(conflict, &start, &ops, pipeline)?;
     }
 }
 
@@ -543,7 +564,13 @@ fn a_crash_at_any_point_is_recovered() {
         // Where the crash happens must not change the outcome.
         match clean_counts {
             None => clean_counts = Some(counts),
-            Some(clean) => assert_eq!(counts, clean, "crash before call {crash_at}"),
+            Some(clean) => assert_eq!(
+                counts,
+                clean,
+                "crash before call {crash_at}\n{}\n{}",
+                world.dump(),
+                world.trace.join("\n")
+            ),
         }
         // Past the last call of both runs the crash no longer happens: every point was tried.
         if !crashed {

@@ -3,8 +3,12 @@
 //! order of actions, the conditional link writes, which writes may be retried and when a step
 //! ends are decided here once, so every target gets the same guarantees.
 
-use async_trait::async_trait;
+use std::collections::HashSet;
 
+use async_trait::async_trait;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+
+use super::books::{Books, Record};
 use super::journal::Conflict;
 use super::model::{FieldSet, Link, LinkKey, Occurrence, Side};
 use super::planner::{Action, Plan, Step};
@@ -111,6 +115,22 @@ pub trait SyncTarget: Send + Sync {
         outlook_id: &str,
         if_match: Option<&str>,
     ) -> Result<(), WriteFailure>;
+    /// Stores the records, in as few requests as the target can, each on its own condition
+    /// (as [`Self::put_link`], [`Self::record_conflict`] and [`Self::delete_link`] would): one
+    /// answer per record, in order; for a link whether it was stored, `true` for the others.
+    /// By default one at a time.
+    async fn store_all(&self, records: &[Record]) -> Vec<Result<bool, WriteFailure>> {
+        let mut answers = Vec::with_capacity(records.len());
+        for record in records {
+            answers.push(record.store_alone(self).await);
+        }
+        answers
+    }
+    /// How many steps may run at once (a wave; see [`execute`]). The target itself keeps each
+    /// side's requests in flight within that side's limits. 1: one step after another.
+    fn parallel_steps(&self) -> usize {
+        1
+    }
     /// Waits before the `attempt`-th retry (1-based). The live target backs off; a simulation
     /// need not wait.
     async fn pause(&self, _attempt: u32) {}
@@ -153,6 +173,14 @@ pub struct Tally {
     pub deleted: usize,
 }
 
+impl Tally {
+    fn add(&mut self, other: Tally) {
+        self.created += other.created;
+        self.updated += other.updated;
+        self.deleted += other.deleted;
+    }
+}
+
 impl Execution {
     /// Whether every step ran to its end: the condition for committing the cursors.
     pub fn all_done(&self) -> bool {
@@ -169,8 +197,11 @@ pub struct Stopped {
     pub so_far: Box<Execution>,
 }
 
-/// Executes the plan's steps in order. A failed step does not stop the others; a fatal
-/// failure stops everything at once, as a crash would.
+/// Executes the plan's steps in waves: up to [`SyncTarget::parallel_steps`] consecutive steps
+/// run at once, and their bookkeeping is written together ([`Books`]). A wave never holds two
+/// steps about the same link or event, nor a deletion beside a create (a delete never
+/// overtakes the create it follows); one step's actions stay in order. A failed step does not
+/// stop the others; a fatal failure stops everything at once, as a crash would.
 pub async fn execute(
     plan: &Plan,
     target: &dyn SyncTarget,
@@ -180,34 +211,69 @@ pub async fn execute(
     // Links whose step's writes landed but which could not be stored: tried once more at the
     // end, since a next run that does not know of those writes would take them for edits.
     let mut unsaved: Vec<Link> = Vec::new();
-    for (index, step) in plan.steps.iter().enumerate() {
+    let width = target.parallel_steps().max(1);
+    let mut next = 0;
+    while next < plan.steps.len() {
         if target.out_of_time() {
-            done.postponed = plan.steps.len() - index;
+            done.postponed = plan.steps.len() - next;
             break;
         }
-        match run_step(step, target, policy, &mut done).await {
-            Ok((StepEnd::Completed, _)) => done.completed += 1,
-            Ok((StepEnd::Stale, _)) => done.stale += 1,
-            Ok((StepEnd::Gone(side, id), _)) => done.gone.push((side, id)),
-            Ok((StepEnd::Failed(why), link)) => {
-                tracing::warn!(link = %step.key, reason = %why, "sync step failed");
-                done.failed.push((step.key.clone(), why));
-                unsaved.extend(link);
-            }
-            Ok((StepEnd::Refused(why), _)) => {
-                tracing::warn!(link = %step.key, reason = %why, "sync step refused");
-                done.refused.push((step.key.clone(), why));
-            }
-            Err(reason) => {
-                return Err(Stopped {
-                    reason,
-                    so_far: Box::new(done),
-                })
+        let wave = wave_at(&plan.steps, next, width);
+        next += wave.len();
+        let books = Books::new(target, wave.len());
+        let mut running: FuturesUnordered<_> = wave
+            .iter()
+            .enumerate()
+            .map(|(index, step)| {
+                let books = &books;
+                async move {
+                    let outcome = run_step(step, books, policy).await;
+                    books.finish().await;
+                    (index, outcome)
+                }
+            })
+            .collect();
+        let mut outcomes: Vec<Option<StepOutcome>> = vec![None; wave.len()];
+        let mut fatal = None;
+        while let Some((index, outcome)) = running.next().await {
+            match outcome {
+                Ok(outcome) => outcomes[index] = Some(outcome),
+                Err(reason) => {
+                    fatal = Some(reason);
+                    break;
+                }
             }
         }
+        drop(running);
+        for (step, outcome) in wave.iter().zip(outcomes) {
+            let Some(outcome) = outcome else { continue };
+            done.crm.add(outcome.crm);
+            done.outlook.add(outcome.outlook);
+            match outcome.end {
+                StepEnd::Completed => done.completed += 1,
+                StepEnd::Stale => done.stale += 1,
+                StepEnd::Gone(side, id) => done.gone.push((side, id)),
+                StepEnd::Failed(why) => {
+                    tracing::warn!(link = %step.key, reason = %why, "sync step failed");
+                    done.failed.push((step.key.clone(), why));
+                    unsaved.extend(outcome.unsaved);
+                }
+                StepEnd::Refused(why) => {
+                    tracing::warn!(link = %step.key, reason = %why, "sync step refused");
+                    done.refused.push((step.key.clone(), why));
+                }
+            }
+        }
+        if let Some(reason) = fatal {
+            return Err(Stopped {
+                reason,
+                so_far: Box::new(done),
+            });
+        }
     }
+    let books = Books::new(target, 1);
     for link in unsaved {
-        match store_link(target, &link).await {
+        match store_link(&books, &link).await {
             Ok(Tried::Done(true)) => {
                 done.failed.retain(|(key, _)| key != &link.key);
                 done.completed += 1;
@@ -224,6 +290,67 @@ pub async fn execute(
     Ok(done)
 }
 
+/// The steps from `start` that may run together: at most `width`, each about links and
+/// events no earlier step of the wave touches, and no deletion beside a create.
+fn wave_at(steps: &[Step], start: usize, width: usize) -> &[Step] {
+    let mut touched: HashSet<String> = HashSet::new();
+    let (mut creates, mut deletes) = (false, false);
+    let mut end = start;
+    for step in steps[start..].iter().take(width) {
+        let ids = touches(step);
+        let creating = step.actions.iter().any(Action::is_create);
+        let deleting = step.actions.iter().any(Action::is_deletion);
+        let clash = ids.iter().any(|id| touched.contains(id))
+            || (creating && deletes)
+            || (deleting && creates);
+        if clash && end > start {
+            break;
+        }
+        touched.extend(ids);
+        creates |= creating;
+        deletes |= deleting;
+        end += 1;
+    }
+    &steps[start..end]
+}
+
+/// Every link key and event id a step's actions name.
+fn touches(step: &Step) -> Vec<String> {
+    let mut ids = vec![format!("link:{}", step.key)];
+    let mut link = |link: &Link| {
+        ids.push(format!("link:{}", link.key));
+        ids.extend(link.crm_id.iter().map(|id| format!("crm:{id}")));
+        ids.extend(link.outlook_id.iter().map(|id| format!("outlook:{id}")));
+    };
+    let mut events: Vec<String> = Vec::new();
+    for action in &step.actions {
+        match action {
+            Action::Remember(l) | Action::Link(l) => link(l),
+            Action::CreateInOutlook { crm_id, .. }
+            | Action::UpdateCrm { crm_id, .. }
+            | Action::DeleteInCrm { crm_id } => events.push(format!("crm:{crm_id}")),
+            Action::UpdateOutlook { outlook_id, .. }
+            | Action::DeleteInOutlook { outlook_id, .. } => {
+                events.push(format!("outlook:{outlook_id}"))
+            }
+            Action::CreateInCrm { .. } | Action::RecordConflict(_) | Action::Unlink => {}
+        }
+    }
+    ids.extend(events);
+    ids
+}
+
+/// How one step ended, with the writes it did.
+#[derive(Clone)]
+struct StepOutcome {
+    end: StepEnd,
+    /// The link it could not store after its writes landed.
+    unsaved: Option<Link>,
+    crm: Tally,
+    outlook: Tally,
+}
+
+#[derive(Clone)]
 enum StepEnd {
     Completed,
     Stale,
@@ -412,10 +539,11 @@ macro_rules! tried {
     };
 }
 
-/// Stores a link by [`SyncTarget::put_link`]. A retried put whose first answer was lost finds
+/// Stores a link with the wave's bookkeeping. A retried put whose first answer was lost finds
 /// its own write in place; that counts as stored (one user's runs never overlap).
-async fn store_link(target: &dyn SyncTarget, link: &Link) -> Result<Tried<bool>, Cause> {
-    match attempt(target, || target.put_link(link)).await? {
+async fn store_link(books: &Books<'_>, link: &Link) -> Result<Tried<bool>, Cause> {
+    let target = books.target();
+    match attempt(target, || books.write(Record::Link(link.clone()))).await? {
         Tried::Done(false) => match attempt(target, || target.stored_version(&link.key)).await? {
             Tried::Done(stored) => Ok(Tried::Done(stored == Some(link.version))),
             Tried::Failed(why) => Ok(Tried::Failed(why)),
@@ -437,6 +565,9 @@ struct Progress {
     partial: Option<Link>,
     /// The step's own link, when its writes landed and storing it failed.
     unsaved: Option<Link>,
+    /// Writes done on each side.
+    crm: Tally,
+    outlook: Tally,
 }
 
 impl Progress {
@@ -470,32 +601,32 @@ impl Progress {
     }
 }
 
-/// Runs one step; with a failed step, the link it could not store after its writes landed.
-async fn run_step(
-    step: &Step,
-    target: &dyn SyncTarget,
-    policy: &Policy,
-    done: &mut Execution,
-) -> Result<(StepEnd, Option<Link>), Cause> {
+/// Runs one step.
+async fn run_step(step: &Step, books: &Books<'_>, policy: &Policy) -> Result<StepOutcome, Cause> {
     let mut progress = Progress::default();
-    let end = run_actions(step, target, policy, done, &mut progress).await?;
+    let end = run_actions(step, books, policy, &mut progress).await?;
     // A step that ends early after a write landed records that write, so the next run does
     // not take the written value for a fresh edit of that side.
     if let (StepEnd::Stale | StepEnd::Failed(_) | StepEnd::Refused(_), Some(partial)) =
         (&end, &progress.partial)
     {
-        let _ = store_link(target, partial).await?;
+        let _ = store_link(books, partial).await?;
     }
-    Ok((end, progress.unsaved))
+    Ok(StepOutcome {
+        end,
+        unsaved: progress.unsaved,
+        crm: progress.crm,
+        outlook: progress.outlook,
+    })
 }
 
 async fn run_actions(
     step: &Step,
-    target: &dyn SyncTarget,
+    books: &Books<'_>,
     policy: &Policy,
-    done: &mut Execution,
     progress: &mut Progress,
 ) -> Result<StepEnd, Cause> {
+    let target = books.target();
     let stored = tried!(attempt(target, || target.stored_version(&step.key)).await);
     if stored != step.expect {
         return Ok(StepEnd::Stale);
@@ -503,17 +634,17 @@ async fn run_actions(
     for action in &step.actions {
         match action {
             Action::RecordConflict(conflict) => {
-                tried!(attempt(target, || target.record_conflict(conflict)).await);
+                tried!(attempt(target, || books.write(Record::Conflict(conflict.clone()))).await);
             }
             Action::Remember(link) => {
-                if !tried!(store_link(target, link).await) {
+                if !tried!(store_link(books, link).await) {
                     return Ok(StepEnd::Stale);
                 }
             }
             Action::Link(link) => {
                 progress.partial = None;
                 let link = progress.settle(link, policy, FieldSet::EMPTY);
-                match store_link(target, &link).await? {
+                match store_link(books, &link).await? {
                     Tried::Done(true) => {}
                     Tried::Done(false) => return Ok(StepEnd::Stale),
                     Tried::Failed(why) => {
@@ -526,7 +657,13 @@ async fn run_actions(
                 }
             }
             Action::Unlink => {
-                tried!(attempt(target, || target.delete_link(&step.key, step.expect)).await);
+                tried!(
+                    attempt(target, || books.write(Record::Unlink {
+                        key: step.key.clone(),
+                        expect: step.expect,
+                    }))
+                    .await
+                );
             }
             Action::CreateInCrm { event, marker } => {
                 let stored = tried!(
@@ -538,7 +675,7 @@ async fn run_actions(
                     )
                     .await
                 );
-                done.crm.created += 1;
+                progress.crm.created += 1;
                 progress.created_crm = stored.ids.crm.clone().map(CrmEventId::new);
                 progress.returned.push((Side::Crm, stored));
             }
@@ -558,7 +695,7 @@ async fn run_actions(
                     )
                     .await
                 );
-                done.outlook.created += 1;
+                progress.outlook.created += 1;
                 progress.created_outlook = stored.ids.outlook.clone();
                 progress.returned.push((Side::Outlook, stored));
             }
@@ -582,7 +719,7 @@ async fn run_actions(
                     Some(stored) => progress.returned.push((Side::Crm, stored)),
                     None => return Ok(StepEnd::Gone(Side::Crm, crm_id.to_string())),
                 }
-                done.crm.updated += 1;
+                progress.crm.updated += 1;
                 // The fields Outlook is still to be given are the CRM's edits.
                 let unsynced = step
                     .actions
@@ -615,11 +752,11 @@ async fn run_actions(
                     Some(stored) => progress.returned.push((Side::Outlook, stored)),
                     None => return Ok(StepEnd::Gone(Side::Outlook, outlook_id.clone())),
                 }
-                done.outlook.updated += 1;
+                progress.outlook.updated += 1;
             }
             Action::DeleteInCrm { crm_id } => {
                 tried!(attempt(target, || target.delete_in_crm(crm_id)).await);
-                done.crm.deleted += 1;
+                progress.crm.deleted += 1;
             }
             Action::DeleteInOutlook {
                 outlook_id,
@@ -630,7 +767,7 @@ async fn run_actions(
                         .delete_in_outlook(outlook_id, if_match.as_deref()))
                     .await
                 );
-                done.outlook.deleted += 1;
+                progress.outlook.deleted += 1;
             }
         }
     }

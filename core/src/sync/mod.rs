@@ -62,8 +62,11 @@
 //!    integration user created. `first_sync` stays true until a first run has committed its
 //!    cursors (a per-user flag stored with them).
 //! 2. **Plan.** An empty plan costs nothing more: commit the cursors and stop.
-//! 3. **Execute each step** in order; steps are independent, so a failed step does not stop
-//!    the others.
+//! 3. **Execute each step**, in waves of consecutive steps that run at once (never two about
+//!    one link or event, never a deletion beside a create); one step's actions stay in order,
+//!    and steps are independent, so a failed step does not stop the others. The wave's link
+//!    and journal writes go together ([`SyncTarget::store_all`]) once every step still running
+//!    waits on one, so each is durable before its step goes on.
 //!    - Before the first external write, check that the stored link is at `step.expect`
 //!      (absent for `None`); if not, the step was applied already or is stale: skip it (and
 //!      count it as not done when deciding about the cursors).
@@ -106,6 +109,7 @@
 //! The transactionId of an Outlook create is [`outlook_transaction_id`] of the mailbox, the
 //! CRM id and the link's create count: the one function that makes them.
 
+mod books;
 mod execute;
 mod journal;
 mod matching;
@@ -119,6 +123,7 @@ mod progress;
 #[cfg(test)]
 mod tests;
 
+pub use books::Record;
 pub use execute::{execute, Execution, Stopped, SyncTarget, Tally, WriteFailure, ATTEMPTS};
 pub use journal::{field_value, Conflict, ConflictKind, Reason};
 pub use matching::settle_folds;

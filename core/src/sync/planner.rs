@@ -82,7 +82,14 @@ pub enum Action {
 }
 
 impl Action {
-    fn is_deletion(&self) -> bool {
+    pub(crate) fn is_create(&self) -> bool {
+        matches!(
+            self,
+            Action::CreateInCrm { .. } | Action::CreateInOutlook { .. }
+        )
+    }
+
+    pub(crate) fn is_deletion(&self) -> bool {
         matches!(
             self,
             Action::DeleteInCrm { .. } | Action::DeleteInOutlook { .. }

@@ -29,7 +29,8 @@ use calsync_core::sync::ConflictPolicy;
 use calsync_core::sync::{
     execute, field_value, plan, Action, Conflict, ConflictKind, CrmChanges, Execution, FieldSet,
     Link, LinkKey, LinkState, Occurrence, OutlookChanges, OutlookItem, ParkedEvent, Parking, Plan,
-    Policy, Side, Stopped, SyncTarget, WriteFailure, NEVER_WRITTEN, ORGANIZER_OWNED,
+    Policy, Record as Bookkeeping, Side, Stopped, SyncTarget, WriteFailure, NEVER_WRITTEN,
+    ORGANIZER_OWNED,
 };
 use jiff::{SignedDuration, Timestamp};
 
@@ -208,8 +209,16 @@ impl Calendar {
         record.touch(self.side, record.seq, now);
     }
 
+    /// The ids in the order of the real-world events they stand for (then by id): a user's
+    /// n-th event is the same one whatever order the sync happened to create copies in.
     pub fn ids(&self) -> Vec<String> {
-        self.records.keys().cloned().collect()
+        let mut ids: Vec<(u64, &String)> = self
+            .records
+            .iter()
+            .map(|(id, record)| (record.truth, id))
+            .collect();
+        ids.sort();
+        ids.into_iter().map(|(_, id)| id.clone()).collect()
     }
 }
 
@@ -249,6 +258,28 @@ pub struct World {
     clock: Timestamp,
     next_truth: u64,
     next_series: u64,
+    /// How the executor runs the steps: how many at once, and where calls let others go first.
+    pub pipeline: Pipeline,
+}
+
+/// The executor's waves in the world: `steps` at once ([`SyncTarget::parallel_steps`]); each
+/// call to the world first lets the other steps of the wave go on when the next bit of the
+/// `interleave` pattern (a xorshift sequence from that seed, 0 for none) says so, so steps
+/// interleave as their answers would arrive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pipeline {
+    pub steps: usize,
+    pub interleave: u64,
+}
+
+impl Default for Pipeline {
+    /// As the live runner runs them, answers in order.
+    fn default() -> Self {
+        Self {
+            steps: 32,
+            interleave: 0,
+        }
+    }
 }
 
 /// A run that has read both sides and planned, and not yet carried its plan out.
@@ -450,6 +481,7 @@ impl World {
                 .unwrap_or(Timestamp::UNIX_EPOCH),
             next_truth: 0,
             next_series: 0,
+            pipeline: Pipeline::default(),
         }
     }
 
@@ -1203,7 +1235,10 @@ impl World {
         versions: Option<BTreeMap<LinkKey, u64>>,
     ) -> Result<Execution, Stopped> {
         let policy = self.policy.clone();
+        let pipeline = self.pipeline;
         let target = Target {
+            steps: pipeline.steps,
+            interleave: Mutex::new(pipeline.interleave),
             world: Mutex::new(&mut *self),
             faults: Mutex::new(faults.iter().copied().collect()),
             versions: versions.map(Mutex::new),
@@ -1305,6 +1340,12 @@ impl World {
         self.links.insert(link.key.clone(), link.clone());
         self.after_link(link);
         true
+    }
+
+    /// Stores the link whatever is stored, as a run holding its lease does.
+    fn put_link_unconditionally(&mut self, link: &Link) {
+        self.links.insert(link.key.clone(), link.clone());
+        self.after_link(link);
     }
 
     /// Forgets the link if it is still at `expect`.
@@ -1883,6 +1924,10 @@ impl World {
 /// The world as the executor sees it: every call takes the next fault of the script (`Ok` once
 /// it runs out) and does what that fault says.
 struct Target<'w> {
+    /// Steps run at once.
+    steps: usize,
+    /// The xorshift state that decides which calls let other steps go first.
+    interleave: Mutex<u64>,
     world: Mutex<&'w mut World>,
     faults: Mutex<VecDeque<Fault>>,
     /// The run's own idea of the stored link versions, as the live target keeps it (read with
@@ -1898,6 +1943,24 @@ enum Call {
 }
 
 impl Target<'_> {
+    /// Lets the other steps of the wave go on first, when the interleave pattern says so.
+    async fn interleave(&self) {
+        let go_on = {
+            let mut state = self.interleave.lock().unwrap();
+            if *state == 0 {
+                false
+            } else {
+                *state ^= *state << 13;
+                *state ^= *state >> 7;
+                *state ^= *state << 17;
+                *state & 1 == 1
+            }
+        };
+        if go_on {
+            YieldOnce(false).await;
+        }
+    }
+
     /// One call. `lost`: the call's arguments, remembered when its answer is lost.
     fn call<T>(
         &self,
@@ -1926,7 +1989,12 @@ impl Target<'_> {
 
 #[async_trait]
 impl SyncTarget for Target<'_> {
+    fn parallel_steps(&self) -> usize {
+        self.steps
+    }
+
     async fn stored_version(&self, key: &LinkKey) -> Result<Option<u64>, WriteFailure> {
+        self.interleave().await;
         self.call(Call::Other, None, |world| {
             Ok(match &self.versions {
                 Some(versions) => versions.lock().unwrap().get(key).copied(),
@@ -1936,6 +2004,7 @@ impl SyncTarget for Target<'_> {
     }
 
     async fn put_link(&self, link: &Link) -> Result<bool, WriteFailure> {
+        self.interleave().await;
         self.call(Call::Other, None, |world| {
             let stored = world.put_link(link);
             if let (true, Some(versions)) = (stored, &self.versions) {
@@ -1948,7 +2017,35 @@ impl SyncTarget for Target<'_> {
         })
     }
 
+    /// A run holding its lease writes its bookkeeping without conditions, as the live runner
+    /// does (one call per record here, so a crash may fall between any two); a late run, whose
+    /// lease lapsed, writes each record on its condition.
+    async fn store_all(&self, records: &[Bookkeeping]) -> Vec<Result<bool, WriteFailure>> {
+        let mut answers = Vec::with_capacity(records.len());
+        for record in records {
+            self.interleave().await;
+            answers.push(if self.versions.is_some() {
+                record.store_alone(self).await
+            } else {
+                self.call(Call::Other, None, |world| {
+                    match record {
+                        Bookkeeping::Link(link) => world.put_link_unconditionally(link),
+                        Bookkeeping::Conflict(conflict) => {
+                            world.journal.insert(conflict.id.clone(), conflict.clone());
+                        }
+                        Bookkeeping::Unlink { key, .. } => {
+                            world.links.remove(key);
+                        }
+                    }
+                    Ok(true)
+                })
+            });
+        }
+        answers
+    }
+
     async fn delete_link(&self, key: &LinkKey, expect: Option<u64>) -> Result<(), WriteFailure> {
+        self.interleave().await;
         self.call(Call::Other, None, |world| {
             world.delete_link(key, expect);
             if let Some(versions) = &self.versions {
@@ -1959,6 +2056,7 @@ impl SyncTarget for Target<'_> {
     }
 
     async fn record_conflict(&self, conflict: &Conflict) -> Result<(), WriteFailure> {
+        self.interleave().await;
         self.call(Call::Other, None, |world| {
             world.journal.insert(conflict.id.clone(), conflict.clone());
             Ok(())
@@ -1970,6 +2068,7 @@ impl SyncTarget for Target<'_> {
         event: &CalendarEvent,
         marker: &str,
     ) -> Result<CalendarEvent, WriteFailure> {
+        self.interleave().await;
         self.call(Call::Write, None, |world| {
             Ok(world.create_crm(event, marker))
         })
@@ -1977,6 +2076,7 @@ impl SyncTarget for Target<'_> {
 
     /// As the vtiger adapter: a query by `source`, which holds the marker.
     async fn find_crm_created(&self, marker: &str) -> Result<Option<CalendarEvent>, WriteFailure> {
+        self.interleave().await;
         self.call(Call::Other, None, |world| {
             Ok(world
                 .crm
@@ -1992,6 +2092,7 @@ impl SyncTarget for Target<'_> {
         &self,
         crm_id: &CrmEventId,
     ) -> Result<Option<CalendarEvent>, WriteFailure> {
+        self.interleave().await;
         self.call(Call::Other, None, |world| {
             Ok(world
                 .outlook
@@ -2008,6 +2109,7 @@ impl SyncTarget for Target<'_> {
         transaction_id: &str,
         event: &CalendarEvent,
     ) -> Result<CalendarEvent, WriteFailure> {
+        self.interleave().await;
         self.call(Call::Write, None, |world| {
             Ok(world.create_outlook(crm_id, transaction_id, event))
         })
@@ -2019,6 +2121,7 @@ impl SyncTarget for Target<'_> {
         fields: &[EventField],
         event: &CalendarEvent,
     ) -> Result<Option<CalendarEvent>, WriteFailure> {
+        self.interleave().await;
         let call = format!("{crm_id} {fields:?} {event:?}");
         self.call(Call::Write, Some(call.clone()), |world| {
             world.update(Side::Crm, crm_id.as_str(), fields, event, &call)
@@ -2032,12 +2135,14 @@ impl SyncTarget for Target<'_> {
         event: &CalendarEvent,
         _occurrence: Option<&Occurrence>,
     ) -> Result<Option<CalendarEvent>, WriteFailure> {
+        self.interleave().await;
         self.call(Call::Write, None, |world| {
             world.update(Side::Outlook, outlook_id, fields, event, "")
         })
     }
 
     async fn read_crm(&self, crm_id: &CrmEventId) -> Result<Option<CalendarEvent>, WriteFailure> {
+        self.interleave().await;
         self.call(Call::Other, None, |world| {
             Ok(world
                 .crm
@@ -2048,6 +2153,7 @@ impl SyncTarget for Target<'_> {
     }
 
     async fn read_outlook(&self, outlook_id: &str) -> Result<Option<CalendarEvent>, WriteFailure> {
+        self.interleave().await;
         self.call(Call::Other, None, |world| {
             Ok(world
                 .outlook
@@ -2058,6 +2164,7 @@ impl SyncTarget for Target<'_> {
     }
 
     async fn delete_in_crm(&self, crm_id: &CrmEventId) -> Result<(), WriteFailure> {
+        self.interleave().await;
         self.call(Call::Write, None, |world| {
             world.remove(Side::Crm, crm_id.as_str(), None)
         })
@@ -2068,8 +2175,30 @@ impl SyncTarget for Target<'_> {
         outlook_id: &str,
         if_match: Option<&str>,
     ) -> Result<(), WriteFailure> {
+        self.interleave().await;
         self.call(Call::Write, None, |world| {
             world.remove(Side::Outlook, outlook_id, if_match)
         })
+    }
+}
+
+/// Pending once (waking itself at once), then ready: the other futures polled beside it go
+/// first.
+struct YieldOnce(bool);
+
+impl std::future::Future for YieldOnce {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.0 {
+            std::task::Poll::Ready(())
+        } else {
+            self.0 = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
     }
 }
