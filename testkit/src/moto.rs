@@ -15,6 +15,43 @@ pub fn aws_endpoint() -> Result<String> {
     })
 }
 
+/// How many requests a client sent (retries included), counted by an interceptor.
+#[derive(Debug, Clone, Default)]
+pub struct RequestCount(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl RequestCount {
+    pub fn get(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl aws_sdk_dynamodb::config::Intercept for RequestCount {
+    fn name(&self) -> &'static str {
+        "RequestCount"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &aws_sdk_dynamodb::config::RuntimeComponents,
+        _cfg: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// A DynamoDB client for moto whose requests are counted.
+pub fn counted_dynamodb(sdk: &aws_config::SdkConfig) -> (aws_sdk_dynamodb::Client, RequestCount) {
+    let count = RequestCount::default();
+    let client = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(sdk)
+            .interceptor(count.clone())
+            .build(),
+    );
+    (client, count)
+}
+
 /// An SDK configuration for moto, on the same HTTPS client calsync itself uses.
 pub async fn aws_config() -> Result<aws_config::SdkConfig> {
     Ok(aws_config::defaults(aws_config::BehaviorVersion::latest())

@@ -139,7 +139,8 @@ pub const SLOT_WAIT: Duration = Duration::from_secs(60);
 pub const SLOT_RETRY: Duration = Duration::from_secs(2);
 
 /// One run's way to the tenant's CRM sessions: taken when the run is about to write to the
-/// CRM, renewed with the run's lease, given back at its end.
+/// CRM — one slot, waited for, and as many more as are free when the run has enough writes to
+/// share among them ([`Self::widen`]) —, renewed with the run's lease, given back at its end.
 pub struct SessionGate {
     sessions: CrmSessions,
     tenant: TenantId,
@@ -148,7 +149,7 @@ pub struct SessionGate {
     start: u32,
     holder: String,
     lease: Duration,
-    slot: std::sync::Mutex<Option<SessionSlot>>,
+    slots: std::sync::Mutex<Vec<SessionSlot>>,
 }
 
 impl SessionGate {
@@ -170,7 +171,7 @@ impl SessionGate {
             start,
             holder,
             lease,
-            slot: std::sync::Mutex::new(None),
+            slots: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -178,14 +179,23 @@ impl SessionGate {
         self.cap
     }
 
-    fn held(&self) -> Option<SessionSlot> {
-        self.slot.lock().ok().and_then(|slot| slot.clone())
+    fn held(&self) -> Vec<SessionSlot> {
+        self.slots
+            .lock()
+            .map(|slots| slots.clone())
+            .unwrap_or_default()
+    }
+
+    fn hold(&self, slot: SessionSlot) {
+        if let Ok(mut slots) = self.slots.lock() {
+            slots.push(slot);
+        }
     }
 
     /// Takes a slot, waiting while all are in use — at most [`SLOT_WAIT`], never past
     /// `deadline`. `false`: none came free. Taking again once held is free.
     pub async fn take(&self, deadline: Option<std::time::Instant>) -> Result<bool, StoreError> {
-        if self.held().is_some() {
+        if !self.held().is_empty() {
             return Ok(true);
         }
         let give_up = std::time::Instant::now() + SLOT_WAIT;
@@ -198,9 +208,7 @@ impl SessionGate {
                 .try_take(&self.tenant, self.cap, self.start, &self.holder, until, now)
                 .await?;
             if let Some(slot) = taken {
-                if let Ok(mut held) = self.slot.lock() {
-                    *held = Some(slot);
-                }
+                self.hold(slot);
                 return Ok(true);
             }
             if std::time::Instant::now() + SLOT_RETRY > give_up {
@@ -210,33 +218,65 @@ impl SessionGate {
         }
     }
 
-    /// Renews the slot held, if any. Losing it only lets one more run in; the run goes on.
+    /// Once a slot is held, takes further free slots (without waiting) until `wanted` are
+    /// held or none is free; returns how many are held. Each slot is a session of the run's
+    /// own, so the run may send that many CRM requests at once.
+    pub async fn widen(&self, wanted: u32) -> Result<u32, StoreError> {
+        let wanted = wanted.min(self.cap.clamp(1, MAX_CRM_SESSIONS));
+        let mut held = self.held().len() as u32;
+        while held > 0 && held < wanted {
+            let now = now_epoch();
+            let until = now + self.lease.as_secs() as i64;
+            // A holder name per slot: a slot already this run's is not taken twice.
+            let holder = format!("{}/{held}", self.holder);
+            let start = self.start.wrapping_add(held);
+            match self
+                .sessions
+                .try_take(&self.tenant, self.cap, start, &holder, until, now)
+                .await?
+            {
+                Some(slot) => {
+                    self.hold(slot);
+                    held += 1;
+                }
+                None => break,
+            }
+        }
+        Ok(held)
+    }
+
+    /// Renews the slots held. Losing one only lets one more run in; the run goes on.
     pub async fn renew(&self) {
-        let Some(slot) = self.held() else { return };
         let now = now_epoch();
         let until = now + self.lease.as_secs() as i64;
-        match self.sessions.keep(&self.tenant, &slot, until, now).await {
-            Ok(true) => {}
-            Ok(false) => {
-                tracing::warn!(tenant = %self.tenant, "the CRM session lapsed; another run has it")
-            }
-            Err(e) => {
-                tracing::warn!(tenant = %self.tenant, error = %crate::errors::chain(&e), "the CRM session was not renewed")
+        for slot in self.held() {
+            match self.sessions.keep(&self.tenant, &slot, until, now).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(tenant = %self.tenant, "a CRM session lapsed; another run has it")
+                }
+                Err(e) => {
+                    tracing::warn!(tenant = %self.tenant, error = %crate::errors::chain(&e), "a CRM session was not renewed")
+                }
             }
         }
     }
 
-    /// Gives the slot held back, if any.
+    /// Gives the slots held back.
     pub async fn give_back(&self) {
-        let Some(slot) = self.slot.lock().ok().and_then(|mut held| held.take()) else {
-            return;
-        };
-        if let Err(e) = self
-            .sessions
-            .give_back(&self.tenant, &slot, now_epoch())
-            .await
-        {
-            tracing::warn!(tenant = %self.tenant, error = %crate::errors::chain(&e), "the CRM session was not given back; it lapses on its own");
+        let slots = self
+            .slots
+            .lock()
+            .map(|mut held| std::mem::take(&mut *held))
+            .unwrap_or_default();
+        for slot in slots {
+            if let Err(e) = self
+                .sessions
+                .give_back(&self.tenant, &slot, now_epoch())
+                .await
+            {
+                tracing::warn!(tenant = %self.tenant, error = %crate::errors::chain(&e), "a CRM session was not given back; it lapses on its own");
+            }
         }
     }
 }

@@ -13,19 +13,16 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
-use aws_smithy_runtime_api::box_error::BoxError;
-use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
 use calsync::adapters::queue::{JobReason, SyncJob};
 use calsync::services::sync_run::RunOutcome;
 use calsync_sandbox::graph::{FaultRate, FaultRoute, FaultRule, GraphFault};
 use calsync_sandbox::vtiger::SeedEvent;
 use calsync_sandbox::Sandbox;
+use calsync_testkit::moto::counted_dynamodb;
 use calsync_testkit::syncbed::{point_at_sandbox_crm, seed_crm_users, MARIA};
 use calsync_testkit::testbed::{
     aws_config, seed_identity, BedOptions, CalsyncSide, CRM_USER, USER_OID,
@@ -285,26 +282,6 @@ impl SandboxProcess {
     }
 }
 
-/// Counts the requests a DynamoDB client transmits (retries included).
-#[derive(Debug, Clone, Default)]
-struct RequestCount(Arc<AtomicU64>);
-
-impl Intercept for RequestCount {
-    fn name(&self) -> &'static str {
-        "RequestCount"
-    }
-
-    fn read_before_transmit(
-        &self,
-        _context: &BeforeTransmitInterceptorContextRef<'_>,
-        _runtime_components: &RuntimeComponents,
-        _cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        self.0.fetch_add(1, Ordering::Relaxed);
-        Ok(())
-    }
-}
-
 struct Figures {
     wall: Duration,
     ms_per_event: f64,
@@ -316,13 +293,9 @@ struct Figures {
 async fn bench(setup: Setup) -> Result<Figures> {
     let mut sandbox = SandboxProcess::start(setup)?;
     let sdk = aws_config().await?;
-    let count = RequestCount::default();
+    let (dynamodb, count) = counted_dynamodb(&sdk);
     let options = BedOptions {
-        dynamodb: Some(aws_sdk_dynamodb::Client::from_conf(
-            aws_sdk_dynamodb::config::Builder::from(&sdk)
-                .interceptor(count.clone())
-                .build(),
-        )),
+        dynamodb: Some(dynamodb),
         ..BedOptions::default()
     };
     let side = CalsyncSide::start(&sandbox.url, &options).await?;
@@ -341,13 +314,13 @@ async fn bench(setup: Setup) -> Result<Figures> {
         full: false,
         origin: None,
     };
-    let before = count.0.load(Ordering::Relaxed);
+    let before = count.get();
     let wall = Instant::now();
     let report = calsync::entry::jobs::run_job(&side.app, &job)
         .await
         .map_err(|e| anyhow!("sync failed: {e}"))?;
     let wall = wall.elapsed();
-    let dynamodb = count.0.load(Ordering::Relaxed) - before;
+    let dynamodb = count.get() - before;
     let counts = sandbox.ask("counts")?;
     sandbox.stop()?;
     anyhow::ensure!(

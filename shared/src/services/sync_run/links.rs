@@ -6,9 +6,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::adapters::store::{Item, ItemStore, Precondition, StoreError};
+use crate::adapters::store::{Item, ItemStore, Precondition, StoreError, WriteOp};
 use calsync_core::ids::{CrmUserName, TenantId};
-use calsync_core::sync::{Conflict, Link, LinkKey};
+use calsync_core::sync::{Conflict, Link, LinkKey, Record};
 
 /// The partition of one user's links and journal.
 pub fn sync_pk(tenant: &TenantId, user: &CrmUserName) -> String {
@@ -101,6 +101,90 @@ impl<'a> LinkStore<'a> {
         }
     }
 
+    /// Writes the records: with `fenced` (the caller holds the user's run lease, so no other
+    /// writer touches these items) without conditions, in as few requests as the store takes;
+    /// otherwise one by one, each on its own condition (as [`Self::put_link`], [`Self::record`]
+    /// and [`Self::delete_link`]). One answer per record, in order: `false` only for a link
+    /// whose condition did not hold.
+    pub async fn store_all(
+        &self,
+        records: &[Record],
+        at: i64,
+        fenced: bool,
+    ) -> Vec<Result<bool, StoreError>> {
+        let mut answers = Vec::with_capacity(records.len());
+        if !fenced {
+            for record in records {
+                answers.push(self.store_one(record, at).await);
+            }
+            return answers;
+        }
+        // Each item at most once per write: a repeated key starts the next write.
+        let mut start = 0;
+        while start < records.len() {
+            let mut keys = std::collections::HashSet::new();
+            let mut ops = Vec::new();
+            for record in &records[start..] {
+                let op = self.write_op(record, at);
+                if let Ok(WriteOp::Put(Item { sk, .. }, _) | WriteOp::Delete { sk, .. }) = &op {
+                    if !keys.insert(sk.clone()) {
+                        break;
+                    }
+                }
+                ops.push(op);
+            }
+            start += ops.len();
+            let valid: Vec<WriteOp> = ops
+                .iter()
+                .filter_map(|op| op.as_ref().ok().cloned())
+                .collect();
+            let written = self
+                .store
+                .write_unconditionally(valid)
+                .await
+                .map_err(|e| crate::errors::chain(&e));
+            for op in ops {
+                answers.push(match (op, &written) {
+                    (Err(e), _) => Err(e),
+                    (Ok(_), Ok(())) => Ok(true),
+                    (Ok(_), Err(why)) => Err(StoreError::Backend(why.clone().into())),
+                });
+            }
+        }
+        answers
+    }
+
+    async fn store_one(&self, record: &Record, at: i64) -> Result<bool, StoreError> {
+        match record {
+            Record::Link(link) => self.put_link(link).await,
+            Record::Conflict(conflict) => self.record(conflict, at).await.map(|()| true),
+            Record::Unlink { key, expect } => self.delete_link(key, *expect).await.map(|()| true),
+        }
+    }
+
+    /// The unconditional store write a record stands for.
+    fn write_op(&self, record: &Record, at: i64) -> Result<WriteOp, StoreError> {
+        Ok(match record {
+            Record::Link(link) => {
+                let mut item = self.link_item(link)?;
+                // Stored without a condition, at the link's own version.
+                item.version = link
+                    .version
+                    .checked_sub(1)
+                    .ok_or(StoreError::Invalid("a link is stored from version 1"))?;
+                WriteOp::Put(item, Precondition::None)
+            }
+            Record::Conflict(conflict) => {
+                WriteOp::Put(self.journal_item(conflict, at)?, Precondition::None)
+            }
+            Record::Unlink { key, .. } => WriteOp::Delete {
+                pk: self.pk.clone(),
+                sk: link_sk(key),
+                precondition: Precondition::None,
+            },
+        })
+    }
+
     /// Forgets a link if it is still at `expect` (or whatever is stored, for `None`).
     pub async fn delete_link(&self, key: &LinkKey, expect: Option<u64>) -> Result<(), StoreError> {
         let precondition = match expect {
@@ -119,6 +203,12 @@ impl<'a> LinkStore<'a> {
 
     /// Puts a journal entry by its id: recording the same conflict twice keeps one entry.
     pub async fn record(&self, conflict: &Conflict, at: i64) -> Result<(), StoreError> {
+        let item = self.journal_item(conflict, at)?;
+        self.store.put(&item, Precondition::None).await?;
+        Ok(())
+    }
+
+    fn journal_item(&self, conflict: &Conflict, at: i64) -> Result<Item, StoreError> {
         let entry = JournalEntry {
             at,
             conflict: conflict.clone(),
@@ -129,8 +219,7 @@ impl<'a> LinkStore<'a> {
             &entry,
         )?;
         item.expires_at = Some(at + JOURNAL_TTL_SECS);
-        self.store.put(&item, Precondition::None).await?;
-        Ok(())
+        Ok(item)
     }
 
     /// The journal, newest first.

@@ -16,10 +16,9 @@ mod target;
 
 pub use links::{sync_pk, JournalEntry, LinkStore};
 pub use outlook::{item_from, OutlookRead};
-pub use target::LiveTarget;
+pub use target::{LeaseWatch, LiveTarget};
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,6 +56,9 @@ const RECONCILE_ANYWAY_SECS: i64 = 24 * 3600;
 const SERIES_CHECK_SECS: i64 = 30 * 60;
 /// Pages of the CRM feed read in one run; the rest waits for the next run.
 const MAX_CRM_READS: usize = 50;
+/// A run takes one more CRM session (of the tenant's cap) for each this many CRM writes in
+/// its plan: a handful of edits goes through one session, a first sync spreads over the cap.
+const WRITES_PER_EXTRA_SESSION: usize = 8;
 
 /// What a run is asked to do beyond the usual.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -294,9 +296,10 @@ impl SyncRunner {
             return self.run_held(tenant, user, crm, options, read, None).await;
         }
         let holder = random_token(12);
+        let claimed_at = now_epoch();
         let read = match self
             .users
-            .begin_run(&tenant.id, user, &holder, RUN_LEASE_TTL, now_epoch())
+            .begin_run(&tenant.id, user, &holder, RUN_LEASE_TTL, claimed_at)
             .await?
         {
             RunStart::Started(read) => *read,
@@ -330,6 +333,7 @@ impl SyncRunner {
             user.clone(),
             holder,
             Some(gate.clone()),
+            claimed_at,
         );
         let outcome = self
             .run_held(tenant, user, crm, options, read, Some(&lease))
@@ -408,7 +412,7 @@ impl SyncRunner {
             crm,
             options,
             now,
-            lost: lease.map(|lease| lease.lost.clone()),
+            lease: lease.map(|lease| lease.watch.clone()),
             confirmed: read.record.confirmed_deletions.iter().cloned().collect(),
             parking: Parking::new(&read.record.parked, now, options.full),
             skipped_before: read.record.skipped.clone(),
@@ -485,7 +489,7 @@ const RUN_LEASE_RENEW: Duration = Duration::from_secs(40);
 struct Held {
     holder: String,
     gate: Option<Arc<SessionGate>>,
-    lost: Arc<AtomicBool>,
+    watch: Arc<LeaseWatch>,
     renewal: tokio::task::JoinHandle<()>,
 }
 
@@ -496,23 +500,25 @@ impl Held {
         user: CrmUserName,
         holder: String,
         gate: Option<Arc<SessionGate>>,
+        claimed_at: i64,
     ) -> Self {
-        let lost = Arc::new(AtomicBool::new(false));
+        let watch = Arc::new(LeaseWatch::new(claimed_at + RUN_LEASE_TTL.as_secs() as i64));
         let renewal = tokio::spawn({
-            let (lost, holder, gate) = (lost.clone(), holder.clone(), gate.clone());
+            let (watch, holder, gate) = (watch.clone(), holder.clone(), gate.clone());
             async move {
                 loop {
                     tokio::time::sleep(RUN_LEASE_RENEW).await;
                     if let Some(gate) = &gate {
                         gate.renew().await;
                     }
+                    let at = now_epoch();
                     let kept = users
-                        .keep_run(&tenant, &user, &holder, RUN_LEASE_TTL, now_epoch())
+                        .keep_run(&tenant, &user, &holder, RUN_LEASE_TTL, at)
                         .await;
                     match kept {
-                        Ok(true) => {}
+                        Ok(true) => watch.kept_until(at + RUN_LEASE_TTL.as_secs() as i64),
                         Ok(false) => {
-                            lost.store(true, Ordering::SeqCst);
+                            watch.lose();
                             return;
                         }
                         // Storage hiccup: the lease still has most of its time; try again.
@@ -526,13 +532,13 @@ impl Held {
         Self {
             holder,
             gate,
-            lost,
+            watch,
             renewal,
         }
     }
 
     fn is_lost(&self) -> bool {
-        self.lost.load(Ordering::SeqCst)
+        self.watch.is_lost()
     }
 
     fn stop(self) {
@@ -546,8 +552,8 @@ struct Run<'a> {
     crm: &'a dyn CrmPort,
     options: RunOptions,
     now: i64,
-    /// Set when the run's lease was lost: no further write may start.
-    lost: Option<Arc<AtomicBool>>,
+    /// The run's lease: once lost, no further write may start (`None`: a dry run).
+    lease: Option<Arc<LeaseWatch>>,
     /// Deletions an operator confirmed after the guard held them back.
     confirmed: HashSet<LinkKey>,
     /// Events refused earlier: which wait, which are tried now.
@@ -725,23 +731,29 @@ impl Run<'_> {
             });
         }
 
+        let crm_writes = plan.counts.create_crm + plan.counts.update_crm + plan.counts.delete_crm;
+        let mut writers = None;
+        if let (true, Some(gate)) = (crm_writes > 0, &self.gate) {
+            if !gate.take(self.options.deadline).await? {
+                return Err(RunError::CrmBusy { cap: gate.cap() });
+            }
+            // A session per writer, when there is enough to share among them.
+            let wanted = (crm_writes / WRITES_PER_EXTRA_SESSION).max(1) as u32;
+            let held = gate.widen(wanted).await?;
+            if held > 1 {
+                writers = self.crm.with_writers(held as usize);
+            }
+        }
         let mut target = LiveTarget::new(
             links.clone(),
             &snapshot,
             mailbox,
-            self.crm,
+            writers.as_deref().unwrap_or(self.crm),
             &owner,
             self.now,
         );
         target.deadline = self.options.deadline;
-        target.lost = self.lost.clone();
-        let writes_crm =
-            plan.counts.create_crm + plan.counts.update_crm + plan.counts.delete_crm > 0;
-        if let (true, Some(gate)) = (writes_crm, &self.gate) {
-            if !gate.take(self.options.deadline).await? {
-                return Err(RunError::CrmBusy { cap: gate.cap() });
-            }
-        }
+        target.lease = self.lease.clone();
         let execution = execute(&plan, &target, &policy)
             .await
             .map_err(RunError::Stopped)?;

@@ -3,6 +3,7 @@
 //! executor may retry, what ends a step and what stops the run.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -15,7 +16,13 @@ use crate::adapters::graph::{to_calendar_event, GraphError, GraphEvent, MailboxC
 use crate::adapters::store::StoreError;
 use calsync_core::cause::Cause;
 use calsync_core::event::{CalendarEvent, EventField};
-use calsync_core::sync::{Conflict, Link, LinkKey, Occurrence, SyncTarget, WriteFailure};
+use calsync_core::sync::{Conflict, Link, LinkKey, Occurrence, Record, SyncTarget, WriteFailure};
+
+/// Steps a run carries out at once: enough that a wave's bookkeeping (its intents, then its
+/// links, each two `BatchWriteItem` requests of 25) is shared by many events, and that four
+/// writers are rarely idle at the wave's end, while Graph (four requests in flight per
+/// mailbox) and the CRM (a session per writer) keep their own limits.
+pub const PARALLEL_STEPS: usize = 50;
 
 pub struct LiveTarget<'a> {
     pub links: LinkStore<'a>,
@@ -30,8 +37,48 @@ pub struct LiveTarget<'a> {
     pub backoff: Duration,
     /// No step is started after this (the invocation's end, less a margin).
     pub deadline: Option<std::time::Instant>,
-    /// Set when the run lost its lease: like running out of time, no further step starts.
-    pub lost: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    /// The run's lease: once lost, like running out of time, no further step starts; while
+    /// it surely holds, the bookkeeping is written without conditions.
+    pub lease: Option<std::sync::Arc<LeaseWatch>>,
+}
+
+/// What a run knows of its lease on the user: whether it was lost, and until when it surely
+/// holds (the time the last successful claim or renewal set, as sent).
+#[derive(Debug)]
+pub struct LeaseWatch {
+    lost: AtomicBool,
+    until: AtomicI64,
+}
+
+/// How long before its end a lease no longer counts as held for unconditional writes: the
+/// clocks of two function instances may differ, and a write (its retries included) takes a
+/// while to land. Renewed every 40 s for 120 s, a live run's lease always has more than this.
+const LEASE_MARGIN_SECS: i64 = 60;
+
+impl LeaseWatch {
+    pub fn new(until: i64) -> Self {
+        Self {
+            lost: AtomicBool::new(false),
+            until: AtomicI64::new(until),
+        }
+    }
+
+    pub fn kept_until(&self, until: i64) {
+        self.until.fetch_max(until, Ordering::SeqCst);
+    }
+
+    pub fn lose(&self) {
+        self.lost.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_lost(&self) -> bool {
+        self.lost.load(Ordering::SeqCst)
+    }
+
+    /// Whether no other run can hold the user before a write sent now lands.
+    pub fn surely_held(&self, now: i64) -> bool {
+        !self.is_lost() && now + LEASE_MARGIN_SECS < self.until.load(Ordering::SeqCst)
+    }
 }
 
 impl<'a> LiveTarget<'a> {
@@ -57,7 +104,7 @@ impl<'a> LiveTarget<'a> {
             now,
             backoff: Duration::from_millis(300),
             deadline: None,
-            lost: None,
+            lease: None,
         }
     }
 
@@ -145,6 +192,31 @@ impl SyncTarget for LiveTarget<'_> {
             self.set_version(&link.key, Some(link.version));
         }
         Ok(stored)
+    }
+
+    async fn store_all(&self, records: &[Record]) -> Vec<Result<bool, WriteFailure>> {
+        let fenced = self
+            .lease
+            .as_ref()
+            .is_some_and(|lease| lease.surely_held(crate::adapters::store::now_epoch()));
+        let answers = self.links.store_all(records, self.now, fenced).await;
+        records
+            .iter()
+            .zip(answers)
+            .map(|(record, answer)| {
+                let stored = answer.map_err(from_store)?;
+                match record {
+                    Record::Link(link) if stored => self.set_version(&link.key, Some(link.version)),
+                    Record::Unlink { key, .. } => self.set_version(key, None),
+                    _ => {}
+                }
+                Ok(stored)
+            })
+            .collect()
+    }
+
+    fn parallel_steps(&self) -> usize {
+        PARALLEL_STEPS
     }
 
     async fn delete_link(&self, key: &LinkKey, expect: Option<u64>) -> Result<(), WriteFailure> {
@@ -280,10 +352,7 @@ impl SyncTarget for LiveTarget<'_> {
     fn out_of_time(&self) -> bool {
         self.deadline
             .is_some_and(|deadline| std::time::Instant::now() >= deadline)
-            || self
-                .lost
-                .as_ref()
-                .is_some_and(|lost| lost.load(std::sync::atomic::Ordering::SeqCst))
+            || self.lease.as_ref().is_some_and(|lease| lease.is_lost())
     }
 
     async fn pause(&self, attempt: u32) {
