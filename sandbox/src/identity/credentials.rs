@@ -27,7 +27,10 @@ pub(crate) fn certificate_der(pem: &str) -> Option<Vec<u8>> {
 }
 
 fn thumbprint_sha1(der: &[u8]) -> String {
-    URL_SAFE_NO_PAD.encode(ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, der))
+    URL_SAFE_NO_PAD.encode(ring::digest::digest(
+        &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,
+        der,
+    ))
 }
 
 fn thumbprint_sha256(der: &[u8]) -> String {
@@ -124,7 +127,9 @@ pub(crate) fn verify_assertion(
         }
     };
     if header.x5t.is_none() && header.x5t_s256.is_none() {
-        return Err(malformed("The header names no certificate (x5t or x5t#S256)."));
+        return Err(malformed(
+            "The header names no certificate (x5t or x5t#S256).",
+        ));
     }
     let registered = app
         .registration
@@ -191,7 +196,8 @@ fn check_signature(
     claims_part: &str,
     signature_part: &str,
 ) -> Result<(), AadError> {
-    let failed = || AadError::invalid_client(700027, "Client assertion failed signature validation.");
+    let failed =
+        || AadError::invalid_client(700027, "Client assertion failed signature validation.");
     let signature = URL_SAFE_NO_PAD
         .decode(signature_part)
         .map_err(|_| failed())?;

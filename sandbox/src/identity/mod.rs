@@ -275,7 +275,10 @@ pub(crate) fn router(identity: Identity) -> Router {
         .route("/{tenant}/oauth2/v2.0/authorize", get(authorize::authorize))
         .route("/{tenant}/login", post(authorize::sign_in))
         .route("/{tenant}/adminconsent", get(authorize::admin_consent))
-        .route("/{tenant}/v2.0/adminconsent", get(authorize::admin_consent_v2))
+        .route(
+            "/{tenant}/v2.0/adminconsent",
+            get(authorize::admin_consent_v2),
+        )
         .route(
             "/{tenant}/oauth2/v2.0/token",
             post(token::token).get(token::token_via_get),
@@ -412,8 +415,7 @@ impl Identity {
         certificate_pem: &str,
         end_date_time: u64,
     ) -> Result<(), ControlError> {
-        credentials::certificate_der(certificate_pem)
-            .ok_or(ControlError::InvalidCertificate)?;
+        credentials::certificate_der(certificate_pem).ok_or(ControlError::InvalidCertificate)?;
         let mut state = self.lock();
         let app = state
             .apps
@@ -625,7 +627,7 @@ impl Identity {
         let credential = self_signed_certificate(
             DemoKey::Publisher,
             "calsync publisher (sandbox)",
-            now - 3600,
+            (now - 3600).min(not_after - 86_400),
             not_after,
         )
         .map_err(|_| ControlError::InvalidCertificate)?;

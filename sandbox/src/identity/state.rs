@@ -367,7 +367,10 @@ impl IdentityState {
             .entry(id_key(client_id))
             .or_default();
         principal.admin_consented = true;
-        for (granted, new) in [(&mut principal.delegated, delegated), (&mut principal.roles, roles)] {
+        for (granted, new) in [
+            (&mut principal.delegated, delegated),
+            (&mut principal.roles, roles),
+        ] {
             for permission in new {
                 if !granted.iter().any(|g| g.eq_ignore_ascii_case(&permission)) {
                     granted.push(permission);

@@ -184,7 +184,12 @@ fn authenticate_client(
         }
         let app = find_app(state, tenant, tenant_segment, &client_id)?;
         let token_endpoint = format!("{base_url}/{tenant_segment}/oauth2/v2.0/token");
-        credentials::verify_assertion(&app, assertion, &token_endpoint, unix_seconds(SystemTime::now()))?;
+        credentials::verify_assertion(
+            &app,
+            assertion,
+            &token_endpoint,
+            unix_seconds(SystemTime::now()),
+        )?;
         return Ok(app);
     }
     let (client_id, secret) = match basic_credentials(headers)? {

@@ -8,6 +8,7 @@ mod auth_lifecycle;
 mod cli_embedded;
 mod cli_operator;
 mod graph_subscription;
+mod publisher;
 mod real_crm;
 mod repository;
 mod runtime_stand_in;
