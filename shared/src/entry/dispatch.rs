@@ -61,7 +61,7 @@ pub async fn dispatch(app: &App, only: Option<&TenantId>) -> Result<DispatchRepo
     };
     let mut jobs = Vec::new();
     for settings in &tenants {
-        let warnings = settings.warnings(now);
+        let warnings = app.tenants.warnings(settings, now).await;
         if !warnings.is_empty() {
             report.tenants_warned += 1;
         }

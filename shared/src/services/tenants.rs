@@ -550,6 +550,23 @@ impl Tenants {
         &self.publisher
     }
 
+    /// Everything about the tenant an operator should act on: its own warnings and, when it
+    /// uses the publisher app, the publisher credential's.
+    pub async fn warnings(&self, settings: &TenantSettings, now: i64) -> Vec<String> {
+        let mut warnings = settings.warnings(now);
+        if settings.app == AppSource::Publisher {
+            match self.publisher.get().await {
+                Ok(Some(publisher)) => warnings.extend(publisher.warnings(now)),
+                Ok(None) => warnings.push(
+                    "the tenant uses the publisher app, which is not set (calsync publisher set)"
+                        .to_owned(),
+                ),
+                Err(e) => warnings.push(format!("the publisher app is unusable: {e}")),
+            }
+        }
+        warnings
+    }
+
     /// Binds the tenant to the directory that consented and lets it work: the settings and the
     /// directory index in one transaction, so one directory never serves two tenants. A
     /// consent again after a revocation clears the revocation.

@@ -700,3 +700,111 @@ async fn client_assertions_are_checked_as_microsoft_checks_them() {
     );
     assert_eq!(post(right, PUBLISHER_CLIENT_ID).await.0, 200);
 }
+
+/// Answers the sandbox's sign-in page at `location` as `username`, accepting; returns where
+/// Microsoft sends the browser back to.
+async fn sign_in_page_as(http: &reqwest::Client, location: &str, username: &str) -> String {
+    let page = http
+        .get(location)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let field = |start: &str| {
+        let from = page.find(start).unwrap() + start.len();
+        page[from..from + page[from..].find('"').unwrap()].to_owned()
+    };
+    let action = url::Url::parse(location)
+        .unwrap()
+        .join(&field("<form method=\"post\" action=\""))
+        .unwrap();
+    let flow = field("name=\"flow\" value=\"");
+    let answer = http
+        .post(action)
+        .form(&[
+            ("flow", flow.as_str()),
+            ("username", username),
+            ("action", "accept"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    answer.headers()["location"].to_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_serve_demo_walks_the_consent_path() {
+    let serve = calsync_testkit::serve::ServeProcess::start("1h").unwrap();
+    let consent = serve.url_on("consent fabrikam").unwrap();
+    let connect = serve.url_on("then connect lee").unwrap();
+    let status_page = serve.url_on("status page:").unwrap();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = http
+        .get(&status_page)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("waiting for the customer"), "{page}");
+
+    // The administrator: calsync's link, Microsoft's consent page, accept, back to calsync.
+    let to_microsoft = http.get(&consent).send().await.unwrap();
+    let location = to_microsoft.headers()["location"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        location.contains("/organizations/v2.0/adminconsent"),
+        "{location}"
+    );
+    let back = sign_in_page_as(&http, &location, "admin@fabrikam.example").await;
+    let done = http.get(&back).send().await.unwrap();
+    assert_eq!(done.status(), 200);
+    assert!(done.text().await.unwrap().contains("consent"));
+
+    // Then the user connects, through the multi-tenant authority.
+    let start = http.get(&connect).send().await.unwrap();
+    let cookie = start.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let location = start.headers()["location"].to_str().unwrap().to_owned();
+    assert!(
+        location.contains("/organizations/oauth2/v2.0/authorize"),
+        "{location}"
+    );
+    let back = sign_in_page_as(&http, &location, "lee.chen@fabrikam.example").await;
+    let connected = http
+        .get(&back)
+        .header("cookie", cookie)
+        .header("accept-language", "en")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(connected.status(), 200);
+    assert!(connected
+        .text()
+        .await
+        .unwrap()
+        .contains("lee.chen@fabrikam.example"));
+    let page = http
+        .get(&status_page)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!page.contains("waiting for the customer"), "{page}");
+    serve.stop().unwrap();
+}
