@@ -808,3 +808,109 @@ async fn the_serve_demo_walks_the_consent_path() {
     assert!(!page.contains("waiting for the customer"), "{page}");
     serve.stop().unwrap();
 }
+
+#[tokio::test]
+async fn the_operator_sets_the_publisher_app_once_and_adds_a_tenant_with_crm_details_only() {
+    let bed = calsync_testkit::testbed::TestBed::start().await.unwrap();
+    let uris = publisher_redirect_uris();
+    let credential = bed
+        .sandbox
+        .identity()
+        .seed_publisher(&[&uris[0], &uris[1]], now() + 365 * DAY)
+        .unwrap();
+    let dir = std::env::temp_dir().join(calsync_testkit::testbed::unique("publisher"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let certificate = dir.join("certificate.pem");
+    std::fs::write(&certificate, &credential.certificate_pem).unwrap();
+    let certificate = certificate.to_str().unwrap();
+    let env = bed.env();
+
+    // A key that is not the certificate's is refused, and nothing is stored.
+    let stranger =
+        self_signed_certificate(DemoKey::Stranger, "x", now() - 60, now() + DAY).unwrap();
+    let set = [
+        "publisher",
+        "set",
+        "--client-id",
+        PUBLISHER_CLIENT_ID,
+        "--certificate",
+        certificate,
+        "--private-key-file",
+        "-",
+    ];
+    let out = run_cli(&set, &env, Some(&stranger.private_key_pem));
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not the certificate's"), "{stderr}");
+    assert!(!stderr.contains("PRIVATE KEY"));
+    assert!(bed
+        .app
+        .tenants
+        .publisher()
+        .stored()
+        .await
+        .unwrap()
+        .is_none());
+
+    let out = run_cli(&set, &env, Some(&credential.private_key_pem));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("(certificate)"));
+
+    // A tenant with the CRM's details and a name only; the consent link comes with it.
+    let tenant = calsync_testkit::testbed::unique("globex");
+    let add = [
+        "tenant",
+        "add",
+        &tenant,
+        "--name",
+        "Globex",
+        "--crm-url",
+        "https://crm.globex.test",
+        "--crm-user",
+        "admin",
+        "--secrets-file",
+        "-",
+        "--no-check",
+    ];
+    let out = run_cli(&add, &env, Some("crm_access_key=globex-key\n"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let link = stdout
+        .lines()
+        .find(|line| line.contains("/admin-consent?"))
+        .unwrap_or_else(|| panic!("no consent link: {stdout}"));
+    let id = calsync_core::ids::TenantId::parse(&tenant).unwrap();
+    let raw = bed
+        .app
+        .secret_store
+        .get(&bed.app.tenants.secret_name(&id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!raw.expose().contains("client_secret") && !raw.expose().contains("client_id"));
+    // The link leads to Microsoft's admin consent for the publisher app.
+    let query = link.split_once('?').unwrap().1;
+    let start = request(&bed.app, "GET", "/admin-consent", query).await;
+    assert_eq!(start.status, 302, "{}", start.body);
+    assert!(start.header("location").unwrap().contains(&format!(
+        "/organizations/v2.0/adminconsent?client_id={PUBLISHER_CLIENT_ID}"
+    )));
+
+    // A client secret without an app of the customer's own is a mistake, said as such.
+    let out = run_cli(
+        &add.map(|a| if a == tenant { "other-globex" } else { a }),
+        &env,
+        Some("crm_access_key=k\nclient_secret=s\n"),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no app"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
