@@ -363,6 +363,11 @@ pub async fn run(app: &App, command: TenantCommand) -> Result<()> {
             } else {
                 println!("tenant {tenant} updated");
             }
+            // The publisher app's application permission is granted only by a consent that
+            // asks for it; the delegated consent the tenant gave does not include it.
+            if matches!(mode, Some(ModeArg::AppOnly)) && settings.app == AppSource::Publisher {
+                eprintln!("app-only mode needs the administrator's consent to the application permission: send them the link again (calsync link --tenant {tenant} --admin-consent)");
+            }
             Ok(())
         }
         TenantCommand::List { json } => {

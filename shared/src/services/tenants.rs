@@ -577,15 +577,21 @@ impl Tenants {
     ) -> Result<TenantSettings, TenantError> {
         let directory = directory.to_ascii_lowercase();
         let index_pk = directory_pk(&directory);
-        if let Some(item) = self.store.get(&index_pk, DIRECTORY_SK).await? {
-            let owner: DirectoryOwner = item_to_record(&item)?;
-            if &owner.tenant != tenant {
-                return Err(TenantError::DirectoryTaken {
-                    directory,
-                    owner: owner.tenant,
-                });
+        // Written only if still absent (or still this tenant's), so two tenants consenting
+        // with one directory at the same moment cannot both get it.
+        let index_condition = match self.store.get(&index_pk, DIRECTORY_SK).await? {
+            Some(item) => {
+                let owner: DirectoryOwner = item_to_record(&item)?;
+                if &owner.tenant != tenant {
+                    return Err(TenantError::DirectoryTaken {
+                        directory,
+                        owner: owner.tenant,
+                    });
+                }
+                Precondition::Version(item.version)
             }
-        }
+            None => Precondition::Absent,
+        };
         let item = self
             .store
             .get(&tenant_pk(tenant), SETTINGS_SK)
@@ -596,18 +602,21 @@ impl Tenants {
         settings.access_revoked = None;
         let mut next = record_to_item(tenant_pk(tenant), SETTINGS_SK, &settings)?;
         next.version = item.version;
-        let index = record_to_item(
+        let mut index = record_to_item(
             index_pk,
             DIRECTORY_SK,
             &DirectoryOwner {
                 tenant: tenant.clone(),
             },
         )?;
+        if let Precondition::Version(version) = index_condition {
+            index.version = version;
+        }
         let outcome = self
             .store
             .transact(vec![
                 WriteOp::Put(next, Precondition::Version(item.version)),
-                WriteOp::Put(index, Precondition::None),
+                WriteOp::Put(index, index_condition),
             ])
             .await;
         match outcome {
@@ -615,10 +624,11 @@ impl Tenants {
                 self.forget_cached_settings(tenant);
                 Ok(settings)
             }
-            // The settings moved meanwhile (another consent, an update): refuse rather than
-            // guess; the administrator's consent stands at Microsoft and a retry binds it.
+            // The settings moved meanwhile (another consent, an update), or another tenant took
+            // the directory: refuse rather than guess; the administrator's consent stands at
+            // Microsoft and opening the link again binds it, or says who has the directory.
             Err(StoreError::ConditionFailed) => Err(TenantError::Invalid(
-                "the tenant changed while its consent was recorded; open the consent link again",
+                "the tenant or its directory changed while the consent was recorded; open the consent link again",
             )),
             Err(e) => Err(e.into()),
         }

@@ -914,3 +914,33 @@ async fn the_operator_sets_the_publisher_app_once_and_adds_a_tenant_with_crm_det
     assert!(String::from_utf8_lossy(&out.stderr).contains("no app"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test]
+async fn two_tenants_binding_one_directory_at_once_get_it_once() {
+    let bed = PublisherBed::start(now() + 365 * DAY, None).await.unwrap();
+    let twin = PublisherBedTwin::add(&bed).await;
+    let tenants = &bed.bed.app.tenants;
+    let (first, second) = tokio::join!(
+        tenants.activate(&bed.tenant, CUSTOMER_DIRECTORY),
+        tenants.activate(&twin.tenant, CUSTOMER_DIRECTORY)
+    );
+    assert_eq!(
+        [first.is_ok(), second.is_ok()]
+            .iter()
+            .filter(|ok| **ok)
+            .count(),
+        1,
+        "{first:?} {second:?}"
+    );
+    let bound = [&bed.tenant, &twin.tenant].map(|t| async move {
+        tenants
+            .settings(t)
+            .await
+            .unwrap()
+            .unwrap()
+            .directory
+            .is_some()
+    });
+    let [a, b] = bound;
+    assert_eq!(u8::from(a.await) + u8::from(b.await), 1);
+}
