@@ -13,7 +13,9 @@ use crate::adapters::identity::{
 };
 use crate::adapters::store::{now_epoch, ItemStore, Lease, LeaseError, StoreError};
 use crate::crypto::{CryptoError, TokenKeys};
-use crate::services::tenants::{tenant_pk, AccessMode, TenantContext, TenantError, Tenants};
+use crate::services::tenants::{
+    tenant_pk, AccessMode, AppSource, TenantContext, TenantError, Tenants,
+};
 use crate::services::users::{ResealError, UserRecord, UserStatus, UserWriteError, Users};
 use calsync_core::ids::{CrmUserName, TenantId};
 use calsync_core::secret::Secret;
@@ -116,7 +118,9 @@ impl Tokens {
             AccessMode::Delegated => self.access_token_for(tenant, record).await,
             AccessMode::AppOnly => match self.identity.app_token(app_registration(tenant)).await {
                 Ok(token) => Ok(token),
-                Err(e) if e.is_app_refused() => Err(self.revoked(tenant, &e).await),
+                Err(e) if watches_consent(tenant) && e.is_app_refused() => {
+                    Err(self.revoked(tenant, &e).await)
+                }
                 Err(e) => Err(e.into()),
             },
         }
@@ -147,15 +151,11 @@ impl Tokens {
     /// A refresh refused for the app (AADSTS65001, `unauthorized_client`) may be one user's
     /// consent or the whole directory's: a client-credentials token for the directory tells,
     /// since Microsoft refuses it only when the app is gone from there.
-    async fn app_gone_from_directory(&self, tenant: &TenantContext) -> Option<IdentityError> {
-        match self
-            .identity
-            .fresh_app_token(app_registration(tenant))
-            .await
-        {
-            Err(e) if e.is_app_refused() => Some(e),
-            _ => None,
-        }
+    async fn app_gone_from_directory(&self, tenant: &TenantContext) -> bool {
+        matches!(
+            self.identity.fresh_app_token(app_registration(tenant)).await,
+            Err(e) if e.is_app_refused()
+        )
     }
 
     /// Graph refused `refused` (a revoked grant, continuous access evaluation): forget it and
@@ -174,7 +174,9 @@ impl Tokens {
                     .forget_app_token(app_registration(tenant), refused);
                 match self.identity.app_token(app_registration(tenant)).await {
                     Ok(token) => Ok(token),
-                    Err(e) if e.is_app_refused() => Err(self.revoked(tenant, &e).await),
+                    Err(e) if watches_consent(tenant) && e.is_app_refused() => {
+                        Err(self.revoked(tenant, &e).await)
+                    }
                     Err(e) => Err(e.into()),
                 }
             }
@@ -296,7 +298,9 @@ impl Tokens {
                 Ok(set.access_token)
             }
             Err(e)
-                if e.is_app_refused() && self.app_gone_from_directory(tenant).await.is_some() =>
+                if watches_consent(tenant)
+                    && e.is_app_refused()
+                    && self.app_gone_from_directory(tenant).await =>
             {
                 Err(self.revoked(tenant, &e).await)
             }
@@ -310,6 +314,13 @@ impl Tokens {
             Err(other) => Err(other.into()),
         }
     }
+}
+
+/// Whether a refusal of the app flags the tenant: a publisher-app tenant, whose access is
+/// its administrator's consent. A tenant with its own registration keeps the per-user
+/// handling it always had (its administrator manages the app and its secret directly).
+fn watches_consent(tenant: &TenantContext) -> bool {
+    tenant.settings.app == AppSource::Publisher
 }
 
 /// The refresh token (if any) and the access token of a set, sealed for the user.

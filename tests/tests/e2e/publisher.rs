@@ -912,6 +912,40 @@ async fn the_operator_sets_the_publisher_app_once_and_adds_a_tenant_with_crm_det
     );
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no app"));
+
+    // A client secret is accepted instead of a certificate; its expiry is the one given.
+    let expires = jiff::Timestamp::from_second(now() + 12 * DAY)
+        .unwrap()
+        .strftime("%Y-%m-%d")
+        .to_string();
+    let out = run_cli(
+        &[
+            "publisher",
+            "set",
+            "--client-id",
+            PUBLISHER_CLIENT_ID,
+            "--client-secret-file",
+            "-",
+            "--client-secret-expires",
+            &expires,
+        ],
+        &env,
+        Some("a-publisher-secret-value\n"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run_cli(&["publisher", "show", "--json"], &env, None);
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shown["credential"], "client secret");
+    let warning = shown["warnings"][0].as_str().unwrap();
+    assert!(
+        warning.contains(&format!("client secret expires on {expires}")),
+        "{warning}"
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("a-publisher-secret-value"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
