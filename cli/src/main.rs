@@ -4,6 +4,7 @@
 //! `CALSYNC_BACKEND=embedded`).
 
 mod duration;
+mod publisher_cmd;
 mod resync;
 mod rotate;
 mod serve;
@@ -78,6 +79,9 @@ enum Command {
     /// Add, check, change, list, show, rotate the keys of, or remove tenants (CRM customers).
     #[command(subcommand)]
     Tenant(tenant_cmd::TenantCommand),
+    /// Set or show the publisher app: the one multi-tenant Microsoft app customers consent to.
+    #[command(subcommand)]
+    Publisher(publisher_cmd::PublisherCommand),
     /// Print a signed link that connects a CRM user to Office 365 (or shows their status).
     Link {
         /// The tenant's id.
@@ -96,7 +100,8 @@ enum Command {
         /// Link to the user's status page instead of the connect flow.
         #[arg(long, conflicts_with = "admin_consent")]
         status: bool,
-        /// Link for a tenant admin to grant app-only consent.
+        /// Link for the tenant's Microsoft 365 administrator to consent: to the publisher app
+        /// (the tenant starts working), or, with the customer's own app, to app-only access.
         #[arg(long)]
         admin_consent: bool,
         /// Machine-readable output: the URL, its route and expiry.
@@ -220,6 +225,7 @@ async fn run(cli: Cli) -> Result<()> {
     let app = App::from_config(config).await?;
     match cli.command {
         Command::Tenant(command) => tenant_cmd::run(&app, command).await,
+        Command::Publisher(command) => publisher_cmd::run(&app, command).await,
         Command::Link {
             tenant,
             user,
@@ -353,6 +359,24 @@ async fn link(
     Ok(())
 }
 
+/// The admin-consent link `tenant add` prints for a publisher-app tenant: seven days, like
+/// `calsync link --admin-consent`'s default.
+pub(crate) fn admin_consent_link(
+    app: &App,
+    tenant: &TenantId,
+    link_key: &calsync_core::secret::Secret,
+) -> Result<String> {
+    let public_url = app.config.require_public_url()?;
+    let claims = SignedUrl {
+        route: LinkRoute::AdminConsent,
+        tenant: tenant.clone(),
+        user: None,
+        expires_at: calsync::adapters::store::now_epoch() + 7 * 24 * 3600,
+        return_to: None,
+    };
+    Ok(claims.url(public_url, link_key))
+}
+
 fn user_json(record: &UserRecord) -> serde_json::Value {
     serde_json::json!({
         "tenant": record.tenant,
@@ -425,7 +449,18 @@ async fn status(app: &App, tenant: &str, user: Option<&str>, json: bool) -> Resu
         }
         None => app.users.list(&tenant).await?,
     };
-    let warnings = settings.warnings(calsync::adapters::store::now_epoch());
+    let now = calsync::adapters::store::now_epoch();
+    let mut warnings = settings.warnings(now);
+    // The publisher app's credential concerns every tenant that uses it.
+    if settings.app == calsync::services::tenants::AppSource::Publisher {
+        match app.tenants.publisher().get().await? {
+            Some(publisher) => warnings.extend(publisher.warnings(now)),
+            None => warnings.push(
+                "the tenant uses the publisher app, which is not set (calsync publisher set)"
+                    .to_owned(),
+            ),
+        }
+    }
     if json {
         let mut listed = Vec::new();
         for u in &users {

@@ -4,7 +4,7 @@
 use anyhow::{bail, Context, Result};
 use calsync::crypto::{random_key_hex, random_token};
 use calsync::services::tenant_check::{self, Check, CheckTargets};
-use calsync::services::tenants::{AccessMode, TenantSecret, TenantSettings};
+use calsync::services::tenants::{AccessMode, AppSource, TenantApp, TenantSecret, TenantSettings};
 use calsync::App;
 use calsync_core::ids::TenantId;
 use calsync_core::secret::Secret;
@@ -15,19 +15,30 @@ use std::path::PathBuf;
 
 #[derive(Subcommand)]
 pub enum TenantCommand {
-    /// Add a tenant. Reads `client_secret=…` and `crm_access_key=…` lines (or a JSON object with
-    /// those keys) from --secrets-file, or from stdin when it is `-`.
+    /// Add a tenant. Reads `crm_access_key=…` (and, with the customer's own app,
+    /// `client_secret=…`) lines, or a JSON object with those keys, from --secrets-file, or from
+    /// stdin when it is `-`. Without --azure-tenant-id and --client-id the tenant uses the
+    /// publisher app (`calsync publisher set`) and is active once the customer's Microsoft 365
+    /// administrator consents through the link printed.
     Add {
         /// Short id: lowercase letters, digits and '-'.
         tenant: String,
         #[arg(long)]
         name: Option<String>,
-        /// The customer's Microsoft Entra tenant (directory) id.
-        #[arg(long)]
-        azure_tenant_id: String,
-        /// The Azure app registration's application (client) id.
-        #[arg(long)]
-        client_id: String,
+        /// The customer's own app registration: its Microsoft Entra tenant (directory) id.
+        #[arg(long, requires = "client_id")]
+        azure_tenant_id: Option<String>,
+        /// The customer's own app registration: its application (client) id.
+        #[arg(long, requires = "azure_tenant_id")]
+        client_id: Option<String>,
+        /// With the publisher app: the customer's directory id, when known. The consent link
+        /// then goes to it, and a consent from another directory is refused.
+        #[arg(long, conflicts_with_all = ["azure_tenant_id", "client_id"])]
+        directory: Option<String>,
+        /// How calsync reaches mailboxes: each user signs in (delegated), or app-only, with
+        /// the application permission an administrator consents to.
+        #[arg(long, value_enum, default_value = "delegated")]
+        mode: ModeArg,
         /// When the client secret expires (YYYY-MM-DD); calsync warns 30 days ahead.
         #[arg(long)]
         client_secret_expires: Option<String>,
@@ -162,6 +173,8 @@ pub async fn run(app: &App, command: TenantCommand) -> Result<()> {
             name,
             azure_tenant_id,
             client_id,
+            directory,
+            mode,
             client_secret_expires,
             crm_url,
             crm_user,
@@ -187,13 +200,51 @@ pub async fn run(app: &App, command: TenantCommand) -> Result<()> {
                 PolicyArg::CrmWins => ConflictPolicy::CrmWins,
                 PolicyArg::OutlookWins => ConflictPolicy::OutlookWins,
             };
-            settings.client_secret_expires = client_secret_expires.clone();
             settings.require_matching_email = require_matching_email;
+            settings.mode = match mode {
+                ModeArg::Delegated => AccessMode::Delegated,
+                ModeArg::AppOnly => AccessMode::AppOnly,
+            };
+            let own_app = match (azure_tenant_id, client_id, values.client_secret) {
+                (Some(directory), Some(client_id), Some(secret)) => {
+                    Some((directory, client_id, secret))
+                }
+                (Some(_), Some(_), None) => bail!(
+                    "client_secret is missing from the secrets (the customer's own app needs it)"
+                ),
+                (_, _, Some(_)) => bail!(
+                    "the secrets name a client_secret but no app: give --azure-tenant-id and --client-id, or leave client_secret out to use the publisher app"
+                ),
+                _ => None,
+            };
+            let publisher = match &own_app {
+                Some(_) => None,
+                None => {
+                    if client_secret_expires.is_some() {
+                        bail!("--client-secret-expires is for the customer's own app; the publisher app's expiry is its own (calsync publisher show)");
+                    }
+                    if let Some(directory) = &directory {
+                        if !calsync::services::publisher::is_guid(directory) {
+                            bail!(
+                                "--directory must be the customer's directory (tenant) id, a GUID"
+                            );
+                        }
+                    }
+                    settings.app = AppSource::Publisher;
+                    settings.expected_directory = directory.map(|d| d.to_ascii_lowercase());
+                    Some(app.tenants.publisher().get().await?.context(
+                        "no publisher app is set: store it with `calsync publisher set`, or give the customer's own app (--azure-tenant-id, --client-id and client_secret)",
+                    )?)
+                }
+            };
+            settings.client_secret_expires = client_secret_expires.clone();
+            let (azure_tenant_id, client_id, client_secret) =
+                own_app.unwrap_or_else(|| (String::new(), String::new(), Secret::new("")));
             let secret = TenantSecret {
                 azure_tenant_id,
                 authority: None,
                 client_id,
-                client_secret: values.client_secret,
+                client_secret,
                 client_secret_expires,
                 crm_url,
                 crm_user,
@@ -208,8 +259,12 @@ pub async fn run(app: &App, command: TenantCommand) -> Result<()> {
             if app.tenants.settings(&tenant).await?.is_some() {
                 bail!("tenant {tenant} already exists");
             }
+            let tenant_app = match &publisher {
+                Some(publisher) => TenantApp::Publisher(publisher.clone()),
+                None => TenantApp::Own,
+            };
             if !no_check {
-                let checks = run_checks(app, &settings, &secret).await;
+                let checks = run_checks(app, &settings, &secret, Some(&tenant_app)).await;
                 print_checks(&checks);
                 if !tenant_check::all_passed(&checks) {
                     bail!("tenant {tenant} not added: a check failed (fix it, or add with --no-check and run `calsync tenant check {tenant}` later)");
@@ -220,6 +275,13 @@ pub async fn run(app: &App, command: TenantCommand) -> Result<()> {
             println!(
                 "give the CRM its link key with: calsync tenant show {tenant} --reveal-link-key"
             );
+            if publisher.is_some() {
+                println!("the tenant works once the customer's Microsoft 365 administrator consents; send them this link (it works for 7 days; `calsync link --tenant {tenant} --admin-consent` makes a new one):");
+                match crate::admin_consent_link(app, &tenant, &secret.link_key) {
+                    Ok(url) => println!("{url}"),
+                    Err(e) => println!("(no link yet: {e:#})"),
+                }
+            }
             Ok(())
         }
         TenantCommand::Update {
@@ -301,6 +363,11 @@ pub async fn run(app: &App, command: TenantCommand) -> Result<()> {
             } else {
                 println!("tenant {tenant} updated");
             }
+            // The publisher app's application permission is granted only by a consent that
+            // asks for it; the delegated consent the tenant gave does not include it.
+            if matches!(mode, Some(ModeArg::AppOnly)) && settings.app == AppSource::Publisher {
+                eprintln!("app-only mode needs the administrator's consent to the application permission: send them the link again (calsync link --tenant {tenant} --admin-consent)");
+            }
             Ok(())
         }
         TenantCommand::List { json } => {
@@ -330,8 +397,9 @@ pub async fn run(app: &App, command: TenantCommand) -> Result<()> {
             let tenant = TenantId::parse(&tenant)?;
             let context = app.tenants.context(&tenant).await?;
             let mut out = serde_json::to_value(&context.settings)?;
-            out["azure_tenant_id"] = context.secret.azure_tenant_id.clone().into();
-            out["client_id"] = context.secret.client_id.clone().into();
+            out["azure_tenant_id"] = context.directory().to_owned().into();
+            out["client_id"] = context.app().client_id.to_owned().into();
+            out["microsoft_access"] = context.settings.microsoft_access().as_str().into();
             out["crm_url"] = context.secret.crm_url.clone().into();
             out["crm_user"] = context.secret.crm_user.clone().into();
             out["warnings"] = serde_json::to_value(
@@ -375,6 +443,14 @@ pub async fn run(app: &App, command: TenantCommand) -> Result<()> {
             secrets_file,
         } => {
             let tenant = TenantId::parse(&tenant)?;
+            if app
+                .tenants
+                .settings(&tenant)
+                .await?
+                .is_some_and(|s| s.app == AppSource::Publisher)
+            {
+                bail!("tenant {tenant} uses the publisher app: it has no client secret of its own (calsync publisher set replaces the publisher's)");
+            }
             let (client_secret, _) = read_secret_pairs(&secrets_file)?;
             let client_secret =
                 client_secret.context("client_secret is missing from the secrets")?;
@@ -393,7 +469,13 @@ pub async fn run(app: &App, command: TenantCommand) -> Result<()> {
         TenantCommand::Check { tenant, json } => {
             let tenant = TenantId::parse(&tenant)?;
             let context = app.tenants.context(&tenant).await?;
-            let checks = run_checks(app, &context.settings, &context.secret).await;
+            let checks = run_checks(
+                app,
+                &context.settings,
+                &context.secret,
+                Some(&context.app_credential),
+            )
+            .await;
             if json {
                 let out = serde_json::json!({
                     "tenant": tenant,
@@ -436,13 +518,18 @@ pub async fn run(app: &App, command: TenantCommand) -> Result<()> {
 }
 
 /// Runs the tenant checks against what the configuration points at.
-pub async fn run_checks(app: &App, settings: &TenantSettings, secret: &TenantSecret) -> Vec<Check> {
+pub async fn run_checks(
+    app: &App,
+    settings: &TenantSettings,
+    secret: &TenantSecret,
+    tenant_app: Option<&TenantApp>,
+) -> Vec<Check> {
     let targets = CheckTargets {
         login_url: &app.config.login_url,
         webhook_url: app.config.webhook_url.as_ref(),
         timeout: app.config.http_timeout,
     };
-    tenant_check::run(&targets, settings, secret).await
+    tenant_check::run(&targets, settings, secret, tenant_app).await
 }
 
 /// One line per check: what was checked, pass/fail/skip and why.
@@ -458,16 +545,15 @@ pub fn print_checks(checks: &[Check]) {
 }
 
 struct SecretValues {
-    client_secret: Secret,
+    /// Only with the customer's own app.
+    client_secret: Option<Secret>,
     crm_access_key: Secret,
 }
 
 fn read_secret_values(path: &PathBuf) -> Result<SecretValues> {
     let (client_secret, crm_access_key) = read_secret_pairs(path)?;
     Ok(SecretValues {
-        client_secret: Secret::new(
-            client_secret.context("client_secret is missing from the secrets")?,
-        ),
+        client_secret: client_secret.map(Secret::new),
         crm_access_key: Secret::new(
             crm_access_key.context("crm_access_key is missing from the secrets")?,
         ),

@@ -102,6 +102,17 @@ def test_every_dynamodb_call_is_allowed():
     assert "dynamodb:UpdateItem" in actions("SyncFunction"), "the sync function may claim the run lease"
 
 
+@pytest.mark.parametrize("fn", ["AuthFunction", "WebhookFunction", "SyncFunction"])
+def test_every_function_reads_the_tenant_secrets_and_the_publisher_app(fn):
+    # The publisher app's secret is {prefix}_publisher (shared/src/services/publisher.rs): the
+    # prefix's wildcard must cover it, so the consent callback and every token request can read it.
+    reads = [s for s in props(fn)["Policies"][0]["Statement"] if s["Action"] == "secretsmanager:GetSecretValue"]
+    assert len(reads) == 1
+    resource = reads[0]["Resource"]["Fn::Sub"]
+    assert resource.endswith(":secret:${SecretPrefix}*"), resource
+    assert 'format!("{prefix}_publisher")' in (ROOT / "shared/src/services/publisher.rs").read_text()
+
+
 # --- the template as CloudFormation would see it for given parameters --------------------------
 # A small evaluator: parameters, conditions, rules, Fn::If and Fn::Sub of parameters. What only a
 # deployed stack knows (GetAtt, or a Sub of a resource's attribute) stays as "${Name.Attribute}".

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use calsync::adapters::graph::types::{DeltaPage, GraphEvent};
 use calsync::adapters::graph::{DeltaStart, GraphClient, GraphSettings, Mailbox, RoundAssembly};
-use calsync::adapters::identity::{AppRegistration, Identity};
+use calsync::adapters::identity::{AppRegistration, ClientCredential, Identity};
 use calsync_core::secret::Secret;
 use calsync_core::time::TimeWindow;
 use calsync_sandbox::Sandbox;
@@ -301,7 +301,7 @@ async fn measure(o: &Options, what: &str) -> Result<Sample, AnyError> {
             directory: TENANT,
             authority: TENANT,
             client_id: CLIENT_ID,
-            client_secret: &client_secret,
+            credential: ClientCredential::Secret(&client_secret),
         })
         .await?;
     if what == "http" {

@@ -4,7 +4,7 @@
 //!
 //! - `calsync_core` (its own crate): the event model, ids, time rules and the sync engine.
 //!   Pure: no I/O.
-//! - [`config`], [`crypto`], [`signed_url`], [`nudge`], [`errors`], [`telemetry`]: small
+//! - [`config`], [`crypto`], [`expiry`], [`signed_url`], [`nudge`], [`errors`], [`telemetry`]: small
 //!   foundations.
 //! - [`adapters`]: the outside world — storage, secrets, queue, Graph, Microsoft sign-in,
 //!   the CRM — behind ports.
@@ -22,6 +22,7 @@ pub mod config;
 pub mod crypto;
 pub mod entry;
 pub mod errors;
+pub mod expiry;
 pub mod nudge;
 pub mod services;
 pub mod signed_url;

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use calsync::adapters::graph::{GraphClient, GraphSettings, Mailbox, MailboxClient};
-use calsync::adapters::identity::{AppRegistration, Identity};
+use calsync::adapters::identity::{AppRegistration, ClientCredential, Identity};
 use calsync_core::secret::Secret;
 use calsync_sandbox::Sandbox;
 use jiff::{SignedDuration, Timestamp};
@@ -60,7 +60,7 @@ impl Harness {
             directory: TENANT,
             authority: TENANT,
             client_id: CLIENT_ID,
-            client_secret: &client_secret,
+            credential: ClientCredential::Secret(&client_secret),
         };
         let tokens = Identity::new(
             Url::parse(&sandbox.base_url()).expect("URL"),

@@ -18,6 +18,7 @@ pub mod events;
 pub mod function_url;
 pub mod graph;
 pub mod moto;
+pub mod publisher;
 pub mod realcrm;
 pub mod response;
 pub mod runtime;

@@ -15,9 +15,18 @@ use calsync_sandbox::Sandbox;
 use serde_json::json;
 use url::Url;
 
-use super::{DemoInfo, DemoUser};
+use super::{ConsentDemo, DemoInfo, DemoUser};
 
 const DEMO_TENANT: &str = "demo";
+/// The second demo tenant: a customer onboarded by consent to the publisher app.
+const CONSENT_TENANT: &str = "fabrikam";
+const CONSENT_DIRECTORY: &str = "3f2e1d0c-9b8a-4765-8432-10fedcba9876";
+const CONSENT_ADMIN: &str = "admin@fabrikam.example";
+const CONSENT_ADMIN_OID: &str = "4b5c6d7e-8f90-4a1b-9c2d-3e4f5a6b7c8d";
+const CONSENT_USER: &str = "lee";
+const CONSENT_USER_OID: &str = "5a6b7c8d-9e0f-4a1b-8c2d-3e4f5a6b7c8d";
+const CONSENT_USER_EMAIL: &str = "lee.chen@fabrikam.example";
+const CONSENT_USER_NAME: &str = "Lee Chen";
 const CRM_ADMIN: &str = "admin";
 
 /// The second demo account (the first is the sandbox's own demo user).
@@ -143,10 +152,107 @@ pub async fn seed(app: &App, sandbox: &Sandbox, public_url: &Url) -> Result<Demo
         .add(&settings, &secret)
         .await
         .context("adding the demo tenant")?;
+    let consent = seed_consent(app, sandbox, public_url, &crm_url).await?;
     Ok(DemoInfo {
         tenant,
         users,
+        consent: Some(consent),
         calendars_url: sandbox.calendars_url(),
         sandbox_url: crm_url,
+    })
+}
+
+/// The consent path: the publisher's multi-tenant app with a certificate (stored as an
+/// operator would with `calsync publisher set`), a customer directory with an administrator
+/// and a user, and a tenant that uses the publisher app and waits for that consent.
+async fn seed_consent(
+    app: &App,
+    sandbox: &Sandbox,
+    public_url: &Url,
+    crm_url: &str,
+) -> Result<ConsentDemo> {
+    use calsync::services::publisher::{StoredCredential, StoredPublisher};
+    use calsync::services::tenants::AppSource;
+    let identity = sandbox.identity();
+    let callback = calsync::config::join_url(public_url, "callback");
+    let consent_callback = calsync::config::join_url(public_url, "admin-consent/callback");
+    // A year of validity: the certificate's expiry is tracked like a client secret's.
+    let not_after = now_epoch() + 365 * 86_400;
+    let credential = identity
+        .seed_publisher(&[&callback, &consent_callback], not_after)
+        .map_err(|e| anyhow::anyhow!("seeding the publisher app: {e}"))?;
+    identity.add_tenant(CONSENT_DIRECTORY);
+    identity.add_user(
+        CONSENT_DIRECTORY,
+        CONSENT_ADMIN_OID,
+        CONSENT_ADMIN,
+        "Fabrikam administrator",
+    )?;
+    identity.add_user(
+        CONSENT_DIRECTORY,
+        CONSENT_USER_OID,
+        CONSENT_USER_EMAIL,
+        CONSENT_USER_NAME,
+    )?;
+    app.tenants
+        .publisher()
+        .set(&StoredPublisher {
+            client_id: calsync_sandbox::identity::PUBLISHER_CLIENT_ID.to_owned(),
+            credential: StoredCredential::Certificate {
+                certificate: credential.certificate_pem,
+                private_key: Secret::new(credential.private_key_pem),
+            },
+            set_at: now_epoch(),
+        })
+        .await
+        .context("storing the publisher app")?;
+
+    let crm = sandbox.crm();
+    let mut spec = UserSpec::new(CONSENT_USER, random_token(12));
+    spec.first_name = "Lee".to_owned();
+    spec.last_name = "Chen".to_owned();
+    spec.email = CONSENT_USER_EMAIL.to_owned();
+    crm.add_user(spec);
+    let crm_key = random_token(12);
+    crm.add_user(UserSpec::new("fabrikam-admin", crm_key.clone()).admin());
+
+    let tenant = TenantId::parse(CONSENT_TENANT)?;
+    let mut settings = TenantSettings::new(
+        tenant.clone(),
+        "Fabrikam (sandbox demo, by consent)".into(),
+        crm_url,
+        now_epoch(),
+    )?;
+    settings.app = AppSource::Publisher;
+    settings.sync_interval_minutes = 1;
+    // No Microsoft credential: the publisher app's is the deployment's.
+    let secret = TenantSecret {
+        azure_tenant_id: String::new(),
+        authority: None,
+        client_id: String::new(),
+        client_secret: Secret::new(""),
+        client_secret_expires: None,
+        crm_url: crm_url.to_owned(),
+        crm_user: "fabrikam-admin".to_owned(),
+        crm_access_key: Secret::new(crm_key),
+        link_key: Secret::new(random_token(32)),
+        token_key: random_key_hex(),
+        token_key_id: Some("k1".to_owned()),
+        token_key_since: None,
+        previous_token_keys: Vec::new(),
+        previous_link_key: None,
+    };
+    app.tenants
+        .add(&settings, &secret)
+        .await
+        .context("adding the consent demo tenant")?;
+    Ok(ConsentDemo {
+        tenant,
+        admin: CONSENT_ADMIN.to_owned(),
+        user: DemoUser {
+            crm_user: CrmUserName::parse(CONSENT_USER)?,
+            email: CONSENT_USER_EMAIL.to_owned(),
+            display_name: CONSENT_USER_NAME.to_owned(),
+        },
     })
 }

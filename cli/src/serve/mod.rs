@@ -54,9 +54,19 @@ pub struct ServeOptions {
 pub struct DemoInfo {
     pub tenant: TenantId,
     pub users: Vec<DemoUser>,
+    /// The tenant onboarded by consent to the publisher app.
+    pub consent: Option<ConsentDemo>,
     /// The sandbox page where events are edited by hand.
     pub calendars_url: String,
     pub sandbox_url: String,
+}
+
+/// A customer that uses the publisher app: its administrator consents, then its user connects.
+pub struct ConsentDemo {
+    pub tenant: TenantId,
+    /// The administrator's sign-in name at the sandbox's Microsoft.
+    pub admin: String,
+    pub user: DemoUser,
 }
 
 pub struct DemoUser {
@@ -333,6 +343,26 @@ async fn print_banner(shared: &Shared, local: SocketAddr, data_dir: &str) {
             "3. Edit an event in Outlook or in the CRM: {}",
             demo.calendars_url
         );
+        if let Some(consent) = &demo.consent {
+            println!(
+                "4. Onboard a customer by consent: tenant {} uses the publisher app and holds no Microsoft credential.",
+                consent.tenant
+            );
+            match ops::admin_consent_link(&shared.app, &consent.tenant).await {
+                Ok(link) => println!(
+                    "   consent {} (sign in as {} and accept): {link}",
+                    consent.tenant, consent.admin
+                ),
+                Err(error) => println!("   consent {}: no link ({error:#})", consent.tenant),
+            }
+            match ops::connect_link(&shared.app, &consent.tenant, &consent.user.crm_user).await {
+                Ok(link) => println!(
+                    "   then connect {} ({}): {link}",
+                    consent.user.crm_user, consent.user.email
+                ),
+                Err(error) => println!("   connect {}: no link ({error:#})", consent.user.crm_user),
+            }
+        }
     }
     println!();
     println!("Press Ctrl-C to stop.");

@@ -30,6 +30,12 @@ pub async fn connect_link(app: &App, tenant: &TenantId, user: &CrmUserName) -> R
     Ok(claims.url(app.config.require_public_url()?, &context.secret.link_key))
 }
 
+/// The demo's admin-consent link for a tenant that uses the publisher app.
+pub async fn admin_consent_link(app: &App, tenant: &TenantId) -> Result<String> {
+    let context = app.tenants.context(tenant).await?;
+    crate::admin_consent_link(app, tenant, &context.secret.link_key)
+}
+
 fn when(epoch: Option<i64>) -> String {
     epoch.map(format_utc).unwrap_or_else(|| "never".to_owned())
 }
@@ -44,6 +50,17 @@ pub async fn page(shared: &Shared) -> Response {
                 .map_err(|error| format!("{error:#}"));
             demo_links.push((user, link));
         }
+    }
+    // The consent path: the administrator's link, then the user's.
+    let mut consent_links = None;
+    if let Some(consent) = shared.demo.as_ref().and_then(|d| d.consent.as_ref()) {
+        let admin = admin_consent_link(&shared.app, &consent.tenant)
+            .await
+            .map_err(|error| format!("{error:#}"));
+        let user = connect_link(&shared.app, &consent.tenant, &consent.user.crm_user)
+            .await
+            .map_err(|error| format!("{error:#}"));
+        consent_links = Some((consent, admin, user));
     }
     let tenants = match shared.app.tenants.list().await {
         Ok(tenants) => {
@@ -81,6 +98,28 @@ pub async fn page(shared: &Shared) -> Response {
                     }
                 }
                 p { a href=(demo.calendars_url) { "Edit events in Outlook and in the CRM" } }
+                @if let Some((consent, admin, user)) = &consent_links {
+                    h3 { "Onboarding by consent" }
+                    p {
+                        "Tenant " code { (consent.tenant.as_str()) } " uses the publisher app and                          holds no Microsoft credential. Its Microsoft 365 administrator consents                          once for the whole organisation; then its users connect."
+                    }
+                    ol {
+                        @match admin {
+                            Ok(link) => li {
+                                a href=(link) { "Consent as the administrator" }
+                                " — sign in as " code { (consent.admin) } " and accept"
+                            },
+                            Err(error) => li { "no consent link (" (error) ")" },
+                        }
+                        @match user {
+                            Ok(link) => li {
+                                a href=(link) { "Connect " (consent.user.display_name) }
+                                " — sign in as " code { (consent.user.email) }
+                            },
+                            Err(error) => li { "no connect link (" (error) ")" },
+                        }
+                    }
+                }
             }
         }
         @match &tenants {
@@ -104,7 +143,7 @@ pub async fn page(shared: &Shared) -> Response {
 async fn tenant_section(app: &App, settings: &TenantSettings, now: i64) -> Markup {
     let tenant = settings.tenant.as_str();
     let heading = format!("t-{tenant}");
-    let warnings = settings.warnings(now);
+    let warnings = app.tenants.warnings(settings, now).await;
     let users = app.users.list(&settings.tenant).await;
     html! {
         section aria-labelledby=(heading) {

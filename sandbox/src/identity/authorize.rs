@@ -63,12 +63,16 @@ impl ReplyTarget {
         self.deliver(&fields)
     }
 
-    fn admin_consent_granted(&self, tenant_id: &str) -> Response {
-        let mut fields = vec![("tenant", tenant_id)];
+    /// `admin_consent=True&tenant=…&state=…`, and on the v2.0 endpoint `scope`: what was
+    /// granted, as Microsoft's example reply has it.
+    fn admin_consent_granted(&self, tenant_id: &str, scope: Option<&str>) -> Response {
+        let mut fields = vec![("admin_consent", "True"), ("tenant", tenant_id)];
         if let Some(state) = &self.state {
             fields.push(("state", state));
         }
-        fields.push(("admin_consent", "True"));
+        if let Some(scope) = scope {
+            fields.push(("scope", scope));
+        }
         self.deliver(&fields)
     }
 
@@ -120,6 +124,48 @@ pub(crate) struct ValidAdminConsentRequest {
     client_id: String,
     reply: ReplyTarget,
     tenant: TenantRef,
+    grant: ConsentGrant,
+}
+
+/// What an administrator's Accept grants the app in their tenant.
+#[derive(Clone)]
+struct ConsentGrant {
+    delegated: Vec<String>,
+    roles: Vec<String>,
+    /// The v2.0 endpoint's `scope` reply; None on the original endpoint, which has none.
+    reply_scope: Option<String>,
+}
+
+impl ConsentGrant {
+    /// `/adminconsent` and `.default` grant everything configured on the registration; named
+    /// scopes (v2.0 only) grant those delegated permissions and no application permission,
+    /// which can only be configured statically.
+    fn from_scope(app: &App, scope: Option<&str>) -> Result<Self, ScopeError> {
+        let registration = &app.registration;
+        let everything = || ConsentGrant {
+            delegated: registration.delegated_permissions.clone(),
+            roles: registration.application_permissions.clone(),
+            reply_scope: None,
+        };
+        let Some(raw) = scope else {
+            return Ok(everything());
+        };
+        let parsed = ScopeSet::parse(raw, &registration.delegated_permissions)?;
+        let uses_default = raw
+            .split_whitespace()
+            .any(|item| item.to_ascii_lowercase().ends_with("/.default") || item == ".default");
+        let mut grant = if uses_default {
+            everything()
+        } else {
+            ConsentGrant {
+                delegated: parsed.graph,
+                roles: Vec::new(),
+                reply_scope: None,
+            }
+        };
+        grant.reply_scope = Some(raw.split_whitespace().collect::<Vec<_>>().join(" "));
+        Ok(grant)
+    }
 }
 
 pub(super) async fn authorize(
@@ -134,6 +180,7 @@ pub(super) async fn authorize(
     })
 }
 
+/// `/{tenant}/adminconsent`: consent to everything configured on the app.
 pub(super) async fn admin_consent(
     State(identity): State<Identity>,
     Path(tenant_segment): Path<String>,
@@ -142,7 +189,20 @@ pub(super) async fn admin_consent(
     let params = parse_params(query.unwrap_or_default().as_bytes());
     identity.with_state(|state| {
         IdentityState::record_request(&mut state.admin_consent_requests, &tenant_segment, &params);
-        begin_admin_consent(state, &tenant_segment, &params)
+        begin_admin_consent(state, &tenant_segment, &params, false)
+    })
+}
+
+/// `/{tenant}/v2.0/adminconsent`: consent to the permissions `scope` names (required).
+pub(super) async fn admin_consent_v2(
+    State(identity): State<Identity>,
+    Path(tenant_segment): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let params = parse_params(query.unwrap_or_default().as_bytes());
+    identity.with_state(|state| {
+        IdentityState::record_request(&mut state.admin_consent_requests, &tenant_segment, &params);
+        begin_admin_consent(state, &tenant_segment, &params, true)
     })
 }
 
@@ -420,6 +480,8 @@ fn complete_authorize(
 ) -> Response {
     let now = Instant::now();
     state.prune(now);
+    // Consenting installs a multi-tenant app in the user's tenant.
+    state.note_user_consent(tenant_id, &request.client_id);
     let code = state.new_code(AuthorizationCode {
         client_id: request.client_id,
         redirect_uri: request.redirect_uri,
@@ -439,6 +501,7 @@ fn begin_admin_consent(
     state: &mut IdentityState,
     tenant_segment: &str,
     params: &Params,
+    v2: bool,
 ) -> Response {
     let (tenant, app, redirect_uri) = match trusted_client(state, tenant_segment, params) {
         Ok(trusted) => trusted,
@@ -448,6 +511,40 @@ fn begin_admin_consent(
         redirect_uri,
         mode: ResponseMode::Query,
         state: params.get("state").cloned(),
+    };
+    let scope = if v2 {
+        match param(params, "scope") {
+            Some(scope) => Some(scope),
+            None => {
+                return reply.error(
+                    "invalid_request",
+                    900144,
+                    "The request body must contain the following parameter: 'scope'.",
+                )
+            }
+        }
+    } else {
+        None
+    };
+    let grant = match ConsentGrant::from_scope(&app, scope) {
+        Ok(grant) => grant,
+        Err(ScopeError::Missing) => {
+            return reply.error(
+                "invalid_request",
+                900144,
+                "The request body must contain the following parameter: 'scope'.",
+            )
+        }
+        Err(ScopeError::Invalid(scope)) => {
+            return reply.error(
+                "invalid_scope",
+                70011,
+                &format!(
+                    "The provided value for the input parameter 'scope' is not valid. \
+                     The scope {scope} is not valid."
+                ),
+            )
+        }
     };
     let login_hint = param(params, "login_hint");
     let tenant_id = signing_tenant(state, &tenant, login_hint, &app);
@@ -461,6 +558,7 @@ fn begin_admin_consent(
         client_id: app.client_id().to_owned(),
         reply,
         tenant,
+        grant,
     };
     if auto_approved_user(state, &tenant_id, login_hint).is_some() {
         return complete_admin_consent(state, request, &tenant_id);
@@ -487,10 +585,17 @@ fn complete_admin_consent(
     request: ValidAdminConsentRequest,
     tenant_id: &str,
 ) -> Response {
-    if let Some(tenant) = state.tenants.get_mut(tenant_id) {
-        tenant.admin_consents.insert(request.client_id.clone());
+    let grant = request.grant;
+    // The tenant exists: its user just signed in.
+    if state
+        .record_admin_consent(tenant_id, &request.client_id, grant.delegated, grant.roles)
+        .is_err()
+    {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     }
-    request.reply.admin_consent_granted(tenant_id)
+    request
+        .reply
+        .admin_consent_granted(tenant_id, grant.reply_scope.as_deref())
 }
 
 fn show_sign_in(

@@ -7,6 +7,7 @@
 
 mod authorize;
 mod control;
+mod credentials;
 mod errors;
 mod jwt;
 mod pages;
@@ -24,9 +25,17 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde::{Deserialize, Serialize};
 
+pub use credentials::{
+    self_signed_certificate, CertificateAndKey, CertificateError, DemoKey, ASSERTION_TYPE,
+};
 pub use errors::TokenErrorBody;
 
 use state::{id_key, ActiveFault, IdentityState, MAX_LIFETIME};
+
+/// The publisher's own directory and its multi-tenant app, as [`Identity::seed_publisher`]
+/// registers them: one client id for every customer, a certificate credential, no secret.
+pub const PUBLISHER_HOME_TENANT_ID: &str = "0c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f";
+pub const PUBLISHER_CLIENT_ID: &str = "7e6d5c4b-3a29-4817-9f6e-5d4c3b2a1908";
 
 /// Ids of the tenant, app and user that [`Identity::seed_demo`] creates.
 pub const DEMO_TENANT_ID: &str = "5f0d7c8e-3b1a-4c2d-9e6f-7a8b9c0d1e2f";
@@ -38,11 +47,17 @@ pub const DEMO_USER_OID: &str = "2b8e4f6a-1c3d-4e5f-8a9b-0c1d2e3f4a5b";
 pub const DEMO_USERNAME: &str = "adele.vance@contoso.example";
 pub const DEMO_DISPLAY_NAME: &str = "Adele Vance";
 
-/// An app registration. Apps are confidential clients authenticating with a secret.
+/// An app registration: a confidential client that authenticates with its secret, or with a
+/// client assertion signed by the key of one of its certificates.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppRegistration {
     pub client_id: String,
+    /// Empty: the app has no client secret (certificates only).
+    #[serde(default)]
     pub client_secret: String,
+    /// Certificates whose keys may sign client assertions.
+    #[serde(default)]
+    pub key_credentials: Vec<KeyCredential>,
     /// Compared with the request's `redirect_uri` as exact strings.
     #[serde(default)]
     pub redirect_uris: Vec<String>,
@@ -71,6 +86,7 @@ impl AppRegistration {
         AppRegistration {
             client_id: client_id.to_owned(),
             client_secret: client_secret.to_owned(),
+            key_credentials: Vec::new(),
             redirect_uris: redirect_uris.iter().map(|uri| (*uri).to_owned()).collect(),
             multi_tenant: false,
             delegated_permissions: default_delegated_permissions(),
@@ -86,12 +102,30 @@ impl fmt::Debug for AppRegistration {
             .debug_struct("AppRegistration")
             .field("client_id", &self.client_id)
             .field("client_secret", &"<redacted>")
+            .field("key_credentials", &self.key_credentials.len())
             .field("redirect_uris", &self.redirect_uris)
             .field("multi_tenant", &self.multi_tenant)
             .field("delegated_permissions", &self.delegated_permissions)
             .field("application_permissions", &self.application_permissions)
             .finish()
     }
+}
+
+/// A certificate registered on an app (its public part only, as in Entra's `keyCredentials`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyCredential {
+    /// The X.509 certificate, PEM.
+    pub certificate_pem: String,
+    /// Unix seconds after which assertions signed with its key are refused (AADSTS700027).
+    pub end_date_time: u64,
+}
+
+/// What a tenant's administrator granted an app, as [`Identity::tenant_grant`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantGrant {
+    pub admin_consented: bool,
+    pub delegated: Vec<String>,
+    pub roles: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -221,6 +255,8 @@ pub enum ControlError {
     InvalidRedirectUri(String),
     #[error("a token fault status must be 5xx, got {0}")]
     InvalidFaultStatus(u16),
+    #[error("the certificate is not a PEM X.509 certificate")]
+    InvalidCertificate,
 }
 
 /// Handle on the identity stand-in: cheap to clone, shared with the HTTP handlers.
@@ -239,7 +275,10 @@ pub(crate) fn router(identity: Identity) -> Router {
         .route("/{tenant}/oauth2/v2.0/authorize", get(authorize::authorize))
         .route("/{tenant}/login", post(authorize::sign_in))
         .route("/{tenant}/adminconsent", get(authorize::admin_consent))
-        .route("/{tenant}/v2.0/adminconsent", get(authorize::admin_consent))
+        .route(
+            "/{tenant}/v2.0/adminconsent",
+            get(authorize::admin_consent_v2),
+        )
         .route(
             "/{tenant}/oauth2/v2.0/token",
             post(token::token).get(token::token_via_get),
@@ -337,7 +376,56 @@ impl Identity {
         self.lock()
             .tenants
             .get(&id_key(tenant_id))
-            .is_some_and(|tenant| tenant.admin_consents.contains(&id_key(client_id)))
+            .and_then(|tenant| tenant.service_principals.get(&id_key(client_id)))
+            .is_some_and(|principal| principal.admin_consented)
+    }
+
+    /// What the tenant's administrator granted the app for the whole organisation: its
+    /// delegated permissions and its application permissions. None when the app is not
+    /// installed there (or this is its home tenant).
+    pub fn tenant_grant(&self, tenant_id: &str, client_id: &str) -> Option<TenantGrant> {
+        self.lock()
+            .tenants
+            .get(&id_key(tenant_id))
+            .and_then(|tenant| tenant.service_principals.get(&id_key(client_id)))
+            .map(|principal| TenantGrant {
+                admin_consented: principal.admin_consented,
+                delegated: principal.delegated.clone(),
+                roles: principal.roles.clone(),
+            })
+    }
+
+    /// The tenant's administrator deletes the app from the organisation (Enterprise
+    /// applications → Delete), which removes its consent: app-only tokens are refused there
+    /// (AADSTS700016), refresh tokens of its users stop working (AADSTS65001) and Graph
+    /// refuses the access tokens already issued. False when the app was not installed there.
+    pub fn remove_app_from_tenant(
+        &self,
+        tenant_id: &str,
+        client_id: &str,
+    ) -> Result<bool, ControlError> {
+        self.lock().remove_app_from_tenant(tenant_id, client_id)
+    }
+
+    /// Adds a certificate credential to the app (as `keyCredentials` in its registration):
+    /// client assertions signed with its key are accepted until `end_date_time` (Unix seconds).
+    pub fn add_certificate(
+        &self,
+        client_id: &str,
+        certificate_pem: &str,
+        end_date_time: u64,
+    ) -> Result<(), ControlError> {
+        credentials::certificate_der(certificate_pem).ok_or(ControlError::InvalidCertificate)?;
+        let mut state = self.lock();
+        let app = state
+            .apps
+            .get_mut(&id_key(client_id))
+            .ok_or_else(|| ControlError::UnknownApp(client_id.to_owned()))?;
+        app.registration.key_credentials.push(KeyCredential {
+            certificate_pem: certificate_pem.to_owned(),
+            end_date_time,
+        });
+        Ok(())
     }
 
     /// With `Some(username)`, sign-ins to the tenant complete at once as that user (as if the
@@ -521,6 +609,39 @@ impl Identity {
             tracing::warn!(%error, "seeding the demo tenant failed");
         }
         demo
+    }
+}
+
+impl Identity {
+    /// Registers the publisher's multi-tenant app in its own directory, with `redirect_uris`
+    /// and the certificate (the demo key's) valid until `not_after` (Unix seconds), and
+    /// returns the certificate and key the operator would hold. Its permissions: the delegated
+    /// ones users connect with, and `Calendars.ReadWrite` as an application permission, which
+    /// only a `.default` admin consent grants.
+    pub fn seed_publisher(
+        &self,
+        redirect_uris: &[&str],
+        not_after: i64,
+    ) -> Result<CertificateAndKey, ControlError> {
+        let now = crate::support::unix_seconds(std::time::SystemTime::now()) as i64;
+        let credential = self_signed_certificate(
+            DemoKey::Publisher,
+            "calsync publisher (sandbox)",
+            (now - 3600).min(not_after - 86_400),
+            not_after,
+        )
+        .map_err(|_| ControlError::InvalidCertificate)?;
+        self.add_tenant(PUBLISHER_HOME_TENANT_ID);
+        let mut registration = AppRegistration::new(PUBLISHER_CLIENT_ID, "", redirect_uris);
+        registration.multi_tenant = true;
+        registration.application_permissions = vec!["Calendars.ReadWrite".to_owned()];
+        self.register_app(PUBLISHER_HOME_TENANT_ID, registration)?;
+        self.add_certificate(
+            PUBLISHER_CLIENT_ID,
+            &credential.certificate_pem,
+            u64::try_from(not_after).unwrap_or(0),
+        )?;
+        Ok(credential)
     }
 }
 

@@ -3,7 +3,7 @@
 //! Everything lives behind one std `Mutex` owned by `Identity`; the functions here run with
 //! the lock held and never await.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant, SystemTime};
 
 use url::Url;
@@ -32,8 +32,20 @@ pub(crate) struct Tenant {
     pub(crate) auto_approve_oid: Option<String>,
     pub(crate) deny_next_authorize: bool,
     pub(crate) deny_next_admin_consent: bool,
-    /// Client ids an administrator of this tenant consented to.
-    pub(crate) admin_consents: HashSet<String>,
+    /// The apps installed in this tenant (their service principals), by client id: what an
+    /// administrator granted them tenant-wide. A user's own consent installs an app too.
+    pub(crate) service_principals: HashMap<String, ServicePrincipal>,
+}
+
+/// An app's presence in a tenant other than its home, and what the tenant granted it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ServicePrincipal {
+    /// An administrator consented for the whole organisation.
+    pub(crate) admin_consented: bool,
+    /// Delegated Graph permissions granted for every user (admin consent).
+    pub(crate) delegated: Vec<String>,
+    /// Application permissions granted to app-only tokens.
+    pub(crate) roles: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -56,7 +68,7 @@ impl App {
     /// The app has a service principal in the tenant: its home, or a tenant whose admin
     /// consented. App-only tokens need one.
     pub(crate) fn is_installed_in(&self, tenant: &Tenant) -> bool {
-        self.home_tenant == tenant.id || tenant.admin_consents.contains(self.client_id())
+        self.home_tenant == tenant.id || tenant.service_principals.contains_key(self.client_id())
     }
 }
 
@@ -225,7 +237,7 @@ impl IdentityState {
             auto_approve_oid: None,
             deny_next_authorize: false,
             deny_next_admin_consent: false,
-            admin_consents: HashSet::new(),
+            service_principals: HashMap::new(),
         });
     }
 
@@ -325,17 +337,83 @@ impl IdentityState {
         Ok(())
     }
 
+    /// Admin consent to everything configured on the app (`.default`): its delegated
+    /// permissions for every user and its application permissions.
     pub(crate) fn grant_admin_consent(
         &mut self,
         tenant_id: &str,
         client_id: &str,
     ) -> Result<(), ControlError> {
-        let client_id = self
+        let app = self
             .app(client_id)
-            .map(|app| app.client_id().to_owned())
+            .cloned()
             .ok_or_else(|| ControlError::UnknownApp(client_id.to_owned()))?;
-        self.tenant_mut(tenant_id)?.admin_consents.insert(client_id);
+        let delegated = app.registration.delegated_permissions.clone();
+        let roles = app.registration.application_permissions.clone();
+        self.record_admin_consent(tenant_id, app.client_id(), delegated, roles)
+    }
+
+    /// What an administrator accepted: adds to what the tenant granted the app before.
+    pub(crate) fn record_admin_consent(
+        &mut self,
+        tenant_id: &str,
+        client_id: &str,
+        delegated: Vec<String>,
+        roles: Vec<String>,
+    ) -> Result<(), ControlError> {
+        let principal = self
+            .tenant_mut(tenant_id)?
+            .service_principals
+            .entry(id_key(client_id))
+            .or_default();
+        principal.admin_consented = true;
+        for (granted, new) in [
+            (&mut principal.delegated, delegated),
+            (&mut principal.roles, roles),
+        ] {
+            for permission in new {
+                if !granted.iter().any(|g| g.eq_ignore_ascii_case(&permission)) {
+                    granted.push(permission);
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// A user of a tenant other than the app's home consented for themselves: the app gets a
+    /// service principal there (with nothing granted tenant-wide).
+    pub(crate) fn note_user_consent(&mut self, tenant_id: &str, client_id: &str) {
+        let Some(app) = self.app(client_id) else {
+            return;
+        };
+        if app.home_tenant == id_key(tenant_id) {
+            return;
+        }
+        let client_id = app.client_id().to_owned();
+        if let Some(tenant) = self.tenants.get_mut(&id_key(tenant_id)) {
+            tenant.service_principals.entry(client_id).or_default();
+        }
+    }
+
+    /// The tenant's administrator deletes the app (its enterprise application): every grant
+    /// goes with it, its refresh tokens in the tenant stop working and, as under continuous
+    /// access evaluation, so do its access tokens there. False when it was not installed.
+    pub(crate) fn remove_app_from_tenant(
+        &mut self,
+        tenant_id: &str,
+        client_id: &str,
+    ) -> Result<bool, ControlError> {
+        let client_id = id_key(client_id);
+        let tenant_key = self.tenant_mut(tenant_id)?.id.clone();
+        let removed = self
+            .tenant_mut(tenant_id)?
+            .service_principals
+            .remove(&client_id)
+            .is_some();
+        self.access_tokens.retain(|_, token| {
+            !(token.info.client_id == client_id && token.info.tenant_id == tenant_key)
+        });
+        Ok(removed)
     }
 
     pub(crate) fn revoke_user(&mut self, oid: &str) -> Result<(), ControlError> {

@@ -19,7 +19,7 @@ use super::scopes::{check_app_only_scope, AppScopeError, ScopeError, ScopeSet};
 use super::state::{
     AccessTokenRecord, App, IdentityState, RefreshTokenProblem, RefreshTokenRecord, TenantRef, User,
 };
-use super::{jwt, pkce, AccessTokenInfo, Identity, TokenFault};
+use super::{credentials, jwt, pkce, AccessTokenInfo, Identity, TokenFault};
 use crate::support::{aad_timestamp, base64url, random_token, unix_seconds};
 
 /// Audience of the access tokens the sandbox issues: it knows one resource, Graph.
@@ -142,7 +142,7 @@ fn redeem(
             ))
         }
     };
-    let app = authenticate_client(state, &tenant, tenant_segment, headers, form)?;
+    let app = authenticate_client(state, base_url, &tenant, tenant_segment, headers, form)?;
     match grant {
         Grant::AuthorizationCode => redeem_code(state, base_url, tenant_segment, &app, form),
         Grant::RefreshToken => redeem_refresh_token(state, base_url, &tenant, &app, form),
@@ -152,47 +152,105 @@ fn redeem(
 
 fn authenticate_client(
     state: &IdentityState,
+    base_url: &str,
     tenant: &TenantRef,
     tenant_segment: &str,
     headers: &HeaderMap,
     form: &Params,
 ) -> Result<App, AadError> {
-    if form.contains_key("client_assertion") {
+    let body_secret = param(form, "client_secret");
+    if let Some(assertion) = param(form, "client_assertion") {
+        // RFC 6749 §2.3: a client uses one authentication method per request.
+        if body_secret.is_some() || basic_credentials(headers)?.is_some() {
+            return Err(one_method());
+        }
+        if param(form, "client_assertion_type") != Some(credentials::ASSERTION_TYPE) {
+            return Err(AadError::invalid_request(
+                900144,
+                format!(
+                    "The request body must contain the following parameter: \
+                     'client_assertion_type' with the value '{}'.",
+                    credentials::ASSERTION_TYPE
+                ),
+            ));
+        }
+        let client_id = credentials::claimed_client(assertion)?;
+        if param(form, "client_id").is_some_and(|body_id| !body_id.eq_ignore_ascii_case(&client_id))
+        {
+            return Err(AadError::invalid_client(
+                700021,
+                "Client assertion application identifier doesn't match 'client_id' parameter.",
+            ));
+        }
+        let app = find_app(state, tenant, tenant_segment, &client_id)?;
+        let token_endpoint = format!("{base_url}/{tenant_segment}/oauth2/v2.0/token");
+        credentials::verify_assertion(
+            &app,
+            assertion,
+            &token_endpoint,
+            unix_seconds(SystemTime::now()),
+        )?;
+        return Ok(app);
+    }
+    let (client_id, secret) = match basic_credentials(headers)? {
+        Some(_) if body_secret.is_some() => return Err(one_method()),
+        Some((client_id, secret)) => {
+            if param(form, "client_id")
+                .is_some_and(|body_id| !body_id.eq_ignore_ascii_case(&client_id))
+            {
+                return Err(AadError::invalid_request(
+                    9002313,
+                    "Invalid request. The client_id in the body differs from the one in the \
+                     Authorization header.",
+                ));
+            }
+            (client_id, Some(secret))
+        }
+        None => {
+            let client_id =
+                param(form, "client_id").ok_or_else(|| AadError::missing_parameter("client_id"))?;
+            (client_id.to_owned(), body_secret.map(str::to_owned))
+        }
+    };
+    let app = find_app(state, tenant, tenant_segment, &client_id)?;
+    let Some(secret) = secret else {
         return Err(AadError::invalid_client(
-            700027,
-            "Client assertions (certificate credentials) are not simulated by the sandbox; \
-             authenticate with a client secret.",
+            7000218,
+            "The request body must contain the following parameter: 'client_assertion' or \
+             'client_secret'.",
+        ));
+    };
+    // A plain comparison is enough: the sandbox protects nothing of value. An app with
+    // certificates only has no secret to match.
+    if app.registration.client_secret.is_empty() || secret != app.registration.client_secret {
+        return Err(AadError::invalid_client(
+            7000215,
+            format!(
+                "Invalid client secret provided for app '{}'. Send the secret's value, not its id.",
+                app.client_id()
+            ),
         ));
     }
-    let body_secret = param(form, "client_secret");
-    let (client_id, secret) =
-        match basic_credentials(headers)? {
-            // RFC 6749 §2.3: a client uses one authentication method per request.
-            Some(_) if body_secret.is_some() => return Err(AadError::invalid_request(
-                9002313,
-                "Invalid request. The client sent credentials both in the Authorization header \
-                 and in the body; use one method.",
-            )),
-            Some((client_id, secret)) => {
-                if param(form, "client_id")
-                    .is_some_and(|body_id| !body_id.eq_ignore_ascii_case(&client_id))
-                {
-                    return Err(AadError::invalid_request(
-                        9002313,
-                        "Invalid request. The client_id in the body differs from the one in the \
-                     Authorization header.",
-                    ));
-                }
-                (client_id, Some(secret))
-            }
-            None => {
-                let client_id = param(form, "client_id")
-                    .ok_or_else(|| AadError::missing_parameter("client_id"))?;
-                (client_id.to_owned(), body_secret.map(str::to_owned))
-            }
-        };
+    Ok(app)
+}
+
+fn one_method() -> AadError {
+    AadError::invalid_request(
+        9002313,
+        "Invalid request. The client sent more than one credential (an Authorization header, a \
+         client secret, a client assertion); use one method.",
+    )
+}
+
+/// The app a token request names, if it may get tokens through this tenant segment.
+fn find_app(
+    state: &IdentityState,
+    tenant: &TenantRef,
+    tenant_segment: &str,
+    client_id: &str,
+) -> Result<App, AadError> {
     let app = state
-        .app(&client_id)
+        .app(client_id)
         .filter(|app| {
             tenant
                 .specific()
@@ -216,23 +274,6 @@ fn authenticate_client(
             format!(
                 "Application '{client_id}' is single-tenant, so the /{tenant_segment} endpoint \
                  cannot be used with it. Use the tenant-specific endpoint."
-            ),
-        ));
-    }
-    let Some(secret) = secret else {
-        return Err(AadError::invalid_client(
-            7000218,
-            "The request body must contain the following parameter: 'client_assertion' or \
-             'client_secret'.",
-        ));
-    };
-    // A plain comparison is enough: the sandbox protects nothing of value.
-    if secret != app.registration.client_secret {
-        return Err(AadError::invalid_client(
-            7000215,
-            format!(
-                "Invalid client secret provided for app '{}'. Send the secret's value, not its id.",
-                app.client_id()
             ),
         ));
     }
@@ -428,6 +469,7 @@ fn redeem_refresh_token(
     }
     let issued_at = aad_timestamp(record.issued_at);
     let (oid, granted) = (record.oid.clone(), record.scopes.clone());
+    let record_tenant = record.tenant_id.clone();
     match state.refresh_token_problem(token) {
         Some(RefreshTokenProblem::Revoked) => {
             return Err(AadError::invalid_grant(
@@ -457,20 +499,33 @@ fn redeem_refresh_token(
         }
     };
     if !granted.covers(&requested) {
-        return Err(AadError::invalid_grant(
-            65001,
-            format!(
-                "The user or administrator has not consented to use the application with ID \
-                 '{}' for the requested permissions. Send an interactive authorization request \
-                 for this user and resource.",
-                app.client_id()
-            ),
-        ));
+        return Err(consent_missing(app));
+    }
+    let installed = state
+        .tenants
+        .get(&record_tenant)
+        .is_some_and(|tenant| app.is_installed_in(tenant));
+    if !installed {
+        // The tenant's administrator deleted the app: its grants went with it.
+        return Err(consent_missing(app));
     }
     let user = existing_user(state, &oid)?;
     Ok(issue_delegated(
         state, base_url, app, &user, &granted, &requested, None,
     ))
+}
+
+/// AADSTS65001 (DelegationDoesNotExist): no consent covers the request.
+fn consent_missing(app: &App) -> AadError {
+    AadError::invalid_grant(
+        65001,
+        format!(
+            "The user or administrator has not consented to use the application with ID \
+             '{}' for the requested permissions. Send an interactive authorization request \
+             for this user and resource.",
+            app.client_id()
+        ),
+    )
 }
 
 fn issue_app_token(
@@ -540,11 +595,11 @@ fn issue_app_token(
     }
     // Without admin consent Microsoft still issues the token, only with no `roles` claim;
     // Graph is the one that refuses it.
-    let roles = if tenant.admin_consents.contains(app.client_id()) {
-        app.registration.application_permissions.clone()
-    } else {
-        Vec::new()
-    };
+    let roles = tenant
+        .service_principals
+        .get(app.client_id())
+        .map(|principal| principal.roles.clone())
+        .unwrap_or_default();
     state.prune(Instant::now());
     let (access_token, lifetime) = mint_access_token(
         state,

@@ -714,6 +714,288 @@ async fn a_multi_tenant_app_needs_consent_in_a_foreign_tenant() {
     assert_eq!(identity.admin_consent_requests().len(), 2);
 }
 
+/// A multi-tenant app registered in the demo tenant, a customer tenant whose administrator
+/// is approved without a page.
+async fn multi_tenant_app(h: &Harness, customer: &str, client_id: &str, secret: &str) {
+    let identity = h.sandbox.identity();
+    identity.add_tenant(customer);
+    let mut registration = AppRegistration::new(client_id, secret, &["http://localhost/cb"]);
+    registration.multi_tenant = true;
+    registration.application_permissions = vec!["Calendars.ReadWrite".to_owned()];
+    identity
+        .register_app(&h.demo.tenant_id, registration)
+        .unwrap();
+    identity
+        .add_user(
+            customer,
+            "0b0b0b0b-0000-4000-8000-000000000001",
+            "admin@c2.example",
+            "Admin",
+        )
+        .unwrap();
+    identity
+        .set_auto_approve(customer, Some("admin@c2.example"))
+        .unwrap();
+}
+
+#[tokio::test]
+async fn named_scopes_grant_delegated_permissions_only_and_removing_the_app_revokes_it() {
+    let h = harness().await;
+    let (customer, client_id) = (
+        "8d2f1e3c-4b5a-4c6d-9e7f-0a1b2c3d4e5f",
+        "62b8f1d4-0000-4000-8000-0000000000bb",
+    );
+    multi_tenant_app(&h, customer, client_id, "s3cret").await;
+    let consent = |scope: Option<&str>| {
+        let mut params = vec![
+            ("client_id", client_id),
+            ("redirect_uri", "http://localhost/cb"),
+            ("state", "s"),
+            ("login_hint", "admin@c2.example"),
+        ];
+        if let Some(scope) = scope {
+            params.push(("scope", scope));
+        }
+        Url::parse_with_params(&h.url("/organizations/v2.0/adminconsent"), &params).unwrap()
+    };
+    // The v2.0 endpoint needs a scope.
+    let missing = h.http.get(consent(None)).send().await.unwrap();
+    assert_eq!(query_of(&location(&missing))["error"], "invalid_request");
+
+    let named = "openid https://graph.microsoft.com/Calendars.ReadWrite";
+    let granted = h.http.get(consent(Some(named))).send().await.unwrap();
+    let reply = query_of(&location(&granted));
+    assert_eq!(reply["admin_consent"], "True");
+    assert_eq!(reply["tenant"], customer);
+    assert_eq!(reply["scope"], named);
+    let grant = h
+        .sandbox
+        .identity()
+        .tenant_grant(customer, client_id)
+        .unwrap();
+    assert_eq!(grant.delegated, ["Calendars.ReadWrite"]);
+    assert!(
+        grant.roles.is_empty(),
+        "named scopes grant no application permission"
+    );
+    let token: Value = h
+        .app_token(customer, client_id, "s3cret")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let claims = jwt_part(token["access_token"].as_str().unwrap(), 1);
+    assert_eq!(claims["tid"], customer);
+    assert!(claims.get("roles").is_none(), "{claims}");
+
+    // `.default` adds what the app configures, its application permission among it.
+    h.http
+        .get(consent(Some(APP_ONLY_SCOPE)))
+        .send()
+        .await
+        .unwrap();
+    let token: Value = h
+        .app_token(customer, client_id, "s3cret")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        jwt_part(token["access_token"].as_str().unwrap(), 1)["roles"][0],
+        "Calendars.ReadWrite"
+    );
+
+    // The administrator deletes the app: app-only tokens are refused there again.
+    assert!(h
+        .sandbox
+        .identity()
+        .remove_app_from_tenant(customer, client_id)
+        .unwrap());
+    let error = token_error(
+        h.app_token(customer, client_id, "s3cret").await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert_eq!(
+        (error.error.as_str(), error.error_codes.as_slice()),
+        ("unauthorized_client", &[700016][..])
+    );
+    assert!(h
+        .sandbox
+        .identity()
+        .tenant_grant(customer, client_id)
+        .is_none());
+}
+
+/// A client assertion made by hand with ring (RFC 7523): `alg`, the certificate's thumbprint
+/// under `thumbprint_name`, and the claims.
+fn assertion(
+    key_pem: &str,
+    alg: &str,
+    thumbprint_name: &str,
+    thumbprint: &str,
+    claims: &Value,
+) -> String {
+    use ring::signature::{RsaKeyPair, RSA_PKCS1_SHA256, RSA_PSS_SHA256};
+    use rustls_pki_types::pem::PemObject;
+    let key = rustls_pki_types::PrivatePkcs8KeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
+    let pair = RsaKeyPair::from_pkcs8(key.secret_pkcs8_der()).unwrap();
+    let header = serde_json::json!({"alg": alg, "typ": "JWT", thumbprint_name: thumbprint});
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let mut signature = vec![0; pair.public().modulus_len()];
+    let padding: &dyn ring::signature::RsaEncoding = if alg == "PS256" {
+        &RSA_PSS_SHA256
+    } else {
+        &RSA_PKCS1_SHA256
+    };
+    pair.sign(
+        padding,
+        &ring::rand::SystemRandom::new(),
+        input.as_bytes(),
+        &mut signature,
+    )
+    .unwrap();
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
+}
+
+#[tokio::test]
+async fn client_assertions_signed_with_a_registered_certificate_replace_the_secret() {
+    use calsync_sandbox::identity::{self_signed_certificate, DemoKey, ASSERTION_TYPE};
+    use rustls_pki_types::pem::PemObject;
+    let h = harness().await;
+    let (customer, client_id) = (
+        "9e3a2f4d-5c6b-4d7e-8f90-1a2b3c4d5e6f",
+        "73c9a2e5-0000-4000-8000-0000000000cc",
+    );
+    multi_tenant_app(&h, customer, client_id, "").await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let certificate =
+        self_signed_certificate(DemoKey::Publisher, "app", now - 60, now + 86_400).unwrap();
+    h.sandbox
+        .identity()
+        .add_certificate(
+            client_id,
+            &certificate.certificate_pem,
+            (now + 86_400) as u64,
+        )
+        .unwrap();
+    h.sandbox
+        .identity()
+        .grant_admin_consent(customer, client_id)
+        .unwrap();
+    let der =
+        rustls_pki_types::CertificateDer::from_pem_slice(certificate.certificate_pem.as_bytes())
+            .unwrap();
+    let sha256 = URL_SAFE_NO_PAD.encode(Sha256::digest(der.as_ref()));
+    let sha1 = URL_SAFE_NO_PAD.encode(ring::digest::digest(
+        &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,
+        der.as_ref(),
+    ));
+    let endpoint = h.url(&format!("/{customer}/oauth2/v2.0/token"));
+    let claims = |aud: &str, nbf: i64| {
+        serde_json::json!({
+            "aud": aud, "iss": client_id, "sub": client_id, "jti": format!("j{nbf}{aud}"),
+            "nbf": nbf, "iat": nbf, "exp": nbf + 300,
+        })
+    };
+    let post = |assertion: String| {
+        let http = h.http.clone();
+        let endpoint = endpoint.clone();
+        async move {
+            http.post(&endpoint)
+                .form(&[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", client_id),
+                    ("scope", APP_ONLY_SCOPE),
+                    ("client_assertion_type", ASSERTION_TYPE),
+                    ("client_assertion", &assertion),
+                ])
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let key = &certificate.private_key_pem;
+    // RS256 naming the certificate by its SHA-1 thumbprint, PS256 by its SHA-256 one.
+    let ok = post(assertion(
+        key,
+        "RS256",
+        "x5t",
+        &sha1,
+        &claims(&endpoint, now),
+    ))
+    .await;
+    assert_eq!(ok.status(), StatusCode::OK);
+    let ok = post(assertion(
+        key,
+        "PS256",
+        "x5t#S256",
+        &sha256,
+        &claims(&endpoint, now),
+    ))
+    .await;
+    assert_eq!(ok.status(), StatusCode::OK);
+    // The app has no secret: a secret is refused.
+    let error = token_error(
+        h.app_token(customer, client_id, "").await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    assert_eq!(error.error_codes, [7000218]);
+    // Signed by a key whose certificate the app does not have.
+    let stranger = self_signed_certificate(DemoKey::Stranger, "x", now - 60, now + 86_400).unwrap();
+    let refused = post(assertion(
+        &stranger.private_key_pem,
+        "RS256",
+        "x5t#S256",
+        &sha256,
+        &claims(&endpoint, now),
+    ))
+    .await;
+    assert_eq!(
+        token_error(refused, StatusCode::UNAUTHORIZED)
+            .await
+            .error_codes,
+        [700027]
+    );
+    // For another endpoint, or out of its time range.
+    let elsewhere = post(assertion(
+        key,
+        "RS256",
+        "x5t#S256",
+        &sha256,
+        &claims(&h.url("/common/oauth2/v2.0/token"), now),
+    ))
+    .await;
+    assert_eq!(
+        token_error(elsewhere, StatusCode::UNAUTHORIZED)
+            .await
+            .error_codes,
+        [700023]
+    );
+    let stale = post(assertion(
+        key,
+        "RS256",
+        "x5t#S256",
+        &sha256,
+        &claims(&endpoint, now - 7200),
+    ))
+    .await;
+    assert_eq!(
+        token_error(stale, StatusCode::UNAUTHORIZED)
+            .await
+            .error_codes,
+        [700024]
+    );
+}
+
 #[tokio::test]
 async fn graph_me_rejects_missing_unknown_and_expired_tokens() {
     let h = harness().await;

@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use url::Url;
 
+use crate::adapters::client_assertion::{CertificateCredential, ASSERTION_TYPE};
 use crate::config::join_url;
 use calsync_core::secret::Secret;
 
@@ -49,7 +50,15 @@ pub struct AppRegistration<'a> {
     /// Where users sign in: the directory itself, or `organizations` for a multi-tenant app.
     pub authority: &'a str,
     pub client_id: &'a str,
-    pub client_secret: &'a Secret,
+    pub credential: ClientCredential<'a>,
+}
+
+/// How the app proves itself at the token endpoint.
+#[derive(Debug, Clone, Copy)]
+pub enum ClientCredential<'a> {
+    Secret(&'a Secret),
+    /// A client assertion signed with the certificate's key, made for each request.
+    Certificate(&'a CertificateCredential),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -118,6 +127,24 @@ pub enum IdentityError {
     BadEndpoint(#[source] url::ParseError),
     #[error("the HTTP client for Microsoft sign-in could not be built")]
     Client(#[source] reqwest::Error),
+    #[error("the client assertion could not be made")]
+    Assertion(#[source] crate::adapters::client_assertion::CertificateError),
+}
+
+impl IdentityError {
+    /// Microsoft's answer says the app itself is no longer allowed in the directory: it was
+    /// removed, or its consent revoked (AADSTS65001, or `unauthorized_client` such as
+    /// AADSTS700016 "application not found in the directory"). Whether that is the whole
+    /// directory or one user is for the caller to find out.
+    pub fn is_app_refused(&self) -> bool {
+        match self {
+            IdentityError::ReconnectRequired { aadsts, .. } => *aadsts == Some(65001),
+            IdentityError::Refused { error, aadsts } => {
+                error == "unauthorized_client" || *aadsts == Some(65001)
+            }
+            _ => false,
+        }
+    }
 }
 
 fn aadsts_suffix(code: Option<u32>) -> String {
@@ -192,8 +219,15 @@ impl Identity {
         app: AppRegistration<'_>,
         redirect_uri: Option<&str>,
     ) -> Result<MsClient, IdentityError> {
-        let client = Client::new(ClientId::new(app.client_id.to_owned()))
-            .set_client_secret(ClientSecret::new(app.client_secret.expose().to_owned()))
+        let client = Client::new(ClientId::new(app.client_id.to_owned()));
+        let client = match app.credential {
+            ClientCredential::Secret(secret) => {
+                client.set_client_secret(ClientSecret::new(secret.expose().to_owned()))
+            }
+            // Without a secret the client id goes in the body, next to the assertion.
+            ClientCredential::Certificate(_) => client,
+        };
+        let client = client
             .set_auth_uri(
                 AuthUrl::new(self.endpoint(app.authority, "oauth2/v2.0/authorize"))
                     .map_err(IdentityError::BadEndpoint)?,
@@ -209,6 +243,25 @@ impl Identity {
             ),
             None => client,
         })
+    }
+
+    /// The client assertion of a token request to `authority`, when the app uses a certificate.
+    fn assertion(
+        &self,
+        app: AppRegistration<'_>,
+        authority: &str,
+    ) -> Result<Option<Secret>, IdentityError> {
+        match app.credential {
+            ClientCredential::Secret(_) => Ok(None),
+            ClientCredential::Certificate(certificate) => certificate
+                .assertion(
+                    app.client_id,
+                    &self.endpoint(authority, "oauth2/v2.0/token"),
+                    now_epoch(),
+                )
+                .map(Some)
+                .map_err(IdentityError::Assertion),
+        }
     }
 
     /// The authorize URL for a user's sign-in: code flow, PKCE S256, our one-time `state`.
@@ -237,7 +290,8 @@ impl Identity {
         })
     }
 
-    /// The tenant-wide admin consent URL (for app-only mode).
+    /// The tenant-wide admin consent URL (for app-only mode): everything configured on the
+    /// app, at the directory.
     pub fn admin_consent_url(
         &self,
         app: AppRegistration<'_>,
@@ -253,6 +307,26 @@ impl Identity {
         Ok(url)
     }
 
+    /// The v2.0 admin consent URL for the permissions `scopes` names, for the whole
+    /// organisation of whoever signs in at `authority` (a directory, or `organizations`).
+    pub fn scoped_admin_consent_url(
+        &self,
+        authority: &str,
+        client_id: &str,
+        scopes: &[&str],
+        redirect_uri: &str,
+        state: &str,
+    ) -> Result<Url, IdentityError> {
+        let mut url = Url::parse(&self.endpoint(authority, "v2.0/adminconsent"))
+            .map_err(IdentityError::BadEndpoint)?;
+        url.query_pairs_mut()
+            .append_pair("client_id", client_id)
+            .append_pair("scope", &scopes.join(" "))
+            .append_pair("redirect_uri", redirect_uri)
+            .append_pair("state", state);
+        Ok(url)
+    }
+
     pub async fn redeem_code(
         &self,
         app: AppRegistration<'_>,
@@ -261,12 +335,16 @@ impl Identity {
         pkce_verifier: &Secret,
     ) -> Result<TokenSet, IdentityError> {
         let client = self.client(app, Some(redirect_uri))?;
-        let response = client
+        let mut request = client
             .exchange_code(AuthorizationCode::new(code.to_owned()))
-            .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.expose().to_owned()))
-            .request_async(&self.http)
-            .await
-            .map_err(classify)?;
+            .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.expose().to_owned()));
+        let assertion = self.assertion(app, app.authority)?;
+        if let Some(assertion) = &assertion {
+            request = request
+                .add_extra_param("client_assertion_type", ASSERTION_TYPE)
+                .add_extra_param("client_assertion", assertion.expose().to_owned());
+        }
+        let response = request.request_async(&self.http).await.map_err(classify)?;
         token_set(response, app.client_id)
     }
 
@@ -278,12 +356,16 @@ impl Identity {
     ) -> Result<TokenSet, IdentityError> {
         let client = self.client(app, None)?;
         let token = RefreshToken::new(refresh_token.expose().to_owned());
-        let response = client
+        let mut request = client
             .exchange_refresh_token(&token)
-            .add_scopes(USER_SCOPES.iter().map(|s| Scope::new((*s).to_owned())))
-            .request_async(&self.http)
-            .await
-            .map_err(classify)?;
+            .add_scopes(USER_SCOPES.iter().map(|s| Scope::new((*s).to_owned())));
+        let assertion = self.assertion(app, app.authority)?;
+        if let Some(assertion) = &assertion {
+            request = request
+                .add_extra_param("client_assertion_type", ASSERTION_TYPE)
+                .add_extra_param("client_assertion", assertion.expose().to_owned());
+        }
+        let response = request.request_async(&self.http).await.map_err(classify)?;
         token_set(response, app.client_id)
     }
 
@@ -317,17 +399,31 @@ impl Identity {
             },
             None,
         )?;
-        let response = client
+        let mut request = client
             .exchange_client_credentials()
-            .add_scope(Scope::new(APP_SCOPE.to_owned()))
-            .request_async(&self.http)
-            .await
-            .map_err(classify)?;
+            .add_scope(Scope::new(APP_SCOPE.to_owned()));
+        let assertion = self.assertion(app, app.directory)?;
+        if let Some(assertion) = &assertion {
+            request = request
+                .add_extra_param("client_assertion_type", ASSERTION_TYPE)
+                .add_extra_param("client_assertion", assertion.expose().to_owned());
+        }
+        let response = request.request_async(&self.http).await.map_err(classify)?;
         let set = token_set(response, app.client_id)?;
         if let Ok(mut cache) = self.app_tokens.lock() {
             cache.insert(key, (set.access_token.clone(), set.expires_at));
         }
         Ok(set.access_token)
+    }
+
+    /// A new app-only token for the directory, past the cache: what Microsoft says about the
+    /// app there now (consent checks, revocation probes).
+    pub async fn fresh_app_token(&self, app: AppRegistration<'_>) -> Result<Secret, IdentityError> {
+        let key = format!("{}\0{}", app.directory, app.client_id);
+        if let Ok(mut cache) = self.app_tokens.lock() {
+            cache.remove(&key);
+        }
+        self.app_token(app).await
     }
 }
 
@@ -376,6 +472,24 @@ pub fn parse_id_token(jwt: &str, client_id: &str) -> Result<IdClaims, IdTokenPro
         return Err(IdTokenProblem::Expired);
     }
     Ok(claims)
+}
+
+/// What calsync reads from an access token it just received from the token endpoint (over
+/// TLS, so unsigned reading is enough): the directory it was issued in and the application
+/// permissions it carries.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct AccessClaims {
+    #[serde(default)]
+    pub tid: String,
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+/// The claims of a JWT access token; None when it is not a readable JWT.
+pub fn access_token_claims(jwt: &str) -> Option<AccessClaims> {
+    let payload = jwt.split('.').nth(1)?;
+    let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    serde_json::from_slice(&bytes).ok()
 }
 
 /// Extracts the AADSTS number Microsoft puts at the start of `error_description`.

@@ -8,9 +8,11 @@
 //! - [`queue`]: sync jobs (SQS FIFO; in-process).
 //! - [`graph`]: Microsoft Graph (calendar delta, events, `$batch`, subscriptions).
 //! - [`identity`]: the Microsoft identity platform (sign-in, tokens).
+//! - [`client_assertion`]: certificate credentials for it (signed client assertions).
 //! - [`crm`]: the CRM port and its vtiger adapter.
 
 pub mod aws;
+pub mod client_assertion;
 pub mod crm;
 pub mod graph;
 pub mod identity;

@@ -7,6 +7,7 @@ use crate::adapters::queue::{JobReason, QueueError, SyncJob};
 use crate::adapters::store::now_epoch;
 use crate::app::App;
 use crate::services::subscriptions::Upkeep;
+use crate::services::tenants::MicrosoftAccess;
 use crate::services::tenants::TenantError;
 use crate::services::users::{UserRecord, UserStatus};
 use calsync_core::ids::TenantId;
@@ -60,12 +61,17 @@ pub async fn dispatch(app: &App, only: Option<&TenantId>) -> Result<DispatchRepo
     };
     let mut jobs = Vec::new();
     for settings in &tenants {
-        let warnings = settings.warnings(now);
+        let warnings = app.tenants.warnings(settings, now).await;
         if !warnings.is_empty() {
             report.tenants_warned += 1;
         }
         for warning in warnings {
             tracing::warn!(tenant = %settings.tenant, %warning, "tenant needs attention");
+        }
+        // Without Microsoft access (no consent yet, or removed) every token request would be
+        // refused: nothing is tried until the administrator consents.
+        if settings.microsoft_access() != MicrosoftAccess::Active {
+            continue;
         }
         let users = match app.users.list(&settings.tenant).await {
             Ok(users) => users,

@@ -11,7 +11,8 @@ use serde_json::{json, Value};
 
 use crate::adapters::queue::{JobReason, QueueError, SyncJob};
 use crate::app::App;
-use crate::services::sync_run::{RunError, RunOptions, RunReport};
+use crate::services::sync_run::{RunError, RunOptions, RunOutcome, RunReport};
+use crate::services::tenants::MicrosoftAccess;
 use crate::services::tenants::TenantError;
 use calsync_core::ids::{InvalidId, TenantId};
 
@@ -119,6 +120,11 @@ pub async fn run_job_until(
         .context_cached(&job.tenant)
         .await
         .map_err(JobError::Tenant)?;
+    if tenant.settings.microsoft_access() != MicrosoftAccess::Active {
+        // Queued before the tenant lost its access: done, without asking Microsoft again.
+        tracing::info!(tenant = %job.tenant, user = %job.user, access = tenant.settings.microsoft_access().as_str(), "job skipped: the tenant has no Microsoft access");
+        return Ok(RunReport::new(RunOutcome::NotConnected));
+    }
     let upkeep = app
         .subscriptions
         .for_job(&tenant, &job.user, job.reason)

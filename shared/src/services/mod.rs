@@ -1,6 +1,8 @@
 //! Services: calsync's own records and the work on them, built on the adapters and the core.
 //!
 //! - [`tenants`]: each CRM customer's settings (table) and credentials (secret store).
+//! - [`publisher`]: the deployment's one multi-tenant Microsoft app and its credential.
+//! - [`consent`]: a customer's administrator consenting to the publisher app, checked.
 //! - [`users`]: each CRM user's connection, tokens, subscription, status and sync progress.
 //! - [`tokens`]: Graph access tokens for a user, refreshed under a lease.
 //! - [`subscriptions`]: each user's Graph subscription and the records the webhook checks.
@@ -10,8 +12,10 @@
 //!   calsync's own webhook.
 //! - [`crm_sessions`]: the cap on how many runs of one tenant talk to its CRM at once.
 
+pub mod consent;
 pub mod crm_sessions;
 pub mod nudges;
+pub mod publisher;
 pub mod subscriptions;
 pub mod sync_run;
 pub mod tenant_check;

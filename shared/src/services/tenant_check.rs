@@ -7,8 +7,6 @@
 
 use std::time::Duration;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use serde::Serialize;
 use url::Url;
 
@@ -16,8 +14,9 @@ use crate::adapters::crm::vtiger::client::VtigerClient;
 use crate::adapters::crm::vtiger::AccessKey;
 use crate::adapters::identity::Identity;
 use crate::config::join_url;
-use crate::services::tenants::{AccessMode, TenantSecret, TenantSettings};
-use crate::services::tokens::app_registration_of;
+use crate::services::tenants::{
+    registration_for, AccessMode, AppSource, TenantApp, TenantSecret, TenantSettings,
+};
 
 /// The application permission calsync needs app-only: every user's calendar.
 pub const APP_ROLE: &str = "Calendars.ReadWrite";
@@ -70,13 +69,22 @@ pub struct CheckTargets<'a> {
     pub timeout: Duration,
 }
 
-/// Runs every check for a tenant (stored or about to be), in order.
+/// Runs every check for a tenant (stored or about to be), in order. `app` is whose Microsoft
+/// app it uses (`None`: a publisher-app tenant while no publisher app is set).
 pub async fn run(
     targets: &CheckTargets<'_>,
     settings: &TenantSettings,
     secret: &TenantSecret,
+    app: Option<&TenantApp>,
 ) -> Vec<Check> {
-    let mut checks = entra(targets, settings, secret).await;
+    let mut checks = match app {
+        Some(app) => entra(targets, settings, secret, app).await,
+        None => vec![Check::new(
+            "entra-credentials",
+            Outcome::Fail,
+            "the tenant uses the publisher app, which is not set (calsync publisher set)",
+        )],
+    };
     checks.extend(crm(targets, secret).await);
     checks.push(webhook(targets).await);
     checks
@@ -91,7 +99,19 @@ async fn entra(
     targets: &CheckTargets<'_>,
     settings: &TenantSettings,
     secret: &TenantSecret,
+    app: &TenantApp,
 ) -> Vec<Check> {
+    if settings.app == AppSource::Publisher && settings.directory.is_none() {
+        return vec![Check::new(
+            "entra-credentials",
+            Outcome::Skip,
+            format!(
+                "waiting for the customer's administrator to consent to the publisher app (calsync link --tenant {} --admin-consent)",
+                settings.tenant
+            ),
+        )];
+    }
+    let registration = registration_for(settings, secret, app);
     // A client of its own: no token cached by an earlier call can stand in for this one.
     let identity = match Identity::new(targets.login_url.clone(), targets.timeout) {
         Ok(identity) => identity,
@@ -103,7 +123,7 @@ async fn entra(
             )]
         }
     };
-    let token = match identity.app_token(app_registration_of(secret)).await {
+    let token = match identity.app_token(registration).await {
         Ok(token) => token,
         Err(e) => {
             let consent = match settings.mode {
@@ -119,7 +139,7 @@ async fn entra(
                     "entra-credentials",
                     Outcome::Fail,
                     format!(
-                        "{} — check the directory id, the client id and the client secret (and its expiry) in the app registration",
+                        "{} — check the directory id, the client id and the client secret or certificate (and its expiry) in the app registration, and that the directory's administrator has not removed the app",
                         crate::errors::chain(&e)
                     ),
                 ),
@@ -131,8 +151,8 @@ async fn entra(
         "entra-credentials",
         Outcome::Pass,
         format!(
-            "the client id and secret get a token from directory {}",
-            secret.azure_tenant_id
+            "the client id and credential get a token from directory {}",
+            registration.directory
         ),
     );
     let consent = match settings.mode {
@@ -171,20 +191,7 @@ fn not_app_only() -> Check {
 /// The `roles` claim of an access token (a JWT read without checking its signature: it came
 /// straight from the token endpoint over TLS). `None` when it is not a readable JWT.
 fn token_roles(jwt: &str) -> Option<Vec<String>> {
-    let payload = jwt.split('.').nth(1)?;
-    let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
-    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    Some(
-        claims["roles"]
-            .as_array()
-            .map(|roles| {
-                roles
-                    .iter()
-                    .filter_map(|r| r.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default(),
-    )
+    crate::adapters::identity::access_token_claims(jwt).map(|claims| claims.roles)
 }
 
 /// The CRM checks alone: `crm-login`, then `crm-rights` (skipped without a login).
@@ -318,6 +325,8 @@ async fn webhook(targets: &CheckTargets<'_>) -> Check {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
 
     fn jwt(payload: &serde_json::Value) -> String {
         format!(

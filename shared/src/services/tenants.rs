@@ -8,11 +8,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use url::Url;
 
+use crate::adapters::identity::{AppRegistration, ClientCredential};
 use crate::adapters::secret_store::{SecretStore, SecretStoreError};
 use crate::adapters::store::{
     item_to_record, record_to_item, ItemStore, Precondition, StoreError, WriteOp,
 };
 use crate::crypto::{random_key_hex, random_token, CryptoError, TokenKeys};
+use crate::expiry::expiry_warning;
+use crate::services::publisher::{Publisher, PublisherApp, PublisherError};
 use calsync_core::ids::TenantId;
 use calsync_core::secret::Secret;
 use calsync_core::sync::ConflictPolicy;
@@ -25,13 +28,18 @@ const SETTINGS_CACHE_TTL: Duration = Duration::from_secs(60);
 /// The credentials of one tenant. Never logged: every secret field redacts in `Debug`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TenantSecret {
-    /// The customer's Microsoft Entra tenant (directory) id.
+    /// The customer's Microsoft Entra tenant (directory) id, with their own app registration.
+    /// The three Microsoft fields are empty for a tenant of the publisher app: it holds no
+    /// Microsoft credential, and its directory is in the settings once it consented.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub azure_tenant_id: String,
     /// Where users sign in, when not the directory itself: `organizations` for a publisher-wide
     /// multi-tenant app. The signed-in user's `tid` must still be `azure_tenant_id`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authority: Option<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub client_id: String,
+    #[serde(default = "no_secret", skip_serializing_if = "Secret::is_empty")]
     pub client_secret: Secret,
     /// `YYYY-MM-DD`, when the client secret stops working (shown as a warning ahead of time).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -59,6 +67,10 @@ pub struct TenantSecret {
     /// `until`, while the CRM's administrator types the new key into the module.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_link_key: Option<PreviousLinkKey>,
+}
+
+fn no_secret() -> Secret {
+    Secret::new("")
 }
 
 /// A token key that no longer seals.
@@ -199,7 +211,67 @@ pub struct TenantSettings {
     /// `services::crm_sessions`).
     #[serde(default = "default_crm_sessions")]
     pub crm_sessions: u32,
+    /// Whose Microsoft app the tenant uses: its own registration (credentials in its secret)
+    /// or the publisher app, which its administrator consents to.
+    #[serde(default, skip_serializing_if = "AppSource::is_own")]
+    pub app: AppSource,
+    /// Publisher-app tenants: the directory whose administrator consented, taken from the
+    /// `tid` of a token calsync obtained for it. None until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory: Option<String>,
+    /// The directory the operator expects to consent (`tenant add --directory`): consent links
+    /// go to it, and a consent from any other is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_directory: Option<String>,
+    /// Microsoft refused the app in the directory (its administrator removed it or its
+    /// consent): nothing syncs until the administrator consents again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_revoked: Option<AccessRevoked>,
     pub created_at: i64,
+}
+
+/// Whose Microsoft app a tenant signs in with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum AppSource {
+    /// The customer's own app registration (id and secret in the tenant's secret).
+    #[default]
+    Own,
+    /// The deployment's publisher app, consented to by the customer's administrator.
+    Publisher,
+}
+
+impl AppSource {
+    fn is_own(&self) -> bool {
+        *self == AppSource::Own
+    }
+}
+
+/// When and how calsync found the app's access to the directory gone.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AccessRevoked {
+    pub at: i64,
+    /// Microsoft's code, e.g. `unauthorized_client (AADSTS700016)`.
+    pub detail: String,
+}
+
+/// Where a tenant's access to Microsoft stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MicrosoftAccess {
+    Active,
+    /// A publisher-app tenant whose administrator has not consented yet.
+    AwaitingConsent,
+    Revoked,
+}
+
+impl MicrosoftAccess {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MicrosoftAccess::Active => "active",
+            MicrosoftAccess::AwaitingConsent => "awaiting_consent",
+            MicrosoftAccess::Revoked => "revoked",
+        }
+    }
 }
 
 /// CRM session slots per tenant when the tenant does not say otherwise
@@ -243,8 +315,23 @@ impl TenantSettings {
             nudges_seen_at: None,
             require_matching_email: false,
             crm_sessions: default_crm_sessions(),
+            app: AppSource::Own,
+            directory: None,
+            expected_directory: None,
+            access_revoked: None,
             created_at: now,
         })
+    }
+
+    /// Whether calsync may use Microsoft for the tenant now.
+    pub fn microsoft_access(&self) -> MicrosoftAccess {
+        if self.access_revoked.is_some() {
+            MicrosoftAccess::Revoked
+        } else if self.app == AppSource::Publisher && self.directory.is_none() {
+            MicrosoftAccess::AwaitingConsent
+        } else {
+            MicrosoftAccess::Active
+        }
     }
 
     /// How often the scheduler sweeps a user: the tenant's interval, or at least
@@ -264,24 +351,32 @@ impl TenantSettings {
     /// Warnings an operator should act on (status, `tenant show`, the dispatcher's log).
     pub fn warnings(&self, now: i64) -> Vec<String> {
         let mut warnings = Vec::new();
+        match (self.microsoft_access(), &self.access_revoked) {
+            (MicrosoftAccess::Revoked, Some(revoked)) => warnings.push(format!(
+                "Microsoft refused the app in the customer's directory since {} ({}): their administrator removed it or its consent; nothing syncs until they consent again (calsync link --tenant {} --admin-consent)",
+                jiff::Timestamp::from_second(revoked.at)
+                    .map(|t| t.strftime("%Y-%m-%d %H:%M UTC").to_string())
+                    .unwrap_or_default(),
+                revoked.detail,
+                self.tenant
+            )),
+            (MicrosoftAccess::AwaitingConsent, _) => warnings.push(format!(
+                "waiting for the customer's Microsoft 365 administrator to consent (calsync link --tenant {} --admin-consent)",
+                self.tenant
+            )),
+            _ => {}
+        }
         let expiry = self
             .client_secret_expires
             .as_deref()
             .and_then(|d| d.parse::<jiff::civil::Date>().ok());
-        let today = jiff::Timestamp::from_second(now)
-            .map(|t| t.to_zoned_datetime(jiff::tz::TimeZone::UTC).date())
-            .ok();
-        if let (Some(expires), Some(today)) = (expiry, today) {
-            let days_left = (expires - today).get_days();
-            if days_left < 0 {
-                warnings.push(format!(
-                    "the client secret expired on {expires}: users cannot sync; rotate it now (calsync tenant rotate-secret)"
-                ));
-            } else if days_left <= 30 {
-                warnings.push(format!(
-                    "the client secret expires on {expires}, in {days_left} days: rotate it before then (calsync tenant rotate-secret)"
-                ));
-            }
+        if let Some(expires) = expiry {
+            warnings.extend(expiry_warning(
+                "the client secret",
+                expires,
+                now,
+                "rotate it before then (calsync tenant rotate-secret)",
+            ));
         }
         warnings
     }
@@ -336,6 +431,12 @@ pub enum TenantError {
     Secrets(#[from] SecretStoreError),
     #[error("the token key of the tenant is unusable: {0}")]
     Key(#[from] CryptoError),
+    #[error("tenant {0} uses the publisher app, which is not set (calsync publisher set)")]
+    NoPublisher(TenantId),
+    #[error(transparent)]
+    Publisher(#[from] PublisherError),
+    #[error("directory {directory} already belongs to tenant {owner}")]
+    DirectoryTaken { directory: String, owner: TenantId },
 }
 
 /// A tenant loaded for work: settings, credentials and the keys that seal its tokens.
@@ -345,6 +446,56 @@ pub struct TenantContext {
     pub secret: TenantSecret,
     /// The token keys: the newest seals, every key held opens.
     pub sealing_key: TokenKeys,
+    /// The app it signs in with.
+    pub app_credential: TenantApp,
+}
+
+/// Whose app a loaded tenant signs in with.
+#[derive(Debug, Clone)]
+pub enum TenantApp {
+    /// Its own registration: the credentials are in [`TenantContext::secret`].
+    Own,
+    Publisher(Arc<PublisherApp>),
+}
+
+/// Users of a publisher-app tenant sign in through the multi-tenant authority; their `tid`
+/// must still be the tenant's directory.
+pub const MULTI_TENANT_AUTHORITY: &str = "organizations";
+
+impl TenantContext {
+    /// The tenant's directory: its own registration's, or the one that consented to the
+    /// publisher app (empty until then).
+    pub fn directory(&self) -> &str {
+        self.app().directory
+    }
+
+    /// The registration the identity platform is asked with.
+    pub fn app(&self) -> AppRegistration<'_> {
+        registration_for(&self.settings, &self.secret, &self.app_credential)
+    }
+}
+
+/// The registration a tenant signs in with: its own (from its secret), or the publisher app
+/// through the multi-tenant authority, for the directory that consented (empty until then).
+pub fn registration_for<'a>(
+    settings: &'a TenantSettings,
+    secret: &'a TenantSecret,
+    app: &'a TenantApp,
+) -> AppRegistration<'a> {
+    match app {
+        TenantApp::Own => AppRegistration {
+            directory: &secret.azure_tenant_id,
+            authority: secret.authority(),
+            client_id: &secret.client_id,
+            credential: ClientCredential::Secret(&secret.client_secret),
+        },
+        TenantApp::Publisher(publisher) => AppRegistration {
+            directory: settings.directory.as_deref().unwrap_or_default(),
+            authority: MULTI_TENANT_AUTHORITY,
+            client_id: &publisher.client_id,
+            credential: publisher.credential(),
+        },
+    }
 }
 
 pub(crate) fn tenant_pk(tenant: &TenantId) -> String {
@@ -352,6 +503,12 @@ pub(crate) fn tenant_pk(tenant: &TenantId) -> String {
 }
 
 const SETTINGS_SK: &str = "SETTINGS";
+const DIRECTORY_SK: &str = "DIRECTORY";
+
+/// The directory index: which tenant a consented directory belongs to (one at most).
+fn directory_pk(directory: &str) -> String {
+    format!("DIRECTORY#{}", directory.to_ascii_lowercase())
+}
 const REGISTRY_PK: &str = "TENANTS";
 
 fn registry_sk(tenant: &TenantId) -> String {
@@ -368,6 +525,7 @@ pub struct Tenants {
     /// Settings as the sync runs read them: a warm container syncing many users of a tenant
     /// reads the settings item once a minute, not once per user.
     settings_cache: Arc<Mutex<HashMap<TenantId, (Instant, TenantSettings)>>>,
+    publisher: Publisher,
 }
 
 impl Tenants {
@@ -376,12 +534,130 @@ impl Tenants {
         secrets: Arc<dyn SecretStore>,
         secret_prefix: String,
     ) -> Self {
+        let publisher = Publisher::new(secrets.clone(), &secret_prefix);
         Self {
             store,
             secrets,
             secret_prefix,
             cache: Arc::default(),
             settings_cache: Arc::default(),
+            publisher,
+        }
+    }
+
+    /// The deployment's publisher app.
+    pub fn publisher(&self) -> &Publisher {
+        &self.publisher
+    }
+
+    /// Everything about the tenant an operator should act on: its own warnings and, when it
+    /// uses the publisher app, the publisher credential's.
+    pub async fn warnings(&self, settings: &TenantSettings, now: i64) -> Vec<String> {
+        let mut warnings = settings.warnings(now);
+        if settings.app == AppSource::Publisher {
+            match self.publisher.get().await {
+                Ok(Some(publisher)) => warnings.extend(publisher.warnings(now)),
+                Ok(None) => warnings.push(
+                    "the tenant uses the publisher app, which is not set (calsync publisher set)"
+                        .to_owned(),
+                ),
+                Err(e) => warnings.push(format!("the publisher app is unusable: {e}")),
+            }
+        }
+        warnings
+    }
+
+    /// Binds the tenant to the directory that consented and lets it work: the settings and the
+    /// directory index in one transaction, so one directory never serves two tenants. A
+    /// consent again after a revocation clears the revocation.
+    pub async fn activate(
+        &self,
+        tenant: &TenantId,
+        directory: &str,
+    ) -> Result<TenantSettings, TenantError> {
+        let directory = directory.to_ascii_lowercase();
+        let index_pk = directory_pk(&directory);
+        // Written only if still absent (or still this tenant's), so two tenants consenting
+        // with one directory at the same moment cannot both get it.
+        let index_condition = match self.store.get(&index_pk, DIRECTORY_SK).await? {
+            Some(item) => {
+                let owner: DirectoryOwner = item_to_record(&item)?;
+                if &owner.tenant != tenant {
+                    return Err(TenantError::DirectoryTaken {
+                        directory,
+                        owner: owner.tenant,
+                    });
+                }
+                Precondition::Version(item.version)
+            }
+            None => Precondition::Absent,
+        };
+        let item = self
+            .store
+            .get(&tenant_pk(tenant), SETTINGS_SK)
+            .await?
+            .ok_or_else(|| TenantError::NotFound(tenant.clone()))?;
+        let mut settings: TenantSettings = item_to_record(&item)?;
+        settings.directory = Some(directory.clone());
+        settings.access_revoked = None;
+        let mut next = record_to_item(tenant_pk(tenant), SETTINGS_SK, &settings)?;
+        next.version = item.version;
+        let mut index = record_to_item(
+            index_pk,
+            DIRECTORY_SK,
+            &DirectoryOwner {
+                tenant: tenant.clone(),
+            },
+        )?;
+        if let Precondition::Version(version) = index_condition {
+            index.version = version;
+        }
+        let outcome = self
+            .store
+            .transact(vec![
+                WriteOp::Put(next, Precondition::Version(item.version)),
+                WriteOp::Put(index, index_condition),
+            ])
+            .await;
+        match outcome {
+            Ok(()) => {
+                self.forget_cached_settings(tenant);
+                Ok(settings)
+            }
+            // The settings moved meanwhile (another consent, an update), or another tenant took
+            // the directory: refuse rather than guess; the administrator's consent stands at
+            // Microsoft and opening the link again binds it, or says who has the directory.
+            Err(StoreError::ConditionFailed) => Err(TenantError::Invalid(
+                "the tenant or its directory changed while the consent was recorded; open the consent link again",
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Microsoft refused the app in the tenant's directory: flag the tenant so nothing is
+    /// tried until its administrator consents again. Flagging twice keeps the first time.
+    pub async fn flag_access_revoked(
+        &self,
+        tenant: &TenantId,
+        detail: &str,
+        now: i64,
+    ) -> Result<(), TenantError> {
+        self.update_settings(tenant, |settings| {
+            if settings.access_revoked.is_none() {
+                settings.access_revoked = Some(AccessRevoked {
+                    at: now,
+                    detail: detail.to_owned(),
+                });
+            }
+        })
+        .await?;
+        self.forget_cached_settings(tenant);
+        Ok(())
+    }
+
+    fn forget_cached_settings(&self, tenant: &TenantId) {
+        if let Ok(mut cache) = self.settings_cache.lock() {
+            cache.remove(tenant);
         }
     }
 
@@ -474,6 +750,11 @@ impl Tenants {
     /// their sealed tokens, the account index) and its secret. `App::remove_tenant` first
     /// removes what lives elsewhere (subscriptions, links, journals).
     pub async fn remove(&self, tenant: &TenantId) -> Result<bool, TenantError> {
+        if let Some(directory) = self.settings(tenant).await?.and_then(|s| s.directory) {
+            self.store
+                .delete(&directory_pk(&directory), DIRECTORY_SK, Precondition::None)
+                .await?;
+        }
         let pk = tenant_pk(tenant);
         let items = self.store.query(&pk, "").await?;
         let existed = !items.is_empty();
@@ -580,16 +861,39 @@ impl Tenants {
     ) -> Result<TenantContext, TenantError> {
         let secret = self.secret(tenant).await?;
         let sealing_key = secret.token_keys()?;
+        let app_credential = match settings.app {
+            AppSource::Own => TenantApp::Own,
+            AppSource::Publisher => TenantApp::Publisher(
+                self.publisher
+                    .get()
+                    .await?
+                    .ok_or_else(|| TenantError::NoPublisher(tenant.clone()))?,
+            ),
+        };
         Ok(TenantContext {
             id: tenant.clone(),
             settings,
             secret,
             sealing_key,
+            app_credential,
         })
     }
 }
 
 fn validate_secret(secret: &TenantSecret) -> Result<(), TenantError> {
+    // A publisher-app tenant holds no Microsoft credential at all; an own-app tenant all three.
+    let publisher_shaped = secret.azure_tenant_id.is_empty()
+        && secret.client_id.is_empty()
+        && secret.client_secret.is_empty()
+        && secret.authority.is_none()
+        && secret.client_secret_expires.is_none();
+    if !publisher_shaped {
+        validate_own_app(secret)?;
+    }
+    validate_rest(secret)
+}
+
+fn validate_own_app(secret: &TenantSecret) -> Result<(), TenantError> {
     if secret.azure_tenant_id.trim().is_empty() {
         return Err(TenantError::Invalid("the Azure tenant id is missing"));
     }
@@ -610,6 +914,17 @@ fn validate_secret(secret: &TenantSecret) -> Result<(), TenantError> {
     if secret.client_secret.is_empty() {
         return Err(TenantError::Invalid("the client secret is missing"));
     }
+    if let Some(date) = &secret.client_secret_expires {
+        if !is_iso_date(date) {
+            return Err(TenantError::Invalid(
+                "the client secret expiry must be a date like 2027-03-31",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn validate_rest(secret: &TenantSecret) -> Result<(), TenantError> {
     if secret.link_key.expose().len() < 32 {
         return Err(TenantError::Invalid(
             "the link key must be at least 32 characters",
@@ -624,19 +939,16 @@ fn validate_secret(secret: &TenantSecret) -> Result<(), TenantError> {
         }
     }
     origin_of(&secret.crm_url)?;
-    if let Some(date) = &secret.client_secret_expires {
-        if !is_iso_date(date) {
-            return Err(TenantError::Invalid(
-                "the client secret expiry must be a date like 2027-03-31",
-            ));
-        }
-    }
     Ok(())
 }
 
-pub(crate) fn is_iso_date(value: &str) -> bool {
-    value.len() == 10 && value.parse::<jiff::civil::Date>().is_ok()
+/// The directory index's item.
+#[derive(Debug, Serialize, Deserialize)]
+struct DirectoryOwner {
+    tenant: TenantId,
 }
+
+pub(crate) use crate::expiry::is_iso_date;
 
 #[cfg(test)]
 mod tests {

@@ -14,7 +14,7 @@ use crate::adapters::identity::{
 use crate::adapters::store::{now_epoch, ItemStore, Lease, LeaseError, StoreError};
 use crate::crypto::{CryptoError, TokenKeys};
 use crate::services::tenants::{
-    tenant_pk, AccessMode, TenantContext, TenantError, TenantSecret, Tenants,
+    tenant_pk, AccessMode, AppSource, TenantContext, TenantError, Tenants,
 };
 use crate::services::users::{ResealError, UserRecord, UserStatus, UserWriteError, Users};
 use calsync_core::ids::{CrmUserName, TenantId};
@@ -44,14 +44,21 @@ pub enum TokenError {
     Write(#[from] UserWriteError),
     #[error("reading the tenant's token keys")]
     Tenant(#[source] Box<TenantError>),
+    /// Microsoft refused the app in the tenant's directory; the tenant is flagged.
+    #[error(
+        "Microsoft refused the app in the tenant's directory; its administrator must consent again"
+    )]
+    AccessRevoked,
 }
 
 impl TokenError {
-    /// Retrying cannot help until the user signs in again.
+    /// Retrying cannot help until the user signs in again, or the tenant's administrator
+    /// consents again ([`TokenError::AccessRevoked`]): the run stops without a retry.
     pub fn is_reconnect_required(&self) -> bool {
         matches!(
             self,
             TokenError::ReconnectRequired
+                | TokenError::AccessRevoked
                 | TokenError::Identity(IdentityError::ReconnectRequired { .. })
         )
     }
@@ -68,17 +75,7 @@ impl From<LeaseError> for TokenError {
 
 /// The tenant's application registration as the identity adapter takes it.
 pub fn app_registration(tenant: &TenantContext) -> AppRegistration<'_> {
-    app_registration_of(&tenant.secret)
-}
-
-/// The application registration a tenant's credentials describe.
-pub fn app_registration_of(secret: &TenantSecret) -> AppRegistration<'_> {
-    AppRegistration {
-        directory: &secret.azure_tenant_id,
-        authority: secret.authority(),
-        client_id: &secret.client_id,
-        client_secret: &secret.client_secret,
-    }
+    tenant.app()
 }
 
 #[derive(Clone)]
@@ -119,8 +116,46 @@ impl Tokens {
     ) -> Result<Secret, TokenError> {
         match tenant.settings.mode {
             AccessMode::Delegated => self.access_token_for(tenant, record).await,
-            AccessMode::AppOnly => Ok(self.identity.app_token(app_registration(tenant)).await?),
+            AccessMode::AppOnly => match self.identity.app_token(app_registration(tenant)).await {
+                Ok(token) => Ok(token),
+                Err(e) if watches_consent(tenant) && e.is_app_refused() => {
+                    Err(self.revoked(tenant, &e).await)
+                }
+                Err(e) => Err(e.into()),
+            },
         }
+    }
+
+    /// Microsoft refused the app itself in the tenant's directory: flag the tenant, once, so
+    /// the dispatcher and the jobs leave it alone until its administrator consents again.
+    async fn revoked(&self, tenant: &TenantContext, error: &IdentityError) -> TokenError {
+        let detail = match error {
+            IdentityError::ReconnectRequired { error, aadsts }
+            | IdentityError::Refused { error, aadsts } => match aadsts {
+                Some(n) => format!("{error}, AADSTS{n}"),
+                None => error.clone(),
+            },
+            other => other.to_string(),
+        };
+        tracing::warn!(tenant = %tenant.id, %detail, "Microsoft refused the app in the tenant's directory; tenant flagged");
+        if let Err(e) = self
+            .tenants
+            .flag_access_revoked(&tenant.id, &detail, now_epoch())
+            .await
+        {
+            tracing::error!(tenant = %tenant.id, error = %crate::errors::chain(&e), "the revocation could not be recorded");
+        }
+        TokenError::AccessRevoked
+    }
+
+    /// A refresh refused for the app (AADSTS65001, `unauthorized_client`) may be one user's
+    /// consent or the whole directory's: a client-credentials token for the directory tells,
+    /// since Microsoft refuses it only when the app is gone from there.
+    async fn app_gone_from_directory(&self, tenant: &TenantContext) -> bool {
+        matches!(
+            self.identity.fresh_app_token(app_registration(tenant)).await,
+            Err(e) if e.is_app_refused()
+        )
     }
 
     /// Graph refused `refused` (a revoked grant, continuous access evaluation): forget it and
@@ -137,7 +172,13 @@ impl Tokens {
             AccessMode::AppOnly => {
                 self.identity
                     .forget_app_token(app_registration(tenant), refused);
-                Ok(self.identity.app_token(app_registration(tenant)).await?)
+                match self.identity.app_token(app_registration(tenant)).await {
+                    Ok(token) => Ok(token),
+                    Err(e) if watches_consent(tenant) && e.is_app_refused() => {
+                        Err(self.revoked(tenant, &e).await)
+                    }
+                    Err(e) => Err(e.into()),
+                }
             }
         }
     }
@@ -256,6 +297,13 @@ impl Tokens {
                     .await?;
                 Ok(set.access_token)
             }
+            Err(e)
+                if watches_consent(tenant)
+                    && e.is_app_refused()
+                    && self.app_gone_from_directory(tenant).await =>
+            {
+                Err(self.revoked(tenant, &e).await)
+            }
             Err(e @ IdentityError::ReconnectRequired { .. }) => {
                 let detail = format!("Microsoft no longer accepts this connection ({e}).");
                 self.users
@@ -266,6 +314,13 @@ impl Tokens {
             Err(other) => Err(other.into()),
         }
     }
+}
+
+/// Whether a refusal of the app flags the tenant: a publisher-app tenant, whose access is
+/// its administrator's consent. A tenant with its own registration keeps the per-user
+/// handling it always had (its administrator manages the app and its secret directly).
+fn watches_consent(tenant: &TenantContext) -> bool {
+    tenant.settings.app == AppSource::Publisher
 }
 
 /// The refresh token (if any) and the access token of a set, sealed for the user.

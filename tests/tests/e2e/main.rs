@@ -9,6 +9,7 @@ mod cli_embedded;
 mod cli_operator;
 mod graph_subscription;
 mod pipelined;
+mod publisher;
 mod real_crm;
 mod repository;
 mod runtime_stand_in;

@@ -25,8 +25,11 @@ use crate::adapters::store::{now_epoch, StoreError};
 use crate::app::App;
 use crate::config::join_url;
 use crate::entry::html::{self, format_utc};
+use crate::services::consent;
 use crate::services::sync_run::JournalEntry;
-use crate::services::tenants::{AccessMode, TenantContext, TenantError};
+use crate::services::tenants::{
+    AccessMode, MicrosoftAccess, TenantApp, TenantContext, TenantError,
+};
 use crate::services::tokens::{app_registration, seal_set};
 use crate::services::users::{
     ConnectError, Connection, ProblemCode, UserRecord, UserStatus, UserWriteError,
@@ -87,6 +90,12 @@ enum AuthError {
     Microsoft { code: String },
     #[error("the ID token's tenant is not the tenant's")]
     WrongTenant,
+    /// The tenant cannot use Microsoft now (no consent yet, or it was removed).
+    #[error("the tenant's Microsoft access is {}", .0.as_str())]
+    NotReady(MicrosoftAccess),
+    /// A consent to the publisher app that does not activate the tenant.
+    #[error("the consent was refused")]
+    ConsentRefused(#[source] consent::ConsentRefused),
     #[error("the token endpoint refused or failed")]
     Identity(#[source] IdentityError),
     #[error("the Microsoft account is linked to another CRM user")]
@@ -185,6 +194,24 @@ impl AuthError {
             }
             AuthError::WrongTenant => {
                 Page::new(lang, StatusCode::FORBIDDEN, WrongTenantTitle).para(WrongTenant, None)
+            }
+            AuthError::NotReady(access) => {
+                let why = match access {
+                    MicrosoftAccess::Revoked => AccessRevoked,
+                    _ => AwaitingConsent,
+                };
+                Page::new(lang, StatusCode::CONFLICT, NotReadyTitle).para(why, None)
+            }
+            AuthError::ConsentRefused(why) => {
+                let status = match why {
+                    consent::ConsentRefused::Identity(_) | consent::ConsentRefused::Tenant(_) => {
+                        StatusCode::BAD_GATEWAY
+                    }
+                    consent::ConsentRefused::BadDirectory(_) => StatusCode::BAD_REQUEST,
+                    _ => StatusCode::FORBIDDEN,
+                };
+                let reason = why.to_string();
+                Page::new(lang, status, ConsentRefusedTitle).para(ConsentRefused, Some(&reason))
             }
             AuthError::Identity(IdentityError::Timeout) => {
                 Page::new(lang, StatusCode::GATEWAY_TIMEOUT, SignInFailedTitle)
@@ -572,6 +599,10 @@ async fn connect(app: &App, request: &Request) -> Result<Outcome, AuthError> {
         check_return_to(return_to, &tenant)?;
     }
     let user = claims.user.clone().ok_or(BadInput::UserMissing)?;
+    match tenant.settings.microsoft_access() {
+        MicrosoftAccess::Active => {}
+        other => return Err(AuthError::NotReady(other)),
+    }
     let redirect_uri = redirect_uri(app, request)?;
     let state_id = sign_in_state::new_state_id();
     let login_hint = app
@@ -717,10 +748,7 @@ async fn callback(app: &App, request: &Request) -> Result<Outcome, AuthError> {
         .id_claims
         .clone()
         .ok_or(AuthError::Identity(IdentityError::Missing("ID token")))?;
-    if !claims
-        .tid
-        .eq_ignore_ascii_case(&tenant.secret.azure_tenant_id)
-    {
+    if tenant.directory().is_empty() || !claims.tid.eq_ignore_ascii_case(tenant.directory()) {
         return Err(AuthError::WrongTenant);
     }
     if tokens.refresh_token.is_none() {
@@ -837,16 +865,37 @@ async fn callback(app: &App, request: &Request) -> Result<Outcome, AuthError> {
     ))
 }
 
+/// The tenant-wide link the operator hands the customer's administrator. For a tenant with
+/// its own app it switches the tenant to app-only mode; for a publisher-app tenant it is the
+/// onboarding consent: the delegated permissions users connect with (and, in app-only mode,
+/// the application permission), for the directory the operator expects or any organisation.
 async fn admin_consent(app: &App, request: &Request) -> Result<Outcome, AuthError> {
     let params = request.query_params();
     let (_claims, tenant) = verified_url(app, &params, LinkRoute::AdminConsent).await?;
     let redirect_uri = join_url(&public_base(app, request)?, "admin-consent/callback");
     let state_id = sign_in_state::new_state_id();
-    let url = app
-        .tokens
-        .identity()
-        .admin_consent_url(app_registration(&tenant), &redirect_uri, &state_id)
-        .map_err(internal)?;
+    let identity = app.tokens.identity();
+    let url = match &tenant.app_credential {
+        TenantApp::Own => {
+            identity.admin_consent_url(app_registration(&tenant), &redirect_uri, &state_id)
+        }
+        TenantApp::Publisher(publisher) => {
+            let settings = &tenant.settings;
+            let authority = settings
+                .directory
+                .as_deref()
+                .or(settings.expected_directory.as_deref())
+                .unwrap_or(crate::services::tenants::MULTI_TENANT_AUTHORITY);
+            identity.scoped_admin_consent_url(
+                authority,
+                &publisher.client_id,
+                consent::consent_scopes(settings.mode),
+                &redirect_uri,
+                &state_id,
+            )
+        }
+    }
+    .map_err(internal)?;
     SignInState {
         kind: StateKind::AdminConsent,
         tenant: tenant.id.clone(),
@@ -886,7 +935,11 @@ async fn admin_consent_callback(app: &App, request: &Request) -> Result<Outcome,
         return Err(AuthError::ConsentDenied);
     }
     let consented_tenant = params.required("tenant")?;
-    if !consented_tenant.eq_ignore_ascii_case(&tenant.secret.azure_tenant_id) {
+    if let TenantApp::Publisher(publisher) = &tenant.app_credential {
+        return onboarding_consent(app, request, &tenant, publisher, state_id, consented_tenant)
+            .await;
+    }
+    if !consented_tenant.eq_ignore_ascii_case(tenant.directory()) {
         return Err(AuthError::WrongTenant);
     }
     if !SignInState::consume(app.store.as_ref(), state_id)
@@ -907,6 +960,42 @@ async fn admin_consent_callback(app: &App, request: &Request) -> Result<Outcome,
     Ok(Outcome::Page(
         Page::new(request.lang, StatusCode::OK, Msg::AdminConsentTitle)
             .para(Msg::AdminConsentDone, None),
+    ))
+}
+
+/// The publisher app's consent came back for `tenant`: the state is spent first (a replay
+/// loses), then the consent is checked against Microsoft and the tenant activated, or
+/// refused with nothing changed but the spent state.
+async fn onboarding_consent(
+    app: &App,
+    request: &Request,
+    tenant: &TenantContext,
+    publisher: &crate::services::publisher::PublisherApp,
+    state_id: &str,
+    consented_tenant: &str,
+) -> Result<Outcome, AuthError> {
+    let granted_scope = request.query_params().optional("scope")?.map(str::to_owned);
+    if !SignInState::consume(app.store.as_ref(), state_id)
+        .await
+        .map_err(internal)?
+    {
+        return Err(AuthError::StateUnknown);
+    }
+    let directory = consent::confirm(
+        app.tokens.identity(),
+        &app.tenants,
+        &tenant.id,
+        &tenant.settings,
+        publisher,
+        consented_tenant,
+        granted_scope.as_deref(),
+    )
+    .await
+    .map_err(AuthError::ConsentRefused)?;
+    tracing::info!(tenant = %tenant.id, %directory, "the directory's administrator consented; tenant active");
+    Ok(Outcome::Page(
+        Page::new(request.lang, StatusCode::OK, Msg::AdminConsentTitle)
+            .para(Msg::OnboardedDone, None),
     ))
 }
 
@@ -1000,7 +1089,22 @@ async fn status_json(app: &App, request: &Request) -> Response {
             return refused(StatusCode::INTERNAL_SERVER_ERROR, "internal");
         }
     };
-    let body = match record {
+    // A tenant without Microsoft access says so first, to every user's panel.
+    let access = tenant.settings.microsoft_access();
+    let tenant_problem = (access != MicrosoftAccess::Active).then(|| {
+        serde_json::json!({
+            "code": match access {
+                MicrosoftAccess::Revoked => "microsoft_access_revoked",
+                _ => "microsoft_consent_pending",
+            },
+            "detail": match access {
+                MicrosoftAccess::Revoked => "Your organisation's Microsoft 365 administrator removed calsync's access: nothing syncs until they consent again.",
+                _ => "Waiting for your organisation's Microsoft 365 administrator to consent to calsync.",
+            },
+            "since": tenant.settings.access_revoked.as_ref().map(|r| r.at),
+        })
+    });
+    let mut body = match record {
         None => serde_json::json!({ "user": user, "status": "never_connected", "problems": [] }),
         Some(record) => {
             let sync = record.last_sync.clone().unwrap_or_default();
@@ -1020,6 +1124,10 @@ async fn status_json(app: &App, request: &Request) -> Response {
             })
         }
     };
+    body["microsoft_access"] = access.as_str().into();
+    if let (Some(problem), Some(problems)) = (tenant_problem, body["problems"].as_array_mut()) {
+        problems.insert(0, problem);
+    }
     html::json(StatusCode::OK, &body)
 }
 
