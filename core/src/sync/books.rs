@@ -19,7 +19,7 @@ use super::model::{Link, LinkKey};
 pub enum Record {
     /// Stored if the stored version is `link.version - 1` (absent for 0), as
     /// [`SyncTarget::put_link`].
-    Link(Link),
+    Link(Box<Link>),
     /// Put by its id, as [`SyncTarget::record_conflict`].
     Conflict(Conflict),
     /// Forgotten if still at `expect`, as [`SyncTarget::delete_link`].

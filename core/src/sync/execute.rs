@@ -543,7 +543,7 @@ macro_rules! tried {
 /// its own write in place; that counts as stored (one user's runs never overlap).
 async fn store_link(books: &Books<'_>, link: &Link) -> Result<Tried<bool>, Cause> {
     let target = books.target();
-    match attempt(target, || books.write(Record::Link(link.clone()))).await? {
+    match attempt(target, || books.write(Record::Link(Box::new(link.clone())))).await? {
         Tried::Done(false) => match attempt(target, || target.stored_version(&link.key)).await? {
             Tried::Done(stored) => Ok(Tried::Done(stored == Some(link.version))),
             Tried::Failed(why) => Ok(Tried::Failed(why)),
