@@ -7,6 +7,11 @@
 //! a time; a Graph write takes `--graph-create-ms` (default 60) and a mailbox takes four
 //! requests at once. Run in release (docs/BENCHMARKS.md).
 //!
+//! With `--real-crm` the CRM is a real vtiger instead, as the real-CRM tier configures it
+//! (`CALSYNC_REAL_VTIGER_URL` etc., docs/testing.md): its user (`tokyo` by default) gets the
+//! events, or has them created through the webservice first; the events the benchmark made
+//! there are deleted before and after each run. Its own speed is the CRM's.
+//!
 //! Printed per run: wall time per event, the DynamoDB requests the runner sent (counted by an
 //! interceptor on its client) per event, and the most Graph requests in flight for the mailbox
 //! and the most vtiger sessions serving at once, as the sandbox saw them.
@@ -23,14 +28,19 @@ use calsync_sandbox::graph::{FaultRate, FaultRoute, FaultRule, GraphFault};
 use calsync_sandbox::vtiger::SeedEvent;
 use calsync_sandbox::Sandbox;
 use calsync_testkit::moto::counted_dynamodb;
+use calsync_testkit::realcrm::RealVtiger;
 use calsync_testkit::syncbed::{point_at_sandbox_crm, seed_crm_users, MARIA};
 use calsync_testkit::testbed::{
-    aws_config, seed_identity, BedOptions, CalsyncSide, CRM_USER, USER_OID,
+    aws_config, connect_user, sandbox_tenant_secret, seed_identity, BedOptions, CalsyncSide,
+    CRM_USER, USER_OID,
 };
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{json, Value};
 
-const USAGE: &str = "usage: bench-first-sync --direction to-crm|to-outlook [--events N] [--crm-create-ms MS] [--graph-create-ms MS] [--runs R]";
+const USAGE: &str = "usage: bench-first-sync --direction to-crm|to-outlook [--events N] [--crm-create-ms MS] [--graph-create-ms MS] [--runs R] [--real-crm]";
+
+/// The subject every event the benchmark makes starts with (how its leftovers are found).
+const SUBJECT: &str = "Bench call";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Direction {
@@ -46,6 +56,8 @@ struct Setup {
     events: usize,
     crm_create: Duration,
     graph_create: Duration,
+    /// The CRM is the real vtiger of the real-CRM tier, not the sandbox's.
+    real_crm: bool,
 }
 
 fn main() -> Result<()> {
@@ -55,6 +67,7 @@ fn main() -> Result<()> {
         events: 1_000,
         crm_create: Duration::from_millis(40),
         graph_create: Duration::from_millis(60),
+        real_crm: false,
     };
     let mut runs = 1;
     let mut serve_sandbox = false;
@@ -84,6 +97,7 @@ fn main() -> Result<()> {
             }
             "--runs" => runs = number(args.next(), "--runs")?.max(1),
             "--sandbox" => serve_sandbox = true,
+            "--real-crm" => setup.real_crm = true,
             _ => bail!("unknown argument {arg}\n{USAGE}"),
         }
     }
@@ -151,7 +165,7 @@ async fn serve(setup: Setup) -> Result<()> {
             for i in 0..setup.events {
                 let start = start_of(base, i)?;
                 bodies.push(json!({
-                    "subject": format!("Customer call {i}"),
+                    "subject": format!("{SUBJECT} {i}"),
                     "body": {"contentType": "text", "content": format!("Agenda for call {i}.")},
                     "start": {"dateTime": when(start), "timeZone": "UTC"},
                     "end": {"dateTime": when(start.checked_add(SignedDuration::from_mins(30))?), "timeZone": "UTC"},
@@ -160,12 +174,13 @@ async fn serve(setup: Setup) -> Result<()> {
             }
             graph.seed_events(USER_OID, &bodies)?;
         }
+        Direction::ToOutlook if setup.real_crm => {}
         Direction::ToOutlook => {
             for i in 0..setup.events {
                 let start = start_of(base, i)?;
                 let end = start.checked_add(SignedDuration::from_mins(30))?;
                 let fields = [
-                    ("subject", format!("Customer call {i}")),
+                    ("subject", format!("{SUBJECT} {i}")),
                     ("date_start", start.strftime("%Y-%m-%d").to_string()),
                     ("time_start", start.strftime("%H:%M:%S").to_string()),
                     ("due_date", end.strftime("%Y-%m-%d").to_string()),
@@ -243,6 +258,7 @@ impl SandboxProcess {
                 "--graph-create-ms",
                 &setup.graph_create.as_millis().to_string(),
             ])
+            .args(setup.real_crm.then_some("--real-crm"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -299,8 +315,35 @@ async fn bench(setup: Setup) -> Result<Figures> {
         ..BedOptions::default()
     };
     let side = CalsyncSide::start(&sandbox.url, &options).await?;
-    point_at_sandbox_crm(&side.app, &side.tenant, &sandbox.url, "UTC").await?;
-    let connected = side.connect().await?;
+    let real = if setup.real_crm {
+        Some(RealVtiger::from_env()?.context(
+            "--real-crm needs the real-CRM tier's variables (CALSYNC_REAL_VTIGER_URL etc.)",
+        )?)
+    } else {
+        None
+    };
+    let crm_user = match &real {
+        Some(real) => {
+            let secret =
+                sandbox_tenant_secret(&real.url, &real.admin, &real.admin_key, &side.link_key);
+            side.app.tenants.put_secret(&side.tenant, &secret).await?;
+            let zone = real.zone.clone();
+            side.app
+                .tenants
+                .update_settings(&side.tenant, move |s| s.crm_time_zone = zone.clone())
+                .await?;
+            real_crm_clear(real).await?;
+            if setup.direction == Direction::ToOutlook {
+                real_crm_seed(real, setup.events).await?;
+            }
+            real.user.clone()
+        }
+        None => {
+            point_at_sandbox_crm(&side.app, &side.tenant, &sandbox.url, "UTC").await?;
+            CRM_USER.to_owned()
+        }
+    };
+    let connected = connect_user(&side.app, &side.tenant, &side.link_key, &crm_user).await?;
     anyhow::ensure!(
         connected.status == 200,
         "connect answered {}",
@@ -309,7 +352,7 @@ async fn bench(setup: Setup) -> Result<Figures> {
     sandbox.ask("reset")?;
     let job = SyncJob {
         tenant: side.tenant.clone(),
-        user: calsync_core::ids::CrmUserName::parse(CRM_USER)?,
+        user: calsync_core::ids::CrmUserName::parse(&crm_user)?,
         reason: JobReason::Manual,
         full: false,
         origin: None,
@@ -329,7 +372,15 @@ async fn bench(setup: Setup) -> Result<Figures> {
         report.outcome,
         report.failures
     );
+    let in_real_crm = match &real {
+        Some(real) => {
+            let made = real_crm_clear(real).await?;
+            Some(made as u64)
+        }
+        None => None,
+    };
     let landed = match setup.direction {
+        Direction::ToCrm if in_real_crm.is_some() => in_real_crm,
         Direction::ToCrm => counts["crm_events"].as_u64(),
         Direction::ToOutlook => counts["outlook_events"].as_u64(),
     }
@@ -346,4 +397,72 @@ async fn bench(setup: Setup) -> Result<Figures> {
         graph_in_flight: counts["graph_in_flight"].as_u64().unwrap_or(0),
         crm_sessions: counts["crm_sessions"].as_u64().unwrap_or(0),
     })
+}
+
+/// The real vtiger user's events whose subject the benchmark uses: their ids.
+async fn real_crm_events(real: &RealVtiger) -> Result<Vec<String>> {
+    let client = real.as_user()?;
+    let mut ids = Vec::new();
+    loop {
+        let query = format!(
+            "SELECT id FROM Events WHERE subject LIKE '{SUBJECT} %' LIMIT {}, 100;",
+            ids.len()
+        );
+        let page = client.get("query", &[("query", &query)]).await?;
+        let rows = page.as_array().map(Vec::as_slice).unwrap_or_default();
+        ids.extend(
+            rows.iter()
+                .filter_map(|row| row["id"].as_str().map(str::to_owned)),
+        );
+        if rows.len() < 100 {
+            return Ok(ids);
+        }
+    }
+}
+
+/// Deletes the benchmark's events from the real vtiger; how many there were.
+async fn real_crm_clear(real: &RealVtiger) -> Result<usize> {
+    let ids = real_crm_events(real).await?;
+    let client = real.as_user()?;
+    for id in &ids {
+        client.post("delete", &[("id", id)]).await?;
+    }
+    Ok(ids.len())
+}
+
+/// Creates `events` events of the real vtiger user through the webservice, as the sandbox
+/// seeds them.
+async fn real_crm_seed(real: &RealVtiger, events: usize) -> Result<()> {
+    let client = real.as_user()?;
+    let owner = client.session().await?.user_id.clone();
+    let base = Timestamp::now()
+        .checked_add(SignedDuration::from_hours(24))?
+        .round(jiff::Unit::Hour)?;
+    let zone = jiff::tz::TimeZone::get(&real.zone)?;
+    let wall = |t: Timestamp| zone.to_datetime(t);
+    for i in 0..events {
+        let start = wall(start_of(base, i)?);
+        let end = wall(start_of(base, i)?.checked_add(SignedDuration::from_mins(30))?);
+        let element = json!({
+            "subject": format!("{SUBJECT} {i}"),
+            "date_start": start.strftime("%Y-%m-%d").to_string(),
+            "time_start": start.strftime("%H:%M:%S").to_string(),
+            "due_date": end.strftime("%Y-%m-%d").to_string(),
+            "time_end": end.strftime("%H:%M:%S").to_string(),
+            "duration_hours": "0",
+            "duration_minutes": "30",
+            "activitytype": "Meeting",
+            "eventstatus": "Planned",
+            "location": format!("Room {}", i % 40),
+            "description": format!("Agenda for call {i}."),
+            "assigned_user_id": owner,
+        });
+        client
+            .post(
+                "create",
+                &[("elementType", "Events"), ("element", &element.to_string())],
+            )
+            .await?;
+    }
+    Ok(())
 }
