@@ -14,6 +14,7 @@
 //! The end-to-end tests run the workspace's built binaries, located with [`binary_path`]:
 //! run `cargo build --workspace` before `cargo test` (the test script does).
 
+pub mod bench_sandbox;
 pub mod events;
 pub mod function_url;
 pub mod graph;

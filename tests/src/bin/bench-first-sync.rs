@@ -16,9 +16,6 @@
 //! interceptor on its client) per event, and the most Graph requests in flight for the mailbox
 //! and the most vtiger sessions serving at once, as the sandbox saw them.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -27,6 +24,7 @@ use calsync::services::sync_run::RunOutcome;
 use calsync_sandbox::graph::{FaultRate, FaultRoute, FaultRule, GraphFault};
 use calsync_sandbox::vtiger::SeedEvent;
 use calsync_sandbox::Sandbox;
+use calsync_testkit::bench_sandbox::{serve_commands, SandboxProcess};
 use calsync_testkit::moto::counted_dynamodb;
 use calsync_testkit::realcrm::RealVtiger;
 use calsync_testkit::syncbed::{point_at_sandbox_crm, seed_crm_users, MARIA};
@@ -35,7 +33,7 @@ use calsync_testkit::testbed::{
     CRM_USER, USER_OID,
 };
 use jiff::{SignedDuration, Timestamp};
-use serde_json::{json, Value};
+use serde_json::json;
 
 const USAGE: &str = "usage: bench-first-sync --direction to-crm|to-outlook [--events N] [--crm-create-ms MS] [--graph-create-ms MS] [--runs R] [--real-crm]";
 
@@ -199,103 +197,21 @@ async fn serve(setup: Setup) -> Result<()> {
             }
         }
     }
-    println!("READY {}", sandbox.base_url());
-    std::io::stdout().flush()?;
-    let sandbox = Arc::new(sandbox);
-    let control = sandbox.clone();
-    tokio::task::spawn_blocking(move || -> Result<()> {
-        let mut out = std::io::stdout();
-        for line in std::io::stdin().lock().lines() {
-            match line?.trim() {
-                "reset" => {
-                    control.graph().reset_peak_in_flight();
-                    control.crm().reset_peak_sessions_busy();
-                    writeln!(out, "{}", json!({"reset": true}))?;
-                }
-                "counts" => writeln!(
-                    out,
-                    "{}",
-                    json!({
-                        "graph_in_flight": control.graph().peak_in_flight(USER_OID),
-                        "crm_sessions": control.crm().peak_sessions_busy(),
-                        "crm_events": control.crm().events_of(MARIA).len(),
-                        "outlook_events": control.graph().event_ids(USER_OID).len(),
-                    })
-                )?,
-                other => writeln!(out, "{}", json!({"error": other}))?,
-            }
-            out.flush()?;
+    serve_commands(sandbox, |sandbox, command| match command {
+        "reset" => {
+            sandbox.graph().reset_peak_in_flight();
+            sandbox.crm().reset_peak_sessions_busy();
+            json!({"reset": true})
         }
-        Ok(())
+        "counts" => json!({
+            "graph_in_flight": sandbox.graph().peak_in_flight(USER_OID),
+            "crm_sessions": sandbox.crm().peak_sessions_busy(),
+            "crm_events": sandbox.crm().events_of(MARIA).len(),
+            "outlook_events": sandbox.graph().event_ids(USER_OID).len(),
+        }),
+        other => json!({"error": other}),
     })
-    .await??;
-    drop(sandbox);
-    Ok(())
-}
-
-struct SandboxProcess {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    stdout: BufReader<ChildStdout>,
-    url: String,
-}
-
-impl SandboxProcess {
-    fn start(setup: Setup) -> Result<Self> {
-        let direction = match setup.direction {
-            Direction::ToCrm => "to-crm",
-            Direction::ToOutlook => "to-outlook",
-        };
-        let mut child = Command::new(std::env::current_exe()?)
-            .args([
-                "--sandbox",
-                "--direction",
-                direction,
-                "--events",
-                &setup.events.to_string(),
-                "--crm-create-ms",
-                &setup.crm_create.as_millis().to_string(),
-                "--graph-create-ms",
-                &setup.graph_create.as_millis().to_string(),
-            ])
-            .args(setup.real_crm.then_some("--real-crm"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .context("starting the sandbox process")?;
-        let stdin = child.stdin.take().context("no stdin")?;
-        let mut stdout = BufReader::new(child.stdout.take().context("no stdout")?);
-        let mut line = String::new();
-        stdout.read_line(&mut line)?;
-        let url = line
-            .strip_prefix("READY ")
-            .with_context(|| format!("the sandbox said {line:?}"))?
-            .trim()
-            .to_owned();
-        Ok(Self {
-            child,
-            stdin: Some(stdin),
-            stdout,
-            url,
-        })
-    }
-
-    fn ask(&mut self, command: &str) -> Result<Value> {
-        let stdin = self.stdin.as_mut().context("sandbox stdin closed")?;
-        writeln!(stdin, "{command}")?;
-        stdin.flush()?;
-        let mut line = String::new();
-        self.stdout.read_line(&mut line)?;
-        serde_json::from_str(&line).with_context(|| format!("the sandbox answered {line:?}"))
-    }
-
-    fn stop(mut self) -> Result<()> {
-        drop(self.stdin.take());
-        let mut rest = String::new();
-        self.stdout.read_to_string(&mut rest)?;
-        self.child.wait()?;
-        Ok(())
-    }
+    .await
 }
 
 struct Figures {
@@ -307,7 +223,25 @@ struct Figures {
 }
 
 async fn bench(setup: Setup) -> Result<Figures> {
-    let mut sandbox = SandboxProcess::start(setup)?;
+    let direction = match setup.direction {
+        Direction::ToCrm => "to-crm",
+        Direction::ToOutlook => "to-outlook",
+    };
+    let mut args = vec![
+        "--sandbox".to_owned(),
+        "--direction".to_owned(),
+        direction.to_owned(),
+        "--events".to_owned(),
+        setup.events.to_string(),
+        "--crm-create-ms".to_owned(),
+        setup.crm_create.as_millis().to_string(),
+        "--graph-create-ms".to_owned(),
+        setup.graph_create.as_millis().to_string(),
+    ];
+    if setup.real_crm {
+        args.push("--real-crm".to_owned());
+    }
+    let mut sandbox = SandboxProcess::start(args)?;
     let sdk = aws_config().await?;
     let (dynamodb, count) = counted_dynamodb(&sdk);
     let options = BedOptions {

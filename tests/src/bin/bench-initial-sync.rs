@@ -12,14 +12,13 @@
 //! run; request counts are the sandbox's own logs.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
 use calsync::adapters::queue::{JobReason, SyncJob};
 use calsync::services::sync_run::RunOutcome;
 use calsync_sandbox::Sandbox;
+use calsync_testkit::bench_sandbox::{serve_commands, SandboxProcess};
 use calsync_testkit::syncbed::{point_at_sandbox_crm, seed_crm_users, MARIA};
 use calsync_testkit::testbed::{seed_identity, BedOptions, CalsyncSide, CRM_USER, USER_OID};
 use jiff::{SignedDuration, Timestamp};
@@ -87,30 +86,16 @@ async fn serve(events: usize) -> Result<()> {
     let graph = sandbox.graph();
     graph.set_mailbox_concurrency_limit(None);
     graph.seed_events(USER_OID, &calendar(events)?)?;
-    println!("READY {}", sandbox.base_url());
-    std::io::stdout().flush()?;
-    let sandbox = std::sync::Arc::new(sandbox);
-    let control = sandbox.clone();
-    tokio::task::spawn_blocking(move || -> Result<()> {
-        let mut out = std::io::stdout();
-        for line in std::io::stdin().lock().lines() {
-            match line?.trim() {
-                "clear" => {
-                    control.graph().clear_requests();
-                    control.crm().reset_counts();
-                    writeln!(out, "{}", json!({"cleared": true}))?;
-                }
-                "counts" => writeln!(out, "{}", counts(&control))?,
-                other => writeln!(out, "{}", json!({"error": other}))?,
-            }
-            out.flush()?;
+    serve_commands(sandbox, |sandbox, command| match command {
+        "clear" => {
+            sandbox.graph().clear_requests();
+            sandbox.crm().reset_counts();
+            json!({"cleared": true})
         }
-        Ok(())
+        "counts" => counts(sandbox),
+        other => json!({"error": other}),
     })
-    .await??;
-    // Dropping the sandbox stops it.
-    drop(sandbox);
-    Ok(())
+    .await
 }
 
 /// The sandbox's request logs, summarised: Graph requests by kind, CRM requests by operation.
@@ -148,56 +133,6 @@ fn counts(sandbox: &Sandbox) -> Value {
     })
 }
 
-struct SandboxProcess {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    stdout: BufReader<ChildStdout>,
-    url: String,
-}
-
-impl SandboxProcess {
-    fn start(events: usize) -> Result<Self> {
-        let mut child = Command::new(std::env::current_exe()?)
-            .args(["--sandbox", "--events", &events.to_string()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .context("starting the sandbox process")?;
-        let stdin = child.stdin.take().context("no stdin")?;
-        let mut stdout = BufReader::new(child.stdout.take().context("no stdout")?);
-        let mut line = String::new();
-        stdout.read_line(&mut line)?;
-        let url = line
-            .strip_prefix("READY ")
-            .with_context(|| format!("the sandbox said {line:?}"))?
-            .trim()
-            .to_owned();
-        Ok(Self {
-            child,
-            stdin: Some(stdin),
-            stdout,
-            url,
-        })
-    }
-
-    fn ask(&mut self, command: &str) -> Result<Value> {
-        let stdin = self.stdin.as_mut().context("sandbox stdin closed")?;
-        writeln!(stdin, "{command}")?;
-        stdin.flush()?;
-        let mut line = String::new();
-        self.stdout.read_line(&mut line)?;
-        serde_json::from_str(&line).with_context(|| format!("the sandbox answered {line:?}"))
-    }
-
-    fn stop(mut self) -> Result<()> {
-        drop(self.stdin.take());
-        let mut rest = String::new();
-        self.stdout.read_to_string(&mut rest)?;
-        self.child.wait()?;
-        Ok(())
-    }
-}
-
 fn status_kb(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -225,7 +160,7 @@ fn cpu_time() -> Duration {
 
 async fn bench(events: usize) -> Result<()> {
     let started = Instant::now();
-    let mut sandbox = SandboxProcess::start(events)?;
+    let mut sandbox = SandboxProcess::start(["--sandbox", "--events", &events.to_string()])?;
     eprintln!(
         "sandbox up with {events} events in {:.1} s",
         started.elapsed().as_secs_f64()

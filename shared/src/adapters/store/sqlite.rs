@@ -48,6 +48,18 @@ impl SqliteStore {
         })
     }
 
+    /// Applies the operations in one transaction.
+    async fn apply_all(&self, ops: Vec<WriteOp>) -> Result<(), StoreError> {
+        self.with_tx(move |tx| {
+            let now = now_epoch();
+            for op in &ops {
+                apply(tx, op, now)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     /// Runs `work` inside one immediate transaction on a blocking thread.
     async fn with_tx<T: Send + 'static>(
         &self,
@@ -268,26 +280,13 @@ impl ItemStore for SqliteStore {
 
     async fn write_unconditionally(&self, ops: Vec<WriteOp>) -> Result<(), StoreError> {
         validate_unconditional(&ops)?;
-        self.with_tx(move |tx| {
-            let now = now_epoch();
-            for op in &ops {
-                apply(tx, op, now)?;
-            }
-            Ok(())
-        })
-        .await
+        // One SQLite transaction: all-or-nothing, more than the port promises.
+        self.apply_all(ops).await
     }
 
     async fn transact(&self, ops: Vec<WriteOp>) -> Result<(), StoreError> {
         validate_transaction(&ops)?;
         // Any failed precondition returns early, and the dropped transaction rolls back.
-        self.with_tx(move |tx| {
-            let now = now_epoch();
-            for op in &ops {
-                apply(tx, op, now)?;
-            }
-            Ok(())
-        })
-        .await
+        self.apply_all(ops).await
     }
 }
