@@ -54,6 +54,25 @@ impl ReplyTarget {
         self.deliver(&fields)
     }
 
+    /// Microsoft's answer to a missing or unknown scope.
+    fn scope_error(&self, problem: ScopeError) -> Response {
+        match problem {
+            ScopeError::Missing => self.error(
+                "invalid_request",
+                900144,
+                "The request body must contain the following parameter: 'scope'.",
+            ),
+            ScopeError::Invalid(scope) => self.error(
+                "invalid_scope",
+                70011,
+                &format!(
+                    "The provided value for the input parameter 'scope' is not valid. \
+                     The scope {scope} is not valid."
+                ),
+            ),
+        }
+    }
+
     fn error(&self, error: &str, code: u32, message: &str) -> Response {
         let description = Diagnostics::new(None).describe(code, message);
         let mut fields = vec![("error", error), ("error_description", &description)];
@@ -386,23 +405,7 @@ fn begin_authorize(state: &mut IdentityState, tenant_segment: &str, params: &Par
         &app.registration.delegated_permissions,
     ) {
         Ok(scopes) => scopes,
-        Err(ScopeError::Missing) => {
-            return reply.error(
-                "invalid_request",
-                900144,
-                "The request body must contain the following parameter: 'scope'.",
-            )
-        }
-        Err(ScopeError::Invalid(scope)) => {
-            return reply.error(
-                "invalid_scope",
-                70011,
-                &format!(
-                    "The provided value for the input parameter 'scope' is not valid. \
-                     The scope {scope} is not valid."
-                ),
-            )
-        }
+        Err(problem) => return reply.scope_error(problem),
     };
     let pkce = match param(params, "code_challenge") {
         None => None,
@@ -528,23 +531,7 @@ fn begin_admin_consent(
     };
     let grant = match ConsentGrant::from_scope(&app, scope) {
         Ok(grant) => grant,
-        Err(ScopeError::Missing) => {
-            return reply.error(
-                "invalid_request",
-                900144,
-                "The request body must contain the following parameter: 'scope'.",
-            )
-        }
-        Err(ScopeError::Invalid(scope)) => {
-            return reply.error(
-                "invalid_scope",
-                70011,
-                &format!(
-                    "The provided value for the input parameter 'scope' is not valid. \
-                     The scope {scope} is not valid."
-                ),
-            )
-        }
+        Err(problem) => return reply.scope_error(problem),
     };
     let login_hint = param(params, "login_hint");
     let tenant_id = signing_tenant(state, &tenant, login_hint, &app);
