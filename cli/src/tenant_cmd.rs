@@ -2,7 +2,6 @@
 //! or a file, never from the command line (where `ps` and shell history would see them).
 
 use anyhow::{bail, Context, Result};
-use calsync::crypto::{random_key_hex, random_token};
 use calsync::services::tenant_check::{self, Check, CheckTargets};
 use calsync::services::tenants::{AccessMode, AppSource, TenantApp, TenantSecret, TenantSettings};
 use calsync::App;
@@ -238,24 +237,15 @@ pub async fn run(app: &App, command: TenantCommand) -> Result<()> {
                 }
             };
             settings.client_secret_expires = client_secret_expires.clone();
-            let (azure_tenant_id, client_id, client_secret) =
-                own_app.unwrap_or_else(|| (String::new(), String::new(), Secret::new("")));
-            let secret = TenantSecret {
-                azure_tenant_id,
-                authority: None,
-                client_id,
-                client_secret,
-                client_secret_expires,
-                crm_url,
-                crm_user,
-                crm_access_key: values.crm_access_key,
-                link_key: Secret::new(random_token(32)),
-                token_key: random_key_hex(),
-                token_key_id: Some("k1".to_owned()),
-                token_key_since: None,
-                previous_token_keys: Vec::new(),
-                previous_link_key: None,
-            };
+            let mut secret = TenantSecret::fresh(&crm_url, &crm_user, values.crm_access_key);
+            if let Some((azure_tenant_id, client_id, client_secret)) = own_app {
+                secret = secret.with_own_app(
+                    &azure_tenant_id,
+                    &client_id,
+                    client_secret,
+                    client_secret_expires,
+                );
+            }
             if app.tenants.settings(&tenant).await?.is_some() {
                 bail!("tenant {tenant} already exists");
             }

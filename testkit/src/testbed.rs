@@ -6,7 +6,7 @@ use anyhow::{anyhow, Context, Result};
 use calsync::adapters::queue::SqsQueue;
 use calsync::adapters::secret_store::SecretsManagerStore;
 use calsync::adapters::store::DynamoStore;
-use calsync::crypto::{random_key_hex, random_token};
+use calsync::crypto::random_token;
 use calsync::services::tenants::{TenantSecret, TenantSettings};
 pub use calsync::signed_url::LinkRoute;
 use calsync::signed_url::SignedUrl;
@@ -132,22 +132,14 @@ pub fn sandbox_tenant_secret(
     crm_key: &str,
     link_key: &Secret,
 ) -> TenantSecret {
-    TenantSecret {
-        azure_tenant_id: AZURE_TENANT.into(),
-        authority: None,
-        client_id: CLIENT_ID.into(),
-        client_secret: Secret::new(CLIENT_SECRET),
-        client_secret_expires: None,
-        crm_url: crm_url.to_owned(),
-        crm_user: crm_user.to_owned(),
-        crm_access_key: Secret::new(crm_key),
-        link_key: link_key.clone(),
-        token_key: random_key_hex(),
-        token_key_id: Some("k1".into()),
-        token_key_since: None,
-        previous_token_keys: Vec::new(),
-        previous_link_key: None,
-    }
+    let mut secret = TenantSecret::fresh(crm_url, crm_user, Secret::new(crm_key)).with_own_app(
+        AZURE_TENANT,
+        CLIENT_ID,
+        Secret::new(CLIENT_SECRET),
+        None,
+    );
+    secret.link_key = link_key.clone();
+    secret
 }
 
 /// A signed link's query for `route` (connect, status, disconnect…).

@@ -5,7 +5,7 @@
 
 use anyhow::{Context, Result};
 use calsync::adapters::store::now_epoch;
-use calsync::crypto::{random_key_hex, random_token};
+use calsync::crypto::random_token;
 use calsync::services::tenants::{TenantSecret, TenantSettings};
 use calsync::{App, Config};
 use calsync_core::ids::{CrmUserName, TenantId};
@@ -132,22 +132,12 @@ pub async fn seed(app: &App, sandbox: &Sandbox, public_url: &Url) -> Result<Demo
     // CRM edits have no push; a one-minute interval lets a person watching the demo see them
     // reach Outlook within a scheduler tick or two.
     settings.sync_interval_minutes = 1;
-    let secret = TenantSecret {
-        azure_tenant_id: azure.tenant_id.clone(),
-        authority: None,
-        client_id: azure.client_id.clone(),
-        client_secret: Secret::new(azure.client_secret.clone()),
-        client_secret_expires: settings.client_secret_expires.clone(),
-        crm_url: crm_url.clone(),
-        crm_user: CRM_ADMIN.to_owned(),
-        crm_access_key: Secret::new(crm_key),
-        link_key: Secret::new(random_token(32)),
-        token_key: random_key_hex(),
-        token_key_id: Some("k1".to_owned()),
-        token_key_since: None,
-        previous_token_keys: Vec::new(),
-        previous_link_key: None,
-    };
+    let secret = TenantSecret::fresh(&crm_url, CRM_ADMIN, Secret::new(crm_key)).with_own_app(
+        &azure.tenant_id,
+        &azure.client_id,
+        Secret::new(azure.client_secret.clone()),
+        settings.client_secret_expires.clone(),
+    );
     app.tenants
         .add(&settings, &secret)
         .await
@@ -226,22 +216,7 @@ async fn seed_consent(
     settings.app = AppSource::Publisher;
     settings.sync_interval_minutes = 1;
     // No Microsoft credential: the publisher app's is the deployment's.
-    let secret = TenantSecret {
-        azure_tenant_id: String::new(),
-        authority: None,
-        client_id: String::new(),
-        client_secret: Secret::new(""),
-        client_secret_expires: None,
-        crm_url: crm_url.to_owned(),
-        crm_user: "fabrikam-admin".to_owned(),
-        crm_access_key: Secret::new(crm_key),
-        link_key: Secret::new(random_token(32)),
-        token_key: random_key_hex(),
-        token_key_id: Some("k1".to_owned()),
-        token_key_since: None,
-        previous_token_keys: Vec::new(),
-        previous_link_key: None,
-    };
+    let secret = TenantSecret::fresh(crm_url, "fabrikam-admin", Secret::new(crm_key));
     app.tenants
         .add(&settings, &secret)
         .await

@@ -205,11 +205,7 @@ pub(super) async fn admin_consent(
     Path(tenant_segment): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let params = parse_params(query.unwrap_or_default().as_bytes());
-    identity.with_state(|state| {
-        IdentityState::record_request(&mut state.admin_consent_requests, &tenant_segment, &params);
-        begin_admin_consent(state, &tenant_segment, &params, false)
-    })
+    consent_request(&identity, &tenant_segment, query, false)
 }
 
 /// `/{tenant}/v2.0/adminconsent`: consent to the permissions `scope` names (required).
@@ -218,10 +214,20 @@ pub(super) async fn admin_consent_v2(
     Path(tenant_segment): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Response {
+    consent_request(&identity, &tenant_segment, query, true)
+}
+
+/// Records an admin-consent request and begins it (`v2`: the scope-naming endpoint).
+fn consent_request(
+    identity: &Identity,
+    tenant_segment: &str,
+    query: Option<String>,
+    v2: bool,
+) -> Response {
     let params = parse_params(query.unwrap_or_default().as_bytes());
     identity.with_state(|state| {
-        IdentityState::record_request(&mut state.admin_consent_requests, &tenant_segment, &params);
-        begin_admin_consent(state, &tenant_segment, &params, true)
+        IdentityState::record_request(&mut state.admin_consent_requests, tenant_segment, &params);
+        begin_admin_consent(state, tenant_segment, &params, v2)
     })
 }
 

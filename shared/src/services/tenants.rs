@@ -100,6 +100,43 @@ pub const TOKEN_KEY_RETIRE_AFTER_SECS: i64 = 20 * 60;
 pub const MAX_LINK_KEY_OVERLAP_SECS: i64 = 7 * 24 * 3600;
 
 impl TenantSecret {
+    /// A new tenant's secret: its CRM reached as `crm_user` with `crm_access_key`, a fresh link
+    /// key and a fresh token key (`k1`), no Microsoft credential (a publisher-app tenant's;
+    /// [`Self::with_own_app`] adds the customer's own).
+    pub fn fresh(crm_url: &str, crm_user: &str, crm_access_key: Secret) -> Self {
+        Self {
+            azure_tenant_id: String::new(),
+            authority: None,
+            client_id: String::new(),
+            client_secret: Secret::new(""),
+            client_secret_expires: None,
+            crm_url: crm_url.to_owned(),
+            crm_user: crm_user.to_owned(),
+            crm_access_key,
+            link_key: Secret::new(crate::crypto::random_token(32)),
+            token_key: crate::crypto::random_key_hex(),
+            token_key_id: Some("k1".to_owned()),
+            token_key_since: None,
+            previous_token_keys: Vec::new(),
+            previous_link_key: None,
+        }
+    }
+
+    /// The customer's own app registration: its directory, client id and secret.
+    pub fn with_own_app(
+        mut self,
+        azure_tenant_id: &str,
+        client_id: &str,
+        client_secret: Secret,
+        client_secret_expires: Option<String>,
+    ) -> Self {
+        self.azure_tenant_id = azure_tenant_id.to_owned();
+        self.client_id = client_id.to_owned();
+        self.client_secret = client_secret;
+        self.client_secret_expires = client_secret_expires;
+        self
+    }
+
     /// The identity-platform path segment users sign in through.
     pub fn authority(&self) -> &str {
         self.authority.as_deref().unwrap_or(&self.azure_tenant_id)
