@@ -260,6 +260,7 @@ async fn run(cli: Cli) -> Result<()> {
                 reconcile: false,
                 dry_run,
                 deadline: None,
+                look_first: false,
             };
             let how = resync::How {
                 options,

@@ -11,6 +11,7 @@ use crate::adapters::secret_store::{SecretStore, SecretsManagerStore};
 use crate::adapters::store::{DynamoStore, ItemStore};
 use crate::config::{Backend, Config};
 use crate::services::subscriptions::Subscriptions;
+use crate::services::sweeps::Sweeps;
 use crate::services::sync_run::SyncRunner;
 use crate::services::tenants::Tenants;
 use crate::services::tokens::Tokens;
@@ -27,6 +28,7 @@ pub struct App {
     pub users: Users,
     pub tokens: Tokens,
     pub subscriptions: Subscriptions,
+    pub sweeps: Sweeps,
     pub runner: SyncRunner,
 }
 
@@ -115,7 +117,7 @@ impl App {
             config.secret_prefix.clone(),
         );
         let users = Users::new(store.clone());
-        let tokens = Tokens::new(identity, users.clone(), tenants.clone(), store.clone());
+        let tokens = Tokens::new(identity, users.clone(), tenants.clone());
         // Push needs somewhere for Graph to push to; without it users sync on schedule only.
         let subscriptions = Subscriptions::new(
             graph.clone(),
@@ -133,6 +135,7 @@ impl App {
             config.http_timeout,
         );
         Ok(Self {
+            sweeps: Sweeps::new(store.clone()),
             config,
             store,
             secret_store,

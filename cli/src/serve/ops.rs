@@ -266,8 +266,7 @@ mod tests {
             ms_user_id: "o".into(),
             ms_username: "<script>@x".into(),
             refresh_token_sealed: None,
-            access_token_sealed: None,
-            access_token_expires_at: None,
+            refresh_token_stored_at: None,
             connected_at: 0,
             updated_at: 0,
             problems: vec![Problem {

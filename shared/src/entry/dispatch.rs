@@ -1,12 +1,14 @@
 //! The scheduler's round (docs/design.md §2, `{"action":"dispatch"}`): find the connected users who
 //! are due a sync, and queue one job each. Push notifications bring changes within a minute; this
 //! round is the safety net that catches whatever push missed, and the place where tenants'
-//! expiring secrets get noticed.
+//! expiring secrets get noticed. Each tenant's sweep clock ([`crate::services::sweeps`]) says
+//! when its users are due, so a round reads a tenant's users only when it sweeps them.
 
 use crate::adapters::queue::{JobReason, QueueError, SyncJob};
 use crate::adapters::store::now_epoch;
 use crate::app::App;
 use crate::services::subscriptions::Upkeep;
+use crate::services::sweeps::{everyone_every_minutes, SweepDue, SWEEP_SLACK_SECS};
 use crate::services::tenants::MicrosoftAccess;
 use crate::services::tenants::TenantError;
 use crate::services::users::{UserRecord, UserStatus};
@@ -23,6 +25,8 @@ pub struct DispatchReport {
     pub upkeep: Vec<(String, Upkeep)>,
     /// Tenants with a warning for the operator (a client secret near or past its expiry).
     pub tenants_warned: usize,
+    /// Tenants whose users this round read (a sweep of theirs was due).
+    pub tenants_swept: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -33,18 +37,18 @@ pub enum DispatchError {
     Queue(#[source] QueueError),
 }
 
-/// A connected user whose last run is older than the tenant's interval (or who never ran).
+/// A connected user whose last recorded run is older than `interval_minutes` (or who never
+/// ran): a run after a notification or a nudge makes the next sweep unnecessary.
 pub fn is_due(user: &UserRecord, interval_minutes: u32, now: i64) -> bool {
     if user.status != UserStatus::Connected {
         return false;
     }
     let last = user.last_sync.as_ref().and_then(|s| s.last_run_at);
-    // A little slack, so a user synced just before the previous round is not skipped for a
-    // whole extra interval.
-    last.is_none_or(|at| now - at >= i64::from(interval_minutes) * 60 - 30)
+    last.is_none_or(|at| now - at >= i64::from(interval_minutes) * 60 - SWEEP_SLACK_SECS)
 }
 
-/// Runs one round, for every tenant or only `only`.
+/// Runs one round, for every tenant, or only `only` (swept whatever its clock says: an
+/// operator asked).
 pub async fn dispatch(app: &App, only: Option<&TenantId>) -> Result<DispatchReport, DispatchError> {
     let now = now_epoch();
     let tenants = match only {
@@ -60,6 +64,7 @@ pub async fn dispatch(app: &App, only: Option<&TenantId>) -> Result<DispatchRepo
         ..DispatchReport::default()
     };
     let mut jobs = Vec::new();
+    let mut swept = Vec::new();
     for settings in &tenants {
         let warnings = app.tenants.warnings(settings, now).await;
         if !warnings.is_empty() {
@@ -73,6 +78,22 @@ pub async fn dispatch(app: &App, only: Option<&TenantId>) -> Result<DispatchRepo
         if settings.microsoft_access() != MicrosoftAccess::Active {
             continue;
         }
+        let clock = match app.sweeps.clock(&settings.tenant).await {
+            Ok(clock) => clock,
+            Err(e) => {
+                tracing::warn!(tenant = %settings.tenant, error = %crate::errors::chain(&e), "sweep clock not read; sweeping everyone");
+                Default::default()
+            }
+        };
+        let due = if only.is_some() {
+            SweepDue::Everyone
+        } else {
+            clock.due(settings, now)
+        };
+        if due == SweepDue::Nobody {
+            continue;
+        }
+        report.tenants_swept += 1;
         let users = match app.users.list(&settings.tenant).await {
             Ok(users) => users,
             Err(e) => {
@@ -84,12 +105,19 @@ pub async fn dispatch(app: &App, only: Option<&TenantId>) -> Result<DispatchRepo
             }
         };
         maintain_subscriptions(app, &settings.tenant, &users, now, &mut report).await;
+        let everyone_every = everyone_every_minutes(settings, now);
+        let on_short_interval = |user: &UserRecord| {
+            user.status == UserStatus::Connected
+                && settings.sweep_minutes(user.subscription_id.is_some(), now) < everyone_every
+        };
+        let short_users = users.iter().any(on_short_interval);
         for user in users.iter().filter(|u| {
-            is_due(
-                u,
-                settings.sweep_minutes(u.subscription_id.is_some(), now),
-                now,
-            )
+            (due == SweepDue::Everyone || on_short_interval(u))
+                && is_due(
+                    u,
+                    settings.sweep_minutes(u.subscription_id.is_some(), now),
+                    now,
+                )
         }) {
             jobs.push(SyncJob {
                 tenant: settings.tenant.clone(),
@@ -99,12 +127,19 @@ pub async fn dispatch(app: &App, only: Option<&TenantId>) -> Result<DispatchRepo
                 origin: None,
             });
         }
+        swept.push((settings.tenant.clone(), clock.after(due, short_users, now)));
     }
     report.users_due = jobs.len();
     if !jobs.is_empty() {
         app.queue.send(&jobs).await.map_err(DispatchError::Queue)?;
     }
     report.jobs_queued = jobs.len();
+    // Only once the jobs are queued: a round that failed to queue sweeps again next time.
+    for (tenant, clock) in swept {
+        if let Err(e) = app.sweeps.set(&tenant, &clock).await {
+            tracing::warn!(%tenant, error = %crate::errors::chain(&e), "sweep clock not stored; the next round sweeps again");
+        }
+    }
     tracing::info!(
         tenants = report.tenants,
         users_due = report.users_due,

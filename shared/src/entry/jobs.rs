@@ -133,6 +133,8 @@ pub async fn run_job_until(
         full: job.full,
         reconcile: job.reason == JobReason::Nudge,
         dry_run: false,
+        // The schedule is the safety net: it mostly finds nothing, and then writes nothing.
+        look_first: job.reason == JobReason::Schedule && !job.full,
         deadline,
     };
     let report = app.runner.sync_user(&tenant, &job.user, options).await?;

@@ -375,14 +375,17 @@ impl TenantSettings {
     /// [`SAFETY_SWEEP_MINUTES`] when the user has a Graph subscription (Outlook pushes) and the
     /// tenant's CRM nudges.
     pub fn sweep_minutes(&self, has_subscription: bool, now: i64) -> u32 {
-        let nudging = self
-            .nudges_seen_at
-            .is_some_and(|at| now - at <= NUDGES_LIVE_SECS);
-        if has_subscription && nudging {
+        if has_subscription && self.nudging(now) {
             self.sync_interval_minutes.max(SAFETY_SWEEP_MINUTES)
         } else {
             self.sync_interval_minutes
         }
+    }
+
+    /// Whether the tenant's CRM module nudges calsync (one came within [`NUDGES_LIVE_SECS`]).
+    pub fn nudging(&self, now: i64) -> bool {
+        self.nudges_seen_at
+            .is_some_and(|at| now - at <= NUDGES_LIVE_SECS)
     }
 
     /// Warnings an operator should act on (status, `tenant show`, the dispatcher's log).

@@ -1,27 +1,31 @@
-//! Access tokens for Graph on behalf of a tenant's users: the stored access token while it
-//! lasts, else a refresh whose rotated refresh token is stored (sealed) every time; app-only
-//! tokens for tenants in app-only mode. Refreshes of one user are serialised in-process by a
-//! mutex and across processes by a lease, so racing callers end with the newest refresh token
-//! stored and a valid access token each. `invalid_grant` marks the user `reconnect_required`.
+//! Access tokens for Graph on behalf of a tenant's users, and app-only tokens for tenants in
+//! app-only mode.
+//!
+//! A user's access token lives only in the memory of the container that got it, until shortly
+//! before it expires; the user's item keeps just the sealed refresh token. Microsoft rotates
+//! the refresh token on every refresh without revoking the old one (it lapses after 90 days
+//! without use), so a refresh stores its successor only once the stored one is
+//! [`STORE_ROTATED_AFTER_SECS`] old: an hourly sweep then writes the item twice a day
+//! instead of at every refresh, and racing refreshes in two containers both succeed.
+//! Refreshes of one user in one container are serialised by a mutex. `invalid_grant` marks
+//! the user `reconnect_required`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use crate::adapters::identity::{
     AppRegistration, Identity, IdentityError, TokenSet, EXPIRY_MARGIN_SECS,
 };
-use crate::adapters::store::{now_epoch, ItemStore, Lease, LeaseError, StoreError};
+use crate::adapters::store::{now_epoch, StoreError};
 use crate::crypto::{CryptoError, TokenKeys};
-use crate::services::tenants::{
-    tenant_pk, AccessMode, AppSource, TenantContext, TenantError, Tenants,
-};
+use crate::services::tenants::{AccessMode, AppSource, TenantContext, TenantError, Tenants};
 use crate::services::users::{ResealError, UserRecord, UserStatus, UserWriteError, Users};
 use calsync_core::ids::{CrmUserName, TenantId};
 use calsync_core::secret::Secret;
 
-/// How long a refresh may hold the per-user lease, and how long others wait for it.
-const REFRESH_LEASE_TTL: Duration = Duration::from_secs(30);
+/// How old the stored refresh token must be before a refresh stores the rotated one: far
+/// inside Microsoft's 90 days, and rare enough that refreshes seldom write.
+pub const STORE_ROTATED_AFTER_SECS: i64 = 12 * 3600;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
@@ -32,8 +36,6 @@ pub enum TokenError {
     ReconnectRequired,
     #[error("the user is not connected")]
     NotConnected,
-    #[error("another token refresh for this user took too long")]
-    Busy,
     #[error("the stored refresh token does not open with the tenant's key")]
     Unsealable(#[source] CryptoError),
     #[error("a token could not be sealed")]
@@ -64,18 +66,15 @@ impl TokenError {
     }
 }
 
-impl From<LeaseError> for TokenError {
-    fn from(e: LeaseError) -> Self {
-        match e {
-            LeaseError::Busy => TokenError::Busy,
-            LeaseError::Store(s) => TokenError::Store(s),
-        }
-    }
-}
-
 /// The tenant's application registration as the identity adapter takes it.
 pub fn app_registration(tenant: &TenantContext) -> AppRegistration<'_> {
     tenant.app()
+}
+
+/// An access token this container holds, and when it expires (epoch seconds).
+struct HeldToken {
+    token: Secret,
+    expires_at: i64,
 }
 
 #[derive(Clone)]
@@ -83,23 +82,25 @@ pub struct Tokens {
     identity: Identity,
     users: Users,
     tenants: Tenants,
-    store: Arc<dyn ItemStore>,
     user_locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+    /// Access tokens by tenant, user and Microsoft account.
+    held: Arc<Mutex<HashMap<String, HeldToken>>>,
+}
+
+/// The key of a user's access token in this container: a reconnect to another Microsoft
+/// account must not reuse the old account's token.
+fn held_key(tenant: &TenantId, record: &UserRecord) -> String {
+    format!("{tenant}\0{}\0{}", record.user, record.ms_user_id)
 }
 
 impl Tokens {
-    pub fn new(
-        identity: Identity,
-        users: Users,
-        tenants: Tenants,
-        store: Arc<dyn ItemStore>,
-    ) -> Self {
+    pub fn new(identity: Identity, users: Users, tenants: Tenants) -> Self {
         Self {
             identity,
             users,
             tenants,
-            store,
             user_locks: Arc::default(),
+            held: Arc::default(),
         }
     }
 
@@ -168,7 +169,7 @@ impl Tokens {
         refused: &Secret,
     ) -> Result<Secret, TokenError> {
         match tenant.settings.mode {
-            AccessMode::Delegated => self.refresh(tenant, &record.user, Some(refused)).await,
+            AccessMode::Delegated => self.refresh(tenant, record, Some(refused)).await,
             AccessMode::AppOnly => {
                 self.identity
                     .forget_app_token(app_registration(tenant), refused);
@@ -198,40 +199,80 @@ impl Tokens {
         self.access_token_for(tenant, &record).await
     }
 
-    /// A valid access token for a caller that has just read the user's record: the stored
-    /// access token is taken from it without reading the item again.
+    /// A valid access token for a caller that has just read the user's record: this
+    /// container's while it lasts, else a refresh with the record's refresh token.
     pub async fn access_token_for(
         &self,
         tenant: &TenantContext,
         record: &UserRecord,
     ) -> Result<Secret, TokenError> {
-        if let Some(token) = usable_access_token(tenant, record)? {
+        check_connected(record)?;
+        if let Some(token) = self.held_token(&tenant.id, record, None) {
             return Ok(token);
         }
-        self.refresh(tenant, &record.user, None).await
+        self.refresh(tenant, record, None).await
     }
 
-    /// Refreshes under the user's lock and refresh lease, so one refresh token is redeemed
-    /// once however many runs and containers need a token at the same moment.
+    /// This container's access token for the user, if it is good for a while yet and is not
+    /// `refused`.
+    fn held_token(
+        &self,
+        tenant: &TenantId,
+        record: &UserRecord,
+        refused: Option<&Secret>,
+    ) -> Option<Secret> {
+        let held = self.held.lock().ok()?;
+        let token = held.get(&held_key(tenant, record))?;
+        let usable =
+            token.expires_at - EXPIRY_MARGIN_SECS > now_epoch() && refused != Some(&token.token);
+        usable.then(|| token.token.clone())
+    }
+
+    fn hold(&self, tenant: &TenantId, record: &UserRecord, set: &TokenSet) {
+        if let Ok(mut held) = self.held.lock() {
+            let now = now_epoch();
+            held.retain(|_, token| token.expires_at > now);
+            held.insert(
+                held_key(tenant, record),
+                HeldToken {
+                    token: set.access_token.clone(),
+                    expires_at: set.expires_at,
+                },
+            );
+        }
+    }
+
+    fn forget(&self, tenant: &TenantId, record: &UserRecord) {
+        if let Ok(mut held) = self.held.lock() {
+            held.remove(&held_key(tenant, record));
+        }
+    }
+
+    /// Refreshes under the user's lock in this container, so its callers at one moment share
+    /// one refresh. Unless `refused`, a token another caller got while this one waited is
+    /// taken instead.
     async fn refresh(
         &self,
         tenant: &TenantContext,
-        user: &CrmUserName,
+        record: &UserRecord,
         refused: Option<&Secret>,
     ) -> Result<Secret, TokenError> {
-        let lock = self.user_lock(&tenant.id, user);
+        let lock = self.user_lock(&tenant.id, &record.user);
         let _in_process = lock.lock().await;
-        let lease = Lease::acquire(
-            self.store.as_ref(),
-            &tenant_pk(&tenant.id),
-            &format!("LEASE#token#{user}"),
-            REFRESH_LEASE_TTL,
-            REFRESH_LEASE_TTL,
-        )
-        .await?;
-        let outcome = self.refresh_under_lease(tenant, user, refused).await;
-        lease.release().await;
-        outcome
+        match refused {
+            Some(refused) => {
+                if let Some(token) = self.held_token(&tenant.id, record, Some(refused)) {
+                    return Ok(token);
+                }
+                self.forget(&tenant.id, record);
+            }
+            None => {
+                if let Some(token) = self.held_token(&tenant.id, record, None) {
+                    return Ok(token);
+                }
+            }
+        }
+        self.redeem(tenant, record).await
     }
 
     fn user_lock(&self, tenant: &TenantId, user: &CrmUserName) -> Arc<tokio::sync::Mutex<()>> {
@@ -242,25 +283,14 @@ impl Tokens {
         }
     }
 
-    /// Refreshes the user's tokens, unless the stored access token is usable and is not
-    /// `refused` (another process refreshed while we waited for the lease).
-    async fn refresh_under_lease(
+    /// Redeems the record's refresh token, holds the new access token, and stores the rotated
+    /// refresh token when the stored one is old enough.
+    async fn redeem(
         &self,
         tenant: &TenantContext,
-        user: &CrmUserName,
-        refused: Option<&Secret>,
+        record: &UserRecord,
     ) -> Result<Secret, TokenError> {
-        let record = self
-            .users
-            .get(&tenant.id, user)
-            .await?
-            .ok_or(TokenError::NotConnected)?
-            .record;
-        if let Some(token) = usable_access_token(tenant, &record)? {
-            if refused != Some(&token) {
-                return Ok(token);
-            }
-        }
+        let user = &record.user;
         let context = UserRecord::seal_context(&tenant.id, user);
         let sealed = record
             .refresh_token_sealed
@@ -291,10 +321,22 @@ impl Tokens {
             .await
         {
             Ok(set) => {
-                let (refresh, access) = seal_set_with(keys, &context, &set)?;
-                self.users
-                    .store_tokens(&tenant.id, user, refresh, access, set.expires_at, now)
-                    .await?;
+                self.hold(&tenant.id, record, &set);
+                let stored_long_ago = record
+                    .refresh_token_stored_at
+                    .is_none_or(|at| now - at >= STORE_ROTATED_AFTER_SECS);
+                if let (Some(rotated), true) = (&set.refresh_token, stored_long_ago) {
+                    let sealed = keys.seal(rotated, &context).map_err(TokenError::Seal)?;
+                    // The stored token still works, so a failed write costs nothing now; the
+                    // next refresh tries again.
+                    if let Err(e) = self
+                        .users
+                        .store_refresh_token(&tenant.id, user, sealed, now)
+                        .await
+                    {
+                        tracing::warn!(tenant = %tenant.id, %user, error = %crate::errors::chain(&e), "rotated refresh token not stored");
+                    }
+                }
                 Ok(set.access_token)
             }
             Err(e)
@@ -305,6 +347,7 @@ impl Tokens {
                 Err(self.revoked(tenant, &e).await)
             }
             Err(e @ IdentityError::ReconnectRequired { .. }) => {
+                self.forget(&tenant.id, record);
                 let detail = format!("Microsoft no longer accepts this connection ({e}).");
                 self.users
                     .require_reconnect(&tenant.id, user, detail, now)
@@ -323,49 +366,30 @@ fn watches_consent(tenant: &TenantContext) -> bool {
     tenant.settings.app == AppSource::Publisher
 }
 
-/// The refresh token (if any) and the access token of a set, sealed for the user.
-pub fn seal_set(
+/// The refresh token of a sign-in, sealed for the user.
+pub fn seal_refresh_token(
     tenant: &TenantContext,
     context: &str,
     set: &TokenSet,
-) -> Result<(Option<String>, String), TokenError> {
-    seal_set_with(&tenant.sealing_key, context, set)
+) -> Result<Option<String>, TokenError> {
+    set.refresh_token
+        .as_ref()
+        .map(|token| {
+            tenant
+                .sealing_key
+                .seal(token, context)
+                .map_err(TokenError::Seal)
+        })
+        .transpose()
 }
 
-fn seal_set_with(
-    keys: &TokenKeys,
-    context: &str,
-    set: &TokenSet,
-) -> Result<(Option<String>, String), TokenError> {
-    let seal = |value: &Secret| keys.seal(value, context).map_err(TokenError::Seal);
-    let refresh = set.refresh_token.as_ref().map(seal).transpose()?;
-    Ok((refresh, seal(&set.access_token)?))
-}
-
-/// The record's access token if it is still good for a while; errors for users who are not
-/// connected.
-fn usable_access_token(
-    tenant: &TenantContext,
-    record: &UserRecord,
-) -> Result<Option<Secret>, TokenError> {
+/// Errors for users who are not connected.
+fn check_connected(record: &UserRecord) -> Result<(), TokenError> {
     match record.status {
-        UserStatus::Connected => {}
-        UserStatus::ReconnectRequired => return Err(TokenError::ReconnectRequired),
-        UserStatus::Disconnected => return Err(TokenError::NotConnected),
+        UserStatus::Connected => Ok(()),
+        UserStatus::ReconnectRequired => Err(TokenError::ReconnectRequired),
+        UserStatus::Disconnected => Err(TokenError::NotConnected),
     }
-    let (Some(sealed), Some(expires_at)) =
-        (&record.access_token_sealed, record.access_token_expires_at)
-    else {
-        return Ok(None);
-    };
-    if expires_at - EXPIRY_MARGIN_SECS <= now_epoch() {
-        return Ok(None);
-    }
-    // A token that fails to open (key rotated) is simply refreshed.
-    Ok(tenant
-        .sealing_key
-        .open(sealed, &UserRecord::seal_context(&tenant.id, &record.user))
-        .ok())
 }
 
 /// What a re-seal pass over a tenant's users did.
@@ -391,7 +415,7 @@ pub async fn reseal_tenant(
     let mut report = ResealReport::default();
     let keys = &tenant.sealing_key;
     for record in users.list(&tenant.id).await? {
-        if record.refresh_token_sealed.is_none() && record.access_token_sealed.is_none() {
+        if record.refresh_token_sealed.is_none() {
             continue;
         }
         report.users_with_tokens += 1;

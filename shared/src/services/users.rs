@@ -123,13 +123,14 @@ pub struct UserRecord {
     #[serde(default)]
     pub ms_username: String,
     /// The refresh token, sealed with the tenant's token key (never stored in the clear).
+    /// Access tokens are not stored: each container keeps its own while they last
+    /// ([`crate::services::tokens`]), which keeps this item small and its writes cheap.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_token_sealed: Option<String>,
-    /// A current access token, sealed too, so any container can reuse it until it expires.
+    /// When the refresh token above was stored (epoch seconds): a refresh stores its rotated
+    /// successor only once this is old enough.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub access_token_sealed: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub access_token_expires_at: Option<i64>,
+    pub refresh_token_stored_at: Option<i64>,
     pub connected_at: i64,
     pub updated_at: i64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -230,7 +231,9 @@ pub struct SyncSummary {
     /// The same moment seen from Outlook: it holds every CRM change up to then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to_outlook_at: Option<i64>,
-    /// When the last run ended, successful or not: the scheduler's clock.
+    /// When the last recorded run ended, successful or not. A scheduled run that only looked
+    /// and found nothing is not recorded; one is at least every few hours
+    /// ([`crate::services::sync_run::RECORDED_RUN_AT_LEAST_EVERY_SECS`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_run_at: Option<i64>,
     /// When the last run that finished everything ended.
@@ -328,8 +331,6 @@ pub struct Connection {
     pub ms_user_id: String,
     pub ms_username: String,
     pub refresh_token_sealed: String,
-    pub access_token_sealed: String,
-    pub access_token_expires_at: i64,
 }
 
 /// How a sync run ended, as the user's record keeps it.
@@ -523,8 +524,7 @@ impl Users {
             ms_user_id: connection.ms_user_id.clone(),
             ms_username: connection.ms_username,
             refresh_token_sealed: Some(connection.refresh_token_sealed),
-            access_token_sealed: Some(connection.access_token_sealed),
-            access_token_expires_at: Some(connection.access_token_expires_at),
+            refresh_token_stored_at: Some(now),
             connected_at: now,
             updated_at: now,
             problems: Vec::new(),
@@ -598,24 +598,21 @@ impl Users {
         }
     }
 
-    /// Stores the tokens of a refresh: the rotated refresh token (when Microsoft sent one) and
-    /// the new access token, both sealed.
-    pub async fn store_tokens(
+    /// Stores the rotated refresh token of a refresh, sealed, unless the user is no longer
+    /// connected (a disconnect in between keeps no token).
+    pub async fn store_refresh_token(
         &self,
         tenant: &TenantId,
         user: &CrmUserName,
-        refresh_token_sealed: Option<String>,
-        access_token_sealed: String,
-        access_token_expires_at: i64,
+        refresh_token_sealed: String,
         now: i64,
     ) -> Result<(), UserWriteError> {
         self.update(tenant, user, |r| {
-            if let Some(rt) = &refresh_token_sealed {
-                r.refresh_token_sealed = Some(rt.clone());
+            if r.status == UserStatus::Connected {
+                r.refresh_token_sealed = Some(refresh_token_sealed.clone());
+                r.refresh_token_stored_at = Some(now);
+                r.updated_at = now;
             }
-            r.access_token_sealed = Some(access_token_sealed.clone());
-            r.access_token_expires_at = Some(access_token_expires_at);
-            r.updated_at = now;
         })
         .await
         .map(|_| ())
@@ -631,8 +628,6 @@ impl Users {
     ) -> Result<(), UserWriteError> {
         self.update(tenant, user, |r| {
             r.status = UserStatus::ReconnectRequired;
-            r.access_token_sealed = None;
-            r.access_token_expires_at = None;
             r.set_problem(ProblemCode::ReconnectRequired, detail.clone(), now);
             r.updated_at = now;
         })
@@ -915,8 +910,7 @@ impl Users {
             .update(tenant, user, |r| {
                 r.status = UserStatus::Disconnected;
                 r.refresh_token_sealed = None;
-                r.access_token_sealed = None;
-                r.access_token_expires_at = None;
+                r.refresh_token_stored_at = None;
                 r.subscription_id = None;
                 r.subscription_expires_at = None;
                 r.problems.clear();
@@ -938,8 +932,8 @@ impl Users {
         Ok(Some(record))
     }
 
-    /// Seals the user's stored tokens anew: `reseal` gets each sealed value (refresh token,
-    /// then access token) and answers its new form, or `None` to keep it. Written on the
+    /// Seals the user's stored refresh token anew: `reseal` gets the sealed value and answers
+    /// its new form, or `None` to keep it. Written on the
     /// version read, re-reading when the item changed meanwhile (a run or a refresh wrote
     /// it), so a token stored by someone else in between is never overwritten with an older
     /// one. `Ok(None)` when the user does not exist; `Ok(Some(false))` when nothing changed.
@@ -957,21 +951,13 @@ impl Users {
             else {
                 return Ok(None);
             };
-            let mut changed = false;
-            for slot in [
-                &mut record.refresh_token_sealed,
-                &mut record.access_token_sealed,
-            ] {
-                if let Some(sealed) = slot.as_deref() {
-                    if let Some(again) = reseal(sealed).map_err(ResealError::Seal)? {
-                        *slot = Some(again);
-                        changed = true;
-                    }
-                }
-            }
-            if !changed {
+            let Some(sealed) = record.refresh_token_sealed.as_deref() else {
                 return Ok(Some(false));
-            }
+            };
+            let Some(again) = reseal(sealed).map_err(ResealError::Seal)? else {
+                return Ok(Some(false));
+            };
+            record.refresh_token_sealed = Some(again);
             let item = self.item(&record, version).map_err(UserWriteError::from)?;
             match self.store.put(&item, Precondition::Version(version)).await {
                 Ok(_) => return Ok(Some(true)),

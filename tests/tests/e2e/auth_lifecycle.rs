@@ -80,7 +80,7 @@ async fn disconnect_forgets_tokens_and_reconnect_keeps_the_link() {
         .unwrap()
         .record;
     assert_eq!(after.status, UserStatus::Disconnected);
-    assert!(after.refresh_token_sealed.is_none() && after.access_token_sealed.is_none());
+    assert!(after.refresh_token_sealed.is_none() && after.refresh_token_stored_at.is_none());
     assert_eq!(
         after.ms_user_id, before.ms_user_id,
         "the link is kept for a reconnect"

@@ -21,7 +21,9 @@ use calsync::adapters::secret_store::SecretsManagerStore;
 use calsync::adapters::store::DynamoStore;
 use calsync::nudge::Nudge;
 use calsync::services::subscriptions::Upkeep;
-use calsync::services::sync_run::{RunOutcome, RunReport};
+use calsync::services::sweeps::SweepClock;
+use calsync::services::sync_run::{RunOutcome, RunReport, RECORDED_RUN_AT_LEAST_EVERY_SECS};
+use calsync::services::tokens::STORE_ROTATED_AFTER_SECS;
 use calsync::services::users::{SyncSummary, UserStatus};
 use calsync::App;
 use calsync_testkit::syncbed::SyncBed;
@@ -668,42 +670,66 @@ async fn what_each_operation_of_a_user_costs() {
     };
     let mut rows: Vec<(String, Cost)> = Vec::new();
 
-    // A quiet run in a new container: it reads the tenant's settings and secret and logs in to
-    // the CRM first.
+    // A scheduled run in a new container: it reads the tenant's settings and secret, gets an
+    // access token (containers keep their own) and logs in to the CRM, then only looks.
     let (report, cold) = run_job(sandbox, &sync, &job(JobReason::Schedule)).await;
-    assert_eq!(report.outcome, RunOutcome::Quiet, "{report:?}");
+    assert!(report.looked_only, "{report:?}");
     assert_eq!(cold.secrets.len(), 1, "{}", cold.detail("cold"));
-    rows.push(("quiet run, new container".into(), cold));
+    assert_eq!(cold.sign_in, 1, "{}", cold.detail("cold"));
+    assert_eq!(cold.write_units(), 0, "{}", cold.detail("cold"));
+    rows.push(("scheduled run that only looks, new container".into(), cold));
 
-    // The same in a warm container: design.md §6's bound.
-    let (report, quiet) = run_job(sandbox, &sync, &job(JobReason::Schedule)).await;
+    // The same in a warm container: one read of the user's item, a page from each side.
+    let (report, looked) = run_job(sandbox, &sync, &job(JobReason::Schedule)).await;
+    assert!(report.looked_only, "{report:?}");
+    assert!(looked.graph.len() <= 1, "{}", looked.detail("look"));
+    assert!(looked.crm.len() <= 1, "{}", looked.detail("look"));
+    assert_eq!(
+        looked.dynamodb_operations(),
+        ["GetItem"],
+        "{}",
+        looked.detail("look")
+    );
+    assert!(looked.secrets.is_empty() && looked.sqs.is_empty() && looked.sign_in == 0);
+    rows.push(("scheduled run that only looks".into(), looked));
+
+    // A run that holds the user and finds nothing (a notification of nothing calsync carries):
+    // design.md §6's bound.
+    let (report, quiet) = run_job(sandbox, &sync, &job(JobReason::Notification)).await;
     assert_eq!(report.outcome, RunOutcome::Quiet, "{report:?}");
+    assert!(!report.looked_only);
     assert!(quiet.graph.len() <= 1, "{}", quiet.detail("quiet"));
     assert!(quiet.crm.len() <= 1, "{}", quiet.detail("quiet"));
     assert!(quiet.dynamodb.len() <= 2, "{}", quiet.detail("quiet"));
     assert!(quiet.secrets.is_empty() && quiet.sqs.is_empty());
-    rows.push(("quiet run".into(), quiet));
+    rows.push(("run that holds the user, nothing new".into(), quiet));
 
-    // A sweep 31 minutes after the last: the linked series are due to be listed, so the run
-    // reads every link of the user (one Query), whether or not any is a series.
+    // A scheduled run six hours after the last recorded one: it runs, records, and lists the
+    // linked series, reading every link of the user (one Query), whether or not any is a
+    // series.
     edit_user(&bed.bed.app, &bed.bed.tenant, &bed.bed.user, |r| {
+        if let Some(summary) = r.last_sync.as_mut() {
+            summary.last_run_at = Some(now() - RECORDED_RUN_AT_LEAST_EVERY_SECS);
+        }
         if let Some(progress) = r.progress.as_mut() {
-            progress.series_checked_at = Some(now() - 31 * 60);
+            progress.series_checked_at = Some(now() - RECORDED_RUN_AT_LEAST_EVERY_SECS);
         }
     })
     .await
     .unwrap();
     let (report, sweep) = run_job(sandbox, &sync, &job(JobReason::Schedule)).await;
+    assert!(!report.looked_only, "{report:?}");
     assert_eq!(report.counts.writes(), 0, "{report:?}");
     assert_eq!(
         sweep.dynamodb_operations(),
-        ["UpdateItem", "Query", "PutItem"],
+        ["GetItem", "UpdateItem", "Query", "PutItem"],
         "{}",
         sweep.detail("sweep")
     );
     let user_bytes = sweep
         .dynamodb
-        .first()
+        .iter()
+        .find(|c| c.operation.ends_with("UpdateItem"))
         .and_then(|c| c.response.as_deref())
         .and_then(|b| serde_json::from_slice::<Value>(b).ok())
         .map_or(0, |v| item_size(&v["Attributes"]));
@@ -716,18 +742,33 @@ async fn what_each_operation_of_a_user_costs() {
         .flat_map(|v| v["Items"].as_array().cloned().unwrap_or_default())
         .map(|item| item_size(&item))
         .sum();
-    rows.push(("sweep listing the linked series".into(), sweep));
+    rows.push((
+        "scheduled run, recorded every 6 h, listing the linked series".into(),
+        sweep,
+    ));
 
-    // A run whose access token has expired: one refresh, its lease and the new tokens stored.
+    // A scheduled run in a new container whose stored refresh token is half a day old: the
+    // container reads the tenant's settings, the look reads the user, and the refresh stores
+    // the rotated token (a read and a write of the user's item).
     edit_user(&bed.bed.app, &bed.bed.tenant, &bed.bed.user, |r| {
-        r.access_token_expires_at = Some(now() - 60);
+        r.refresh_token_stored_at = Some(now() - STORE_ROTATED_AFTER_SECS - 1);
     })
     .await
     .unwrap();
-    let (report, refresh) = run_job(sandbox, &sync, &job(JobReason::Schedule)).await;
-    assert_eq!(report.outcome, RunOutcome::Quiet, "{report:?}");
+    let rotating = Container::of(&bed.bed).await;
+    let (report, refresh) = run_job(sandbox, &rotating, &job(JobReason::Schedule)).await;
+    assert!(report.looked_only, "{report:?}");
     assert_eq!(refresh.sign_in, 1, "{}", refresh.detail("refresh"));
-    rows.push(("quiet run with a token refresh".into(), refresh));
+    assert_eq!(
+        refresh.dynamodb_operations(),
+        ["GetItem", "GetItem", "GetItem", "PutItem"],
+        "{}",
+        refresh.detail("refresh")
+    );
+    rows.push((
+        "scheduled run storing a rotated refresh token, new container".into(),
+        refresh,
+    ));
 
     // One Outlook change: Graph notifies the webhook, which queues one job; its run writes the
     // change to the CRM.
@@ -835,16 +876,39 @@ async fn what_each_operation_of_a_user_costs() {
         }
     }
 
-    // A dispatch round of this one-user tenant with nobody due, then one that renews the
-    // user's subscription (expiring within the 12-hour margin).
+    // Dispatch rounds of this one-user tenant: one whose sweep is not due (the tenant's clock
+    // only), one that sweeps it with nobody due (the user ran moments ago), and one that
+    // renews the user's subscription (expiring within the 12-hour margin).
+    calsync::entry::dispatch::dispatch(&sync.app, None)
+        .await
+        .unwrap();
     let meter = Meter::start(sandbox, &[&webhook, &sync]);
     let round = calsync::entry::dispatch::dispatch(&sync.app, None)
         .await
         .unwrap();
-    assert_eq!((round.tenants, round.users_due), (1, 0), "{round:?}");
+    assert_eq!((round.tenants, round.tenants_swept), (1, 0), "{round:?}");
     let idle = meter.read(&sync);
     assert!(idle.secrets.is_empty() && idle.graph.is_empty() && idle.sqs.is_empty());
-    rows.push(("dispatch round, 1 user, none due".into(), idle));
+    rows.push(("dispatch round, tenant not due".into(), idle));
+    let unswept = SweepClock::default();
+    sync.app
+        .sweeps
+        .set(&bed.bed.tenant, &unswept)
+        .await
+        .unwrap();
+    let meter = Meter::start(sandbox, &[&webhook, &sync]);
+    let round = calsync::entry::dispatch::dispatch(&sync.app, None)
+        .await
+        .unwrap();
+    assert_eq!((round.tenants_swept, round.users_due), (1, 0), "{round:?}");
+    let swept = meter.read(&sync);
+    assert!(swept.secrets.is_empty() && swept.graph.is_empty() && swept.sqs.is_empty());
+    rows.push(("dispatch round, sweeping 1 user, none due".into(), swept));
+    sync.app
+        .sweeps
+        .set(&bed.bed.tenant, &unswept)
+        .await
+        .unwrap();
     edit_user(&bed.bed.app, &bed.bed.tenant, &bed.bed.user, |r| {
         r.subscription_expires_at = Some(now() + 3600);
     })
@@ -875,10 +939,9 @@ async fn what_each_operation_of_a_user_costs() {
         println!("{}", cost.detail(name));
     }
     println!(
-        "\nuser item: {user_bytes} bytes; links: 12, {link_bytes} bytes ({} per link); sealed refresh token {} chars, sealed access token {} chars, delta link {} chars",
+        "\nuser item: {user_bytes} bytes; links: 12, {link_bytes} bytes ({} per link); sealed refresh token {} chars, delta link {} chars",
         link_bytes / 12,
         sealed(&user_item.refresh_token_sealed),
-        sealed(&user_item.access_token_sealed),
         user_item
             .progress
             .as_ref()
@@ -887,9 +950,9 @@ async fn what_each_operation_of_a_user_costs() {
     );
 }
 
-/// A dispatch round over a tenant of 25 connected users: one Query of the tenant registry, one
-/// read of the tenant's settings, the users' Query (paged at 1 MB), and one SendMessageBatch
-/// per ten users due.
+/// A dispatch round that sweeps a tenant of 25 connected users: one Query of the tenant
+/// registry, one read of the tenant's settings and one of its sweep clock, the users' Query
+/// (paged at 1 MB), the clock written back, and one SendMessageBatch per ten users due.
 #[tokio::test]
 async fn a_dispatch_round_reads_every_user_once_and_queues_ten_jobs_a_call() {
     const USERS: usize = 25;
@@ -933,6 +996,12 @@ async fn a_dispatch_round_reads_every_user_once_and_queues_ten_jobs_a_call() {
         ("none due", now() - 60, 0),
     ] {
         with_last_run(last_run).await;
+        // Each round here is one in which the tenant's sweep is due.
+        sync.app
+            .sweeps
+            .set(&bed.tenant, &SweepClock::default())
+            .await
+            .unwrap();
         let meter = Meter::start(&bed.sandbox, &[&sync]);
         let round = calsync::entry::dispatch::dispatch(&sync.app, None)
             .await
@@ -941,17 +1010,19 @@ async fn a_dispatch_round_reads_every_user_once_and_queues_ten_jobs_a_call() {
         assert_eq!(round.users_due, due, "{round:?}");
         assert_eq!(cost.sqs.len(), due.div_ceil(10), "{}", cost.detail(label));
         assert_eq!(cost.sqs_messages(), due);
-        // The registry, the tenant's settings, its users (one page at this size).
+        // The registry, the tenant's settings, its sweep clock, its users (one page at this
+        // size), the clock written back.
         assert_eq!(
             cost.dynamodb_operations(),
-            ["Query", "GetItem", "Query"],
+            ["Query", "GetItem", "GetItem", "Query", "PutItem"],
             "{}",
             cost.detail(label)
         );
         assert!(cost.secrets.is_empty() && cost.graph.is_empty());
         let user_bytes: usize = cost
             .dynamodb
-            .last()
+            .iter()
+            .rfind(|c| c.operation.ends_with("Query"))
             .and_then(|c| c.response.as_deref())
             .and_then(|b| serde_json::from_slice::<Value>(b).ok())
             .and_then(|v| v["Items"].as_array().cloned())

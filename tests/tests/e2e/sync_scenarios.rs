@@ -507,12 +507,9 @@ async fn a_revoked_token_asks_the_user_to_reconnect_without_a_retry_storm() {
     let bed = linked_pair().await;
     let identity = bed.bed.sandbox.identity();
     identity.revoke_user(USER_OID).unwrap();
-    // The stored access token runs out, so the next run must refresh.
-    calsync_testkit::testbed::edit_user(&bed.bed.app, &bed.bed.tenant, &bed.bed.user, |r| {
-        r.access_token_expires_at = Some(0)
-    })
-    .await
-    .unwrap();
+    // Graph refuses the access token the run holds (continuous access evaluation), so the
+    // run must refresh.
+    identity.revoke_access_tokens(USER_OID);
     let report = bed.sync().await.unwrap();
     assert_eq!(report.outcome, RunOutcome::ReconnectRequired);
     let record = bed.record().await.unwrap();
@@ -756,4 +753,64 @@ async fn a_nudge_brings_a_crm_deletion_at_once_even_when_the_feed_is_blind() {
     nudged.reason = calsync::adapters::queue::JobReason::Nudge;
     bed.run(nudged).await.unwrap();
     assert_eq!(bed.outlook_subjects(), ["Kept"]);
+}
+
+/// A scheduled run looks before it runs: with nothing new on either side it writes nothing at
+/// all (the user's item keeps its version); news on either side makes it a run that syncs it.
+#[tokio::test]
+async fn a_scheduled_run_writes_nothing_when_it_finds_nothing_and_syncs_what_it_finds() {
+    use calsync::adapters::queue::{JobReason, SyncJob};
+    let bed = linked_pair().await;
+    let scheduled = || SyncJob {
+        reason: JobReason::Schedule,
+        ..bed.job(false)
+    };
+    async fn version(bed: &SyncBed) -> u64 {
+        let bed = &bed.bed;
+        bed.app
+            .users
+            .get(&bed.tenant, &bed.user)
+            .await
+            .unwrap()
+            .unwrap()
+            .version
+    }
+    let before = version(&bed).await;
+    let report = bed.run(scheduled()).await.unwrap();
+    assert!(report.looked_only, "{report:?}");
+    assert_eq!(version(&bed).await, before, "a look writes nothing");
+
+    // An Outlook edit that no notification announced (this bed has no webhook).
+    let dentist = outlook_id(&bed, "Dentist");
+    bed.bed
+        .sandbox
+        .graph()
+        .update_event(USER_OID, &dentist, json!({"subject": "Dentist (moved)"}))
+        .unwrap();
+    let report = bed.run(scheduled()).await.unwrap();
+    assert!(!report.looked_only, "{report:?}");
+    assert_eq!(report.counts.crm_updated, 1, "{report:?}");
+    bed.crm_event("Dentist (moved)").unwrap();
+
+    // A CRM edit that no nudge announced.
+    let demo = crm_id(&bed, "Demo for ACME");
+    assert!(bed
+        .bed
+        .sandbox
+        .crm()
+        .ui_edit(&demo, &[("subject", "Demo for ACME (moved)")]));
+    let mut written = 0;
+    for _ in 0..3 {
+        let report = bed.run(scheduled()).await.unwrap();
+        written += report.counts.outlook_updated;
+        if report.looked_only {
+            break;
+        }
+    }
+    assert_eq!(written, 1);
+    bed.outlook_event("Demo for ACME (moved)").unwrap();
+    // Once the echoes are read, looks find nothing again.
+    let settled = version(&bed).await;
+    assert!(bed.run(scheduled()).await.unwrap().looked_only);
+    assert_eq!(version(&bed).await, settled);
 }

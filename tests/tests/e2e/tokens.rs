@@ -1,8 +1,10 @@
-//! Token handling against the sandbox identity and moto: refresh with rotation under a race,
-//! revocation, and app-only tokens.
+//! Token handling against the sandbox identity and moto: refreshes racing in two containers,
+//! when a rotated refresh token is stored, access tokens held per container, revocation, and
+//! app-only tokens.
 
 use calsync::adapters::identity::IdentityError;
-use calsync::services::tokens::{app_registration, TokenError};
+use calsync::adapters::store::now_epoch;
+use calsync::services::tokens::{app_registration, TokenError, STORE_ROTATED_AFTER_SECS};
 use calsync::services::users::{UserRecord, UserStatus};
 use calsync::App;
 use calsync_testkit::testbed::{LinkRoute, TestBed, AZURE_TENANT, CLIENT_ID, USER_OID};
@@ -17,6 +19,16 @@ fn second_container(bed: &TestBed) -> App {
         bed.app.queue.clone(),
     )
     .unwrap()
+}
+
+async fn user_version(bed: &TestBed) -> u64 {
+    bed.app
+        .users
+        .get(&bed.tenant, &bed.user)
+        .await
+        .unwrap()
+        .unwrap()
+        .version
 }
 
 async fn stored_refresh_token(bed: &TestBed) -> String {
@@ -41,7 +53,7 @@ async fn stored_refresh_token(bed: &TestBed) -> String {
 }
 
 #[tokio::test]
-async fn racing_refreshes_keep_the_newest_refresh_token_and_both_tokens_work() {
+async fn racing_refreshes_both_work_and_write_nothing_while_the_stored_token_is_fresh() {
     let bed = TestBed::start().await.unwrap();
     let identity = bed.sandbox.identity();
     // Tokens that are already inside the expiry margin: every call must refresh.
@@ -51,6 +63,8 @@ async fn racing_refreshes_keep_the_newest_refresh_token_and_both_tokens_work() {
     let tenant_a = bed.app.tenants.context(&bed.tenant).await.unwrap();
     let tenant_b = other.tenants.context(&bed.tenant).await.unwrap();
     let before = identity.token_request_counts().refresh_token;
+    let stored = stored_refresh_token(&bed).await;
+    let version = user_version(&bed).await;
 
     let (a, b) = tokio::join!(
         bed.app.tokens.user_access_token(&tenant_a, &bed.user),
@@ -63,34 +77,79 @@ async fn racing_refreshes_keep_the_newest_refresh_token_and_both_tokens_work() {
             .expect("a valid access token");
         assert_eq!(info.oid.as_deref(), Some(USER_OID));
     }
-    let refreshes = identity.token_request_counts().refresh_token - before;
-    assert_eq!(refreshes, 2, "the lease serialised two real refreshes");
-    let newest = identity.latest_refresh_token(USER_OID).unwrap();
-    assert_eq!(
-        stored_refresh_token(&bed).await,
-        newest,
-        "the newest refresh token is stored"
-    );
+    assert_eq!(identity.token_request_counts().refresh_token - before, 2);
+    // The sign-in stored its refresh token moments ago: Microsoft's rotation leaves it valid,
+    // so neither refresh wrote the user's item.
+    assert_eq!(stored_refresh_token(&bed).await, stored);
+    assert_eq!(user_version(&bed).await, version);
+    let third = second_container(&bed);
+    let tenant_c = third.tenants.context(&bed.tenant).await.unwrap();
+    third
+        .tokens
+        .user_access_token(&tenant_c, &bed.user)
+        .await
+        .expect("the stored refresh token still redeems");
 }
 
 #[tokio::test]
-async fn a_stored_access_token_is_reused_without_a_refresh() {
+async fn a_refresh_stores_the_rotated_token_once_the_stored_one_is_half_a_day_old() {
+    let bed = TestBed::start().await.unwrap();
+    let identity = bed.sandbox.identity();
+    assert_eq!(bed.connect().await.unwrap().status, 200);
+    calsync_testkit::testbed::edit_user(&bed.app, &bed.tenant, &bed.user, |r| {
+        r.refresh_token_stored_at = Some(now_epoch() - STORE_ROTATED_AFTER_SECS - 1);
+    })
+    .await
+    .unwrap();
+    let other = second_container(&bed);
+    let tenant = other.tenants.context(&bed.tenant).await.unwrap();
+    other
+        .tokens
+        .user_access_token(&tenant, &bed.user)
+        .await
+        .unwrap();
+    assert_eq!(
+        stored_refresh_token(&bed).await,
+        identity.latest_refresh_token(USER_OID).unwrap(),
+        "the newest refresh token is stored"
+    );
+    let record = bed
+        .app
+        .users
+        .get(&bed.tenant, &bed.user)
+        .await
+        .unwrap()
+        .unwrap()
+        .record;
+    assert!(record
+        .refresh_token_stored_at
+        .is_some_and(|at| now_epoch() - at < 60));
+}
+
+#[tokio::test]
+async fn an_access_token_is_reused_within_its_container_without_a_refresh() {
     let bed = TestBed::start().await.unwrap();
     let identity = bed.sandbox.identity();
     assert_eq!(bed.connect().await.unwrap().status, 200);
     let tenant = bed.app.tenants.context(&bed.tenant).await.unwrap();
     let other = second_container(&bed);
-    let before = identity.token_request_counts();
-    let token = other
+    let before = identity.token_request_counts().refresh_token;
+    let first = other
         .tokens
         .user_access_token(&tenant, &bed.user)
         .await
         .unwrap();
-    assert!(identity.validate_access_token(token.expose()).is_some());
+    let again = other
+        .tokens
+        .user_access_token(&tenant, &bed.user)
+        .await
+        .unwrap();
+    assert_eq!(first, again);
+    assert!(identity.validate_access_token(again.expose()).is_some());
     assert_eq!(
-        identity.token_request_counts(),
-        before,
-        "no token request needed"
+        identity.token_request_counts().refresh_token - before,
+        1,
+        "one refresh for the container, then its own token"
     );
 }
 
@@ -125,7 +184,6 @@ async fn a_revoked_user_becomes_reconnect_required_without_a_retry_storm() {
         .problems
         .iter()
         .any(|p| p.code.as_str() == "reconnect_required" && p.detail.contains("50173")));
-    assert!(user.access_token_sealed.is_none());
 
     // Later callers learn it from storage: Microsoft is not asked again.
     for _ in 0..5 {

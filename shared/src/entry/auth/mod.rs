@@ -30,7 +30,7 @@ use crate::services::sync_run::JournalEntry;
 use crate::services::tenants::{
     AccessMode, MicrosoftAccess, TenantApp, TenantContext, TenantError,
 };
-use crate::services::tokens::{app_registration, seal_set};
+use crate::services::tokens::{app_registration, seal_refresh_token};
 use crate::services::users::{
     ConnectError, Connection, ProblemCode, UserRecord, UserStatus, UserWriteError,
 };
@@ -790,7 +790,7 @@ async fn callback(app: &App, request: &Request) -> Result<Outcome, AuthError> {
     }
 
     let now = now_epoch();
-    let (refresh, access) = seal_set(
+    let refresh = seal_refresh_token(
         &tenant,
         &UserRecord::seal_context(&tenant.id, &user),
         &tokens,
@@ -806,8 +806,6 @@ async fn callback(app: &App, request: &Request) -> Result<Outcome, AuthError> {
                 ms_user_id: claims.oid.clone(),
                 ms_username: claims.preferred_username.clone(),
                 refresh_token_sealed: refresh.ok_or_else(|| internal(Missing("refresh token")))?,
-                access_token_sealed: access,
-                access_token_expires_at: tokens.expires_at,
             },
             now,
         )

@@ -10,11 +10,13 @@
 //! reconciled, on a full listing, and every 30 minutes when the linked series are listed.
 
 mod links;
+mod look;
 mod outlook;
 mod skipped;
 mod target;
 
 pub use links::{sync_pk, JournalEntry, LinkStore};
+pub use look::RECORDED_RUN_AT_LEAST_EVERY_SECS;
 pub use outlook::{item_from, OutlookRead};
 pub use target::{LeaseWatch, LiveTarget};
 
@@ -51,6 +53,9 @@ const REBASELINE_AFTER: SignedDuration = SignedDuration::from_hours(7 * 24);
 /// How often the CRM is listed in full to find deletions by absence when its change feed
 /// cannot report them (stock vtiger 8 without a working `sync`), and at the latest.
 const RECONCILE_WHEN_BLIND_SECS: i64 = 30 * 60;
+/// The same when the CRM module nudges: each deletion is announced, and the listing only
+/// catches a nudge that was lost.
+const RECONCILE_WHEN_BLIND_AND_NUDGED_SECS: i64 = 6 * 3600;
 const RECONCILE_ANYWAY_SECS: i64 = 24 * 3600;
 /// How often linked Outlook series are listed: delta does not report a cancelled occurrence.
 const SERIES_CHECK_SECS: i64 = 30 * 60;
@@ -69,6 +74,9 @@ pub struct RunOptions {
     pub reconcile: bool,
     /// Read and plan, write nothing, commit nothing.
     pub dry_run: bool,
+    /// A scheduled run: look at both sides first, and end without writing anything when
+    /// neither has news ([`look`]).
+    pub look_first: bool,
     /// Start no write after this: a Lambda invocation ends at its timeout, and a large first
     /// sync continues in a follow-up job instead of being cut off.
     pub deadline: Option<std::time::Instant>,
@@ -108,6 +116,8 @@ pub struct RunReport {
     /// Steps left for a follow-up run because this one ran out of time.
     pub postponed: usize,
     pub graph_pages: u32,
+    /// The run only looked: nothing was claimed, written or recorded.
+    pub looked_only: bool,
 }
 
 impl RunReport {
@@ -122,6 +132,7 @@ impl RunReport {
             outlook_full: false,
             postponed: 0,
             graph_pages: 0,
+            looked_only: false,
         }
     }
 }
@@ -294,6 +305,22 @@ impl SyncRunner {
                 return Ok(RunReport::new(RunOutcome::NotConnected));
             };
             return self.run_held(tenant, user, crm, options, read, None).await;
+        }
+        if options.look_first {
+            match self.look(tenant, user, crm, now_epoch()).await {
+                look::Looked::Quiet => {
+                    let mut report = RunReport::new(RunOutcome::Quiet);
+                    report.looked_only = true;
+                    return Ok(report);
+                }
+                look::Looked::NotSyncing(UserStatus::ReconnectRequired) => {
+                    return Ok(RunReport::new(RunOutcome::ReconnectRequired))
+                }
+                look::Looked::NotSyncing(_) => return Ok(RunReport::new(RunOutcome::NotConnected)),
+                look::Looked::Run(why) => {
+                    tracing::debug!(tenant = %tenant.id, user = %user, why, "the scheduled run has work")
+                }
+            }
         }
         let holder = random_token(12);
         let claimed_at = now_epoch();
@@ -591,7 +618,7 @@ impl Run<'_> {
             Timestamp::from_second(state.window_start).unwrap_or(window.start),
             Timestamp::from_second(state.window_end).unwrap_or(window.end),
         );
-        let slid = window.start.duration_since(stored_window.start) >= REBASELINE_AFTER;
+        let slid = window_slid(state, &window);
         let outlook = outlook::read(
             mailbox,
             state.outlook_delta.as_deref(),
@@ -821,17 +848,12 @@ impl Run<'_> {
     }
 
     fn reconcile_due(&self, state: &SyncProgress) -> bool {
-        if self.options.full || (self.options.reconcile && !feed_sees_deletions(state)) {
-            return true;
-        }
-        let since = state.reconciled_at.map(|at| self.now - at);
-        match since {
-            None => true,
-            Some(elapsed) => {
-                (elapsed >= RECONCILE_WHEN_BLIND_SECS && !feed_sees_deletions(state))
-                    || elapsed >= RECONCILE_ANYWAY_SECS
-            }
-        }
+        reconcile_due(
+            state,
+            self.now,
+            &self.options,
+            self.tenant.settings.nudging(self.now),
+        )
     }
 
     /// Reads the CRM feed to its end (or [`MAX_CRM_READS`] pages). Without `snapshot`, any
@@ -888,6 +910,31 @@ impl Run<'_> {
         );
         Ok((changes, cursor, unreadable))
     }
+}
+
+/// Whether the CRM is listed in full this run, to find deletions by absence: when asked, and
+/// on a schedule when its change feed cannot report deletions (more often without the CRM
+/// module's nudges, which announce each deletion), and once a day anyway.
+fn reconcile_due(state: &SyncProgress, now: i64, options: &RunOptions, nudging: bool) -> bool {
+    if options.full || (options.reconcile && !feed_sees_deletions(state)) {
+        return true;
+    }
+    let blind_every = if nudging {
+        RECONCILE_WHEN_BLIND_AND_NUDGED_SECS
+    } else {
+        RECONCILE_WHEN_BLIND_SECS
+    };
+    state.reconciled_at.is_none_or(|at| {
+        let elapsed = now - at;
+        (elapsed >= blind_every && !feed_sees_deletions(state)) || elapsed >= RECONCILE_ANYWAY_SECS
+    })
+}
+
+/// Whether the wanted window has moved on so far from the one the delta link keeps that the
+/// window is listed again.
+fn window_slid(state: &SyncProgress, window: &TimeWindow) -> bool {
+    let stored_start = Timestamp::from_second(state.window_start).unwrap_or(window.start);
+    window.start.duration_since(stored_start) >= REBASELINE_AFTER
 }
 
 fn feed_sees_deletions(state: &SyncProgress) -> bool {
