@@ -183,6 +183,22 @@ fn request_units(call: &Call) -> (u64, u64) {
             });
             (0, writes)
         }
+        // Each put or delete of the batch is billed as the write it stands for. An item
+        // DynamoDB leaves unprocessed is counted again when it is sent again (an overestimate).
+        "BatchWriteItem" => {
+            let writes = request["RequestItems"].as_object().map_or(0, |tables| {
+                tables
+                    .values()
+                    .filter_map(Value::as_array)
+                    .flatten()
+                    .map(|entry| match entry.get("PutRequest") {
+                        Some(put) => units_of(item_size(&put["Item"]), 1024),
+                        None => 1,
+                    })
+                    .sum()
+            });
+            (0, writes)
+        }
         _ => (0, 0),
     }
 }
