@@ -8,7 +8,8 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use calsync::adapters::queue::JobReason;
+use calsync::adapters::queue::{JobReason, SyncJob};
+use calsync_core::ids::CrmUserName;
 use calsync_testkit::realcrm::{skip_message, RealCrmBed, RealVtiger, USER_OID};
 use calsync_testkit::testbed::query_value;
 use serde_json::json;
@@ -198,6 +199,18 @@ async fn real_vtiger_an_event_edited_in_the_crm_reaches_outlook_through_a_nudge(
                     "the first job after the save: {first:?}"
                 );
                 println!("CRM save → Outlook: {latency:?}");
+                // Once the echoes are read, a scheduled run finds the real feed quiet from
+                // the stored cursor and writes nothing.
+                bed.calsync.settle(Duration::from_secs(2), WAIT).await?;
+                let scheduled = SyncJob {
+                    tenant: bed.calsync.tenant.clone(),
+                    user: CrmUserName::parse(&bed.crm.user)?,
+                    reason: JobReason::Schedule,
+                    full: false,
+                    origin: None,
+                };
+                let report = calsync::entry::jobs::run_job(&bed.calsync.app, &scheduled).await?;
+                ensure!(report.looked_only, "the scheduled run ran: {report:?}");
                 Ok(())
             }
             .await;
