@@ -200,14 +200,7 @@ impl SyncBed {
     }
 
     pub async fn record(&self) -> Result<UserRecord> {
-        Ok(self
-            .bed
-            .app
-            .users
-            .get(&self.bed.tenant, &self.bed.user)
-            .await?
-            .context("maria is not stored")?
-            .record)
+        Ok(self.bed.stored_user().await?.record)
     }
 }
 

@@ -275,6 +275,15 @@ pub async fn sign_in(authorize_url: &str) -> Result<String> {
 }
 
 impl TestBed {
+    /// maria's stored item, with its version.
+    pub async fn stored_user(&self) -> Result<calsync::services::users::VersionedUser> {
+        self.app
+            .users
+            .get(&self.tenant, &self.user)
+            .await?
+            .context("maria is not stored")
+    }
+
     /// Everything up: sandbox with one Azure tenant, app and auto-approved user; a table, a
     /// queue and a calsync tenant in moto.
     pub async fn start() -> Result<Self> {

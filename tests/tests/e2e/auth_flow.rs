@@ -46,14 +46,7 @@ async fn connect_links_the_user_seals_the_token_and_queues_the_first_sync() {
     assert_eq!(done.status, 200, "{}", done.body);
     assert!(done.body.contains("Calendar connected"));
 
-    let user = bed
-        .app
-        .users
-        .get(&bed.tenant, &bed.user)
-        .await
-        .unwrap()
-        .unwrap()
-        .record;
+    let user = bed.stored_user().await.unwrap().record;
     assert_eq!(user.status, UserStatus::Connected);
     assert_eq!(user.ms_user_id, USER_OID);
     let refresh_token = bed

@@ -46,14 +46,7 @@ async fn status_page_speaks_the_users_language() {
 async fn disconnect_forgets_tokens_and_reconnect_keeps_the_link() {
     let bed = TestBed::start().await.unwrap();
     assert_eq!(bed.connect().await.unwrap().status, 200);
-    let before = bed
-        .app
-        .users
-        .get(&bed.tenant, &bed.user)
-        .await
-        .unwrap()
-        .unwrap()
-        .record;
+    let before = bed.stored_user().await.unwrap().record;
 
     let form = bed.link_query(LinkRoute::Disconnect, Some(CRM_USER), 600, None);
     let response = calsync_testkit::web::auth(
@@ -71,14 +64,7 @@ async fn disconnect_forgets_tokens_and_reconnect_keeps_the_link() {
     )
     .await;
     assert_eq!(response.status, 200, "{}", response.body);
-    let after = bed
-        .app
-        .users
-        .get(&bed.tenant, &bed.user)
-        .await
-        .unwrap()
-        .unwrap()
-        .record;
+    let after = bed.stored_user().await.unwrap().record;
     assert_eq!(after.status, UserStatus::Disconnected);
     assert!(after.refresh_token_sealed.is_none() && after.refresh_token_stored_at.is_none());
     assert_eq!(
@@ -99,14 +85,7 @@ async fn disconnect_forgets_tokens_and_reconnect_keeps_the_link() {
     assert_eq!(refused.status, 403);
 
     assert_eq!(bed.connect().await.unwrap().status, 200);
-    let again = bed
-        .app
-        .users
-        .get(&bed.tenant, &bed.user)
-        .await
-        .unwrap()
-        .unwrap()
-        .record;
+    let again = bed.stored_user().await.unwrap().record;
     assert_eq!(again.status, UserStatus::Connected);
     assert_eq!(again.ms_user_id, USER_OID);
 }

@@ -81,14 +81,7 @@ async fn connecting_creates_a_validated_subscription() {
     );
 
     // What calsync stored: the expiry Graph returned, and only a hash of the client state.
-    let user = bed
-        .app
-        .users
-        .get(&bed.tenant, &bed.user)
-        .await
-        .unwrap()
-        .unwrap()
-        .record;
+    let user = bed.stored_user().await.unwrap().record;
     assert_eq!(user.subscription_id.as_deref(), Some(sub.id.as_str()));
     assert_eq!(
         user.subscription_expires_at,
@@ -138,14 +131,7 @@ async fn a_failed_handshake_leaves_no_subscription_and_says_so() {
     let done = bed.connect().await.unwrap();
     assert_eq!(done.status, 200, "connecting still works: {}", done.body);
     assert!(bed.sandbox.graph().subscriptions().is_empty());
-    let user = bed
-        .app
-        .users
-        .get(&bed.tenant, &bed.user)
-        .await
-        .unwrap()
-        .unwrap()
-        .record;
+    let user = bed.stored_user().await.unwrap().record;
     assert!(user.subscription_id.is_none());
     assert!(user
         .problems
@@ -161,15 +147,7 @@ async fn renew_reauthorize_recreate_and_disconnect() {
     let first = graph.subscriptions()[0].clone();
     let tenant = bed.app.tenants.context(&bed.tenant).await.unwrap();
     let subscriptions = &bed.app.subscriptions;
-    let stored = || async {
-        bed.app
-            .users
-            .get(&bed.tenant, &bed.user)
-            .await
-            .unwrap()
-            .unwrap()
-            .record
-    };
+    let stored = || async { bed.stored_user().await.unwrap().record };
 
     // Lifecycle: reauthorization asked, then answered by the job it turns into.
     let sent = graph

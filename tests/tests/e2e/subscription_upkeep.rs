@@ -91,14 +91,7 @@ async fn the_dispatcher_renews_before_expiry_and_replaces_what_graph_removed() {
     let (bed, _server) = bed_with_webhook_binary().await;
     assert_eq!(bed.connect().await.unwrap().status, 200);
     let graph = bed.sandbox.graph();
-    let first = bed
-        .app
-        .users
-        .get(&bed.tenant, &bed.user)
-        .await
-        .unwrap()
-        .unwrap()
-        .record;
+    let first = bed.stored_user().await.unwrap().record;
     let first_id = first.subscription_id.clone().unwrap();
 
     // Far from expiry: nothing to do, and no call to anyone.
@@ -115,14 +108,7 @@ async fn the_dispatcher_renews_before_expiry_and_replaces_what_graph_removed() {
     .unwrap();
     let report = dispatch(&bed.app, Some(&bed.tenant)).await.unwrap();
     assert_eq!(report.upkeep, vec![("maria".to_owned(), Upkeep::Renewed)]);
-    let renewed = bed
-        .app
-        .users
-        .get(&bed.tenant, &bed.user)
-        .await
-        .unwrap()
-        .unwrap()
-        .record;
+    let renewed = bed.stored_user().await.unwrap().record;
     assert_eq!(renewed.subscription_id.as_deref(), Some(first_id.as_str()));
     assert!(renewed.subscription_expires_at.unwrap() > now() + 86_400);
 
@@ -138,14 +124,7 @@ async fn the_dispatcher_renews_before_expiry_and_replaces_what_graph_removed() {
     .unwrap();
     let report = dispatch(&bed.app, Some(&bed.tenant)).await.unwrap();
     assert_eq!(report.upkeep, vec![("maria".to_owned(), Upkeep::Recreated)]);
-    let replaced = bed
-        .app
-        .users
-        .get(&bed.tenant, &bed.user)
-        .await
-        .unwrap()
-        .unwrap()
-        .record;
+    let replaced = bed.stored_user().await.unwrap().record;
     let new_id = replaced.subscription_id.clone().unwrap();
     assert_ne!(new_id, first_id);
     assert!(bed
@@ -170,11 +149,8 @@ async fn a_user_who_must_reconnect_loses_the_subscription_instead_of_a_renewal()
     let (bed, _server) = bed_with_webhook_binary().await;
     assert_eq!(bed.connect().await.unwrap().status, 200);
     let id = bed
-        .app
-        .users
-        .get(&bed.tenant, &bed.user)
+        .stored_user()
         .await
-        .unwrap()
         .unwrap()
         .record
         .subscription_id
@@ -192,14 +168,7 @@ async fn a_user_who_must_reconnect_loses_the_subscription_instead_of_a_renewal()
         report.jobs_queued, 0,
         "no sync for a user who must reconnect"
     );
-    let user = bed
-        .app
-        .users
-        .get(&bed.tenant, &bed.user)
-        .await
-        .unwrap()
-        .unwrap()
-        .record;
+    let user = bed.stored_user().await.unwrap().record;
     assert!(user.subscription_id.is_none());
     assert!(
         bed.app.subscriptions.record(&id).await.unwrap().is_none(),

@@ -895,53 +895,51 @@ async fn what_each_operation_of_a_user_costs() {
     // Dispatch rounds of this one-user tenant: one whose sweep is not due (the tenant's clock
     // only), one that sweeps it with nobody due (the user ran moments ago), and one that
     // renews the user's subscription (expiring within the 12-hour margin).
-    calsync::entry::dispatch::dispatch(&sync.app, None)
-        .await
-        .unwrap();
-    let meter = Meter::start(sandbox, &[&webhook, &sync]);
-    let round = calsync::entry::dispatch::dispatch(&sync.app, None)
-        .await
-        .unwrap();
-    assert_eq!((round.tenants, round.tenants_swept), (1, 0), "{round:?}");
-    let idle = meter.read(&sync);
+    // `sweep`: the tenant's clock is emptied first, so the round sweeps it.
+    let round = |sweep: bool| {
+        let (sync, webhook, tenant) = (&sync, &webhook, &bed.bed.tenant);
+        async move {
+            if sweep {
+                sync.app
+                    .sweeps
+                    .set(tenant, &SweepClock::default())
+                    .await
+                    .unwrap();
+            }
+            let meter = Meter::start(sandbox, &[webhook, sync]);
+            let round = calsync::entry::dispatch::dispatch(&sync.app, None)
+                .await
+                .unwrap();
+            (round, meter.read(sync))
+        }
+    };
+    round(false).await;
+    let (report, idle) = round(false).await;
+    assert_eq!((report.tenants, report.tenants_swept), (1, 0), "{report:?}");
     assert!(idle.secrets.is_empty() && idle.graph.is_empty() && idle.sqs.is_empty());
     rows.push(("dispatch round, tenant not due".into(), idle));
-    let unswept = SweepClock::default();
-    sync.app
-        .sweeps
-        .set(&bed.bed.tenant, &unswept)
-        .await
-        .unwrap();
-    let meter = Meter::start(sandbox, &[&webhook, &sync]);
-    let round = calsync::entry::dispatch::dispatch(&sync.app, None)
-        .await
-        .unwrap();
-    assert_eq!((round.tenants_swept, round.users_due), (1, 0), "{round:?}");
-    let swept = meter.read(&sync);
+    let (report, swept) = round(true).await;
+    assert_eq!(
+        (report.tenants_swept, report.users_due),
+        (1, 0),
+        "{report:?}"
+    );
     assert!(swept.secrets.is_empty() && swept.graph.is_empty() && swept.sqs.is_empty());
     rows.push(("dispatch round, sweeping 1 user, none due".into(), swept));
-    sync.app
-        .sweeps
-        .set(&bed.bed.tenant, &unswept)
-        .await
-        .unwrap();
     edit_user(&bed.bed.app, &bed.bed.tenant, &bed.bed.user, |r| {
         r.subscription_expires_at = Some(now() + 3600);
     })
     .await
     .unwrap();
-    let meter = Meter::start(sandbox, &[&webhook, &sync]);
-    let round = calsync::entry::dispatch::dispatch(&sync.app, None)
-        .await
-        .unwrap();
+    let (report, renewing) = round(true).await;
     assert_eq!(
-        round.upkeep,
+        report.upkeep,
         [(bed.bed.user.to_string(), Upkeep::Renewed)],
-        "{round:?}"
+        "{report:?}"
     );
     rows.push((
         "dispatch round, 1 user, renewing its subscription".into(),
-        meter.read(&sync),
+        renewing,
     ));
 
     let user_item = bed.record().await.unwrap();
@@ -975,14 +973,7 @@ async fn a_dispatch_round_reads_every_user_once_and_queues_ten_jobs_a_call() {
     let bed = TestBed::start().await.unwrap();
     assert_eq!(bed.connect().await.unwrap().status, 200);
     bed.take_jobs().await.unwrap();
-    let maria = bed
-        .app
-        .users
-        .get(&bed.tenant, &bed.user)
-        .await
-        .unwrap()
-        .unwrap()
-        .record;
+    let maria = bed.stored_user().await.unwrap().record;
     let with_last_run = |at: i64| {
         let maria = maria.clone();
         let tenant = bed.tenant.clone();

@@ -20,14 +20,7 @@ async fn a_dispatch_round_queues_the_due_users() {
         ("gone", UserStatus::Disconnected, None),
         ("stale", UserStatus::ReconnectRequired, None),
     ] {
-        let mut record = bed
-            .app
-            .users
-            .get(&bed.tenant, &bed.user)
-            .await
-            .unwrap()
-            .unwrap()
-            .record;
+        let mut record = bed.stored_user().await.unwrap().record;
         record.user = calsync_core::ids::CrmUserName::parse(name).unwrap();
         record.status = status;
         record.last_sync = Some(SyncSummary {

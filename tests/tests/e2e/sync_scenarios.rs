@@ -766,14 +766,7 @@ async fn a_scheduled_run_writes_nothing_when_it_finds_nothing_and_syncs_what_it_
         ..bed.job(false)
     };
     async fn version(bed: &SyncBed) -> u64 {
-        let bed = &bed.bed;
-        bed.app
-            .users
-            .get(&bed.tenant, &bed.user)
-            .await
-            .unwrap()
-            .unwrap()
-            .version
+        bed.bed.stored_user().await.unwrap().version
     }
     let before = version(&bed).await;
     let report = bed.run(scheduled()).await.unwrap();

@@ -22,24 +22,11 @@ fn second_container(bed: &TestBed) -> App {
 }
 
 async fn user_version(bed: &TestBed) -> u64 {
-    bed.app
-        .users
-        .get(&bed.tenant, &bed.user)
-        .await
-        .unwrap()
-        .unwrap()
-        .version
+    bed.stored_user().await.unwrap().version
 }
 
 async fn stored_refresh_token(bed: &TestBed) -> String {
-    let user = bed
-        .app
-        .users
-        .get(&bed.tenant, &bed.user)
-        .await
-        .unwrap()
-        .unwrap()
-        .record;
+    let user = bed.stored_user().await.unwrap().record;
     let context = bed.app.tenants.context(&bed.tenant).await.unwrap();
     context
         .sealing_key
@@ -113,14 +100,7 @@ async fn a_refresh_stores_the_rotated_token_once_the_stored_one_is_half_a_day_ol
         identity.latest_refresh_token(USER_OID).unwrap(),
         "the newest refresh token is stored"
     );
-    let record = bed
-        .app
-        .users
-        .get(&bed.tenant, &bed.user)
-        .await
-        .unwrap()
-        .unwrap()
-        .record;
+    let record = bed.stored_user().await.unwrap().record;
     assert!(record
         .refresh_token_stored_at
         .is_some_and(|at| now_epoch() - at < 60));
@@ -171,14 +151,7 @@ async fn a_revoked_user_becomes_reconnect_required_without_a_retry_storm() {
         }
         other => panic!("expected reconnect_required, got {other:?}"),
     }
-    let user = bed
-        .app
-        .users
-        .get(&bed.tenant, &bed.user)
-        .await
-        .unwrap()
-        .unwrap()
-        .record;
+    let user = bed.stored_user().await.unwrap().record;
     assert_eq!(user.status, UserStatus::ReconnectRequired);
     assert!(user
         .problems
