@@ -19,9 +19,19 @@ use calsync_core::time::TimeWindow;
 
 /// How long a user may go without a recorded run while looks find nothing. A recorded run
 /// also lists the linked series (delta does not report a cancelled occurrence), moves the
-/// stored delta link on (Exchange keeps a bounded number of sync states per mailbox, and
-/// each look makes one), and shows in status when the user was last synced.
+/// stored delta link on, and shows in status when the user was last synced.
 pub const RECORDED_RUN_AT_LEAST_EVERY_SECS: i64 = 6 * 3600;
+/// At most this many looks between recorded runs: each look makes Exchange keep one more sync
+/// state for the mailbox, and it evicts the oldest when its cache is full (the sandbox keeps
+/// 16), which would lose the stored delta link and cost a full listing.
+pub const LOOKS_BETWEEN_RECORDED_RUNS: i64 = 8;
+
+/// How long the user may go without a recorded run: 6 hours, or fewer when the user is swept
+/// often enough that 6 hours would hold more than [`LOOKS_BETWEEN_RECORDED_RUNS`] looks.
+pub fn recorded_run_every_secs(sweep_minutes: u32) -> i64 {
+    RECORDED_RUN_AT_LEAST_EVERY_SECS
+        .min(LOOKS_BETWEEN_RECORDED_RUNS * i64::from(sweep_minutes) * 60)
+}
 
 /// What looking found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,7 +139,10 @@ fn waiting_work<'a>(
         _ => return Err("no first sync yet"),
     };
     let last_run = record.last_sync.as_ref().and_then(|s| s.last_run_at);
-    if last_run.is_none_or(|at| now - at >= RECORDED_RUN_AT_LEAST_EVERY_SECS) {
+    let sweep_minutes = tenant
+        .settings
+        .sweep_minutes(record.subscription_id.is_some(), now);
+    if last_run.is_none_or(|at| now - at >= recorded_run_every_secs(sweep_minutes)) {
         return Err("a recorded run is due");
     }
     if Parking::new(&record.parked, now, false).has_due() {
@@ -152,4 +165,27 @@ fn stored_window(progress: &SyncProgress) -> TimeWindow {
         Timestamp::from_second(progress.window_start).unwrap_or(Timestamp::UNIX_EPOCH),
         Timestamp::from_second(progress.window_end).unwrap_or(Timestamp::UNIX_EPOCH),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn looks_between_recorded_runs_stay_fewer_than_exchange_keeps_sync_states() {
+        // Hourly sweeps: six looks in six hours.
+        assert_eq!(
+            recorded_run_every_secs(60),
+            RECORDED_RUN_AT_LEAST_EVERY_SECS
+        );
+        // Quarter-hour sweeps: a recorded run every two hours, eight looks.
+        assert_eq!(recorded_run_every_secs(15), 2 * 3600);
+        for minutes in [1, 5, 15, 30, 60, 240] {
+            let looks = recorded_run_every_secs(minutes) / (i64::from(minutes) * 60);
+            assert!(
+                looks <= LOOKS_BETWEEN_RECORDED_RUNS,
+                "{minutes} min: {looks}"
+            );
+        }
+    }
 }
