@@ -793,15 +793,18 @@ fn a_partly_applied_refused_step_keeps_a_later_outlook_edit() {
     settled(&mut world);
 }
 
-/// Known gap (docs/testing.md), kept visible: a single event made recurring, whose link's move
-/// onto the occurrence at the event's time fails (here the link write itself), and that
-/// occurrence deleted before the next run. The feeds name only the occurrence, which no link
-/// names yet, so the CRM record stays, linked to the series master. The runner's listing of
-/// linked series could close it; the simulation does not model that listing.
+/// A single event made recurring, whose link's move onto the occurrence at the event's time
+/// fails (the link write, with steps run one at a time), and that occurrence deleted before
+/// the next run. The feeds name only the occurrence, which no link names yet; the series'
+/// other occurrence, linked by that run, is what tells the planner that the link's own
+/// occurrence is gone, and the CRM record goes with it.
 #[test]
-#[ignore = "known gap: an occurrence deleted before its link moved onto it"]
 fn an_occurrence_deleted_before_its_link_moved_onto_it_deletes_the_crm_record() {
     let mut world = World::new(ConflictPolicy::Latest);
+    world.pipeline = Pipeline {
+        steps: 1,
+        interleave: 0,
+    };
     world.outlook_create(&at_seven());
     quiet_sync(&mut world);
     world.make_recurring(0, 2);
@@ -813,8 +816,37 @@ fn an_occurrence_deleted_before_its_link_moved_onto_it_deletes_the_crm_record() 
         Fault::Transient,
     ];
     world.sync(&faults, &HashSet::new());
+    assert_eq!(world.failed_steps, 1, "{}", world.dump());
     world.delete(Side::Outlook, 0);
     settled(&mut world);
+    assert_eq!(world.crm.records.len(), 1, "{}", world.dump());
+}
+
+/// The same, with the CRM refusing that deletion: the parked step is tried again as a
+/// deletion, since the feeds will not name the occurrence again.
+#[test]
+fn a_refused_deletion_of_an_occurrence_its_link_never_moved_onto_is_tried_again() {
+    let mut world = World::new(ConflictPolicy::Latest);
+    world.pipeline = Pipeline {
+        steps: 1,
+        interleave: 0,
+    };
+    world.outlook_create(&at_seven());
+    quiet_sync(&mut world);
+    world.make_recurring(0, 2);
+    let faults = [
+        Fault::Ok,
+        Fault::Transient,
+        Fault::Transient,
+        Fault::Transient,
+    ];
+    world.sync(&faults, &HashSet::new());
+    world.delete(Side::Outlook, 0);
+    // The version read, then the CRM refuses the deletion.
+    world.sync(&[Fault::Ok, Fault::Refused], &HashSet::new());
+    assert_eq!(world.parked.len(), 1, "{}", world.dump());
+    settled(&mut world);
+    assert_eq!(world.crm.records.len(), 1, "{}", world.dump());
 }
 
 /// A step whose writes all land but whose link write fails (the store unavailable for all its

@@ -351,9 +351,17 @@ fn inputs(
     });
     // Gone by itself or with its series (a whole series' deletion names only the master).
     let series_deleted = |master: &str| outlook.deleted_series.iter().any(|d| d == master);
-    let outlook_deleted = outlook_id
-        .as_deref()
-        .is_some_and(|id| outlook.deleted.iter().any(|d| d == id) || series_deleted(id))
+    // A CRM deletion is planned only for an event Outlook reported gone, possibly under an
+    // id the link does not name (the occurrence a single event became).
+    let deletes_crm = step.is_some_and(|step| {
+        step.actions
+            .iter()
+            .any(|action| matches!(action, Action::DeleteInCrm { .. }))
+    });
+    let outlook_deleted = deletes_crm
+        || outlook_id
+            .as_deref()
+            .is_some_and(|id| outlook.deleted.iter().any(|d| d == id) || series_deleted(id))
         || link
             .and_then(|link| link.occurrence.as_ref())
             .is_some_and(|o| series_deleted(&o.series_master_id));

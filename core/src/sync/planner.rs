@@ -257,6 +257,9 @@ struct Planner<'a> {
     pairs: Vec<(&'a CalendarEvent, &'a OutlookItem, Origin)>,
     steps: Vec<Step>,
     skipped: Vec<String>,
+    /// Links of single events made recurring whose occurrence at the event's time is gone
+    /// before the link moved onto it: they are deleted as that occurrence.
+    lost_heirs: HashSet<LinkKey>,
 }
 
 impl<'a> Planner<'a> {
@@ -278,6 +281,7 @@ impl<'a> Planner<'a> {
             pairs: Vec::new(),
             steps: Vec::new(),
             skipped: Vec::new(),
+            lost_heirs: HashSet::new(),
         }
     }
 
@@ -289,10 +293,13 @@ impl<'a> Planner<'a> {
             }
         }
         let policy = self.policy;
+        // Links whose occurrence is known by an alias: their heir needs no looking for.
+        let mut aliased = HashSet::new();
         for (id, master) in &policy.outlook_aliases {
             if let Some(&index) = by_outlook.get(master.as_str()) {
                 if self.snapshot[index].occurrence.is_none() {
                     by_outlook.entry(id.as_str()).or_insert(index);
+                    aliased.insert(index);
                 }
             }
         }
@@ -316,7 +323,11 @@ impl<'a> Planner<'a> {
                 }
             }
         }
-        let heirs = self.series_heirs(changes, &by_outlook);
+        let (heirs, lost) = self.series_heirs(changes, &by_outlook, &deleted, &aliased);
+        for index in lost {
+            self.outlook_seen[index] = Seen::Deleted;
+            self.lost_heirs.insert(self.snapshot[index].key.clone());
+        }
         // Pages may repeat an item: the last version of an id wins.
         let mut new_at: HashMap<&str, usize> = HashMap::new();
         for item in &changes.upserts {
@@ -347,17 +358,29 @@ impl<'a> Planner<'a> {
 
     /// Single events the user made recurring: Graph keeps the event's id for the new series
     /// master, so its link must follow one occurrence — the one at the event's own time, or,
-    /// when the event was moved too, the series' first. Occurrence id → link index.
+    /// when the event was moved too, the series' first. Occurrence id → link index; and the
+    /// links whose heir is gone.
+    ///
+    /// A link still naming the master after a run saw the series failed to move (a refused
+    /// step keeps an alias instead). That run saw every occurrence in the window, as this one
+    /// does (the cursors stayed before the series), and linked the others; so an heir that
+    /// another link already names means the occurrence that was the event is gone — deleted
+    /// before the link could move onto it, which the feeds report only by its own id.
     fn series_heirs(
         &self,
         changes: &'a OutlookChanges,
         by_outlook: &HashMap<&str, usize>,
-    ) -> HashMap<&'a str, usize> {
+        deleted: &HashSet<&str>,
+        aliased: &HashSet<usize>,
+    ) -> (HashMap<&'a str, usize>, Vec<usize>) {
         let mut candidates: HashMap<usize, Vec<&'a OutlookItem>> = HashMap::new();
         for item in &changes.upserts {
             let Some(occurrence) = &item.occurrence else {
                 continue;
             };
+            if item.id().is_some_and(|id| deleted.contains(id)) {
+                continue;
+            }
             let Some(&index) = by_outlook.get(occurrence.series_master_id.as_str()) else {
                 continue;
             };
@@ -367,6 +390,7 @@ impl<'a> Planner<'a> {
             }
         }
         let mut heirs = HashMap::new();
+        let mut lost = Vec::new();
         for (index, items) in candidates {
             let start = start_instant(&self.snapshot[index].base.time);
             let original = |item: &&OutlookItem| item.occurrence.as_ref().map(|o| o.original_start);
@@ -374,11 +398,22 @@ impl<'a> Planner<'a> {
                 .iter()
                 .find(|item| start.is_some() && original(item) == start)
                 .or_else(|| items.iter().min_by_key(|item| original(item)));
-            if let Some(id) = heir.and_then(|item| item.id()) {
-                heirs.insert(id, index);
+            let Some(id) = heir.and_then(|item| item.id()) else {
+                continue;
+            };
+            match by_outlook.get(id) {
+                Some(&other) if other != index => {
+                    if !aliased.contains(&index) {
+                        lost.push(index);
+                    }
+                }
+                _ => {
+                    heirs.insert(id, index);
+                }
             }
         }
-        heirs
+        lost.sort_unstable();
+        (heirs, lost)
     }
 
     fn observe_crm(&mut self, changes: &'a CrmChanges) {
@@ -771,17 +806,18 @@ impl<'a> Planner<'a> {
                 if crm_changed.is_empty() {
                     return self.delete(link, Action::DeleteInCrm { crm_id });
                 }
-                let (deletion_wins, reason) = if link.occurrence.is_some() {
-                    (true, Reason::Occurrence)
-                } else if not_organizer {
-                    (true, Reason::NotOrganizer)
-                } else {
-                    match self.policy.conflict {
-                        ConflictPolicy::OutlookWins => (true, policy_reason(self.policy)),
-                        ConflictPolicy::CrmWins => (false, policy_reason(self.policy)),
-                        ConflictPolicy::Latest => (false, Reason::EditKept),
-                    }
-                };
+                let (deletion_wins, reason) =
+                    if link.occurrence.is_some() || self.lost_heirs.contains(&link.key) {
+                        (true, Reason::Occurrence)
+                    } else if not_organizer {
+                        (true, Reason::NotOrganizer)
+                    } else {
+                        match self.policy.conflict {
+                            ConflictPolicy::OutlookWins => (true, policy_reason(self.policy)),
+                            ConflictPolicy::CrmWins => (false, policy_reason(self.policy)),
+                            ConflictPolicy::Latest => (false, Reason::EditKept),
+                        }
+                    };
                 let conflict = Conflict::new(
                     &link.key,
                     Some(&crm_id),

@@ -1165,6 +1165,45 @@ fn cancelled_occurrences_and_deleted_series_delete_their_crm_copies() {
     assert_eq!(plan.counts.delete_crm, 3);
 }
 
+/// A single event made recurring whose link did not move onto its occurrence (the step
+/// failed), and that occurrence deleted before the next run: the feed shows the series' other
+/// occurrences, which later links name, and the link still naming the master is deleted as the
+/// occurrence it stood for.
+#[test]
+fn a_link_whose_occurrence_went_before_it_moved_onto_it_deletes_its_crm_copy() {
+    let occurrences = madrid_weekly("M1", &["2026-10-19", "2026-10-26"]);
+    let single = linked("18x1", "M1", occurrences[0].event.clone(), Origin::Outlook);
+    let links = vec![single.clone(), occurrence_link("18x2", &occurrences[1])];
+    let crm = CrmChanges::default();
+    let latest = policy(ConflictPolicy::Latest);
+
+    let plan = super::plan(
+        &links,
+        &outlook_only(vec![occurrences[1].clone()]),
+        &crm,
+        &latest,
+    );
+    let step = only_step(&plan);
+    assert_eq!(step.key, single.key);
+    assert_eq!(kinds(step), ["delete_crm", "unlink"]);
+
+    // The occurrence still there: the link moves onto it.
+    let plan = super::plan(&links, &outlook_only(occurrences.clone()), &crm, &latest);
+    let moved = only_step(&plan).final_link().unwrap();
+    assert_eq!(moved.outlook_id.as_deref(), Some("M1-occ0"));
+
+    // A refused move keeps the occurrence as an alias: unreported, it is not taken for gone.
+    let mut aliased = latest.clone();
+    aliased.outlook_aliases = vec![("M1-occ0".into(), "M1".into())];
+    let plan = super::plan(
+        &links,
+        &outlook_only(vec![occurrences[1].clone()]),
+        &crm,
+        &aliased,
+    );
+    assert!(plan.is_empty(), "{plan:#?}");
+}
+
 #[test]
 fn all_day_events_travel_as_dates_and_differ_from_timed() {
     let all_day = CalendarEvent::all_day("Holiday", day("2026-12-24"), day("2026-12-26"));
