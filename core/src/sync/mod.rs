@@ -116,6 +116,7 @@ mod matching;
 mod merge;
 mod model;
 mod parking;
+mod pending;
 mod planner;
 mod policy;
 mod progress;
@@ -133,6 +134,7 @@ pub use model::{
     Occurrence, Origin, OutlookChanges, OutlookItem, Side,
 };
 pub use parking::{ParkedEvent, Parking};
+pub use pending::PendingUpdate;
 pub use planner::{plan, Action, GuardTrip, HeldDeletion, Plan, PlanCounts, Step};
 pub use policy::{
     crm_create_marker, outlook_transaction_id, ConflictPolicy, CrmStorage, DeletionGuard, Policy,

@@ -1155,6 +1155,7 @@ impl World {
                     Action::RecordConflict(c) => {
                         format!("conflict({:?} {:?} won {:?})", c.kind, c.field, c.winner)
                     }
+                    Action::Remember(link) if link.pending.is_some() => "intent".into(),
                     Action::Remember(_) => "remember".into(),
                     Action::CreateInCrm { .. } => "create_crm".into(),
                     Action::CreateInOutlook { .. } => "create_outlook".into(),
@@ -1297,7 +1298,7 @@ impl World {
                 && step
                     .actions
                     .iter()
-                    .any(|a| matches!(a, Action::Remember(_)))
+                    .any(|a| matches!(a, Action::Remember(link) if link.pending.is_none()))
                 && !step
                     .actions
                     .iter()
@@ -1313,7 +1314,7 @@ impl World {
             }) && !step
                 .actions
                 .iter()
-                .any(|a| matches!(a, Action::Remember(_)));
+                .any(|a| matches!(a, Action::Remember(link) if link.pending.is_none()));
             if adopted {
                 *self.planned.entry("adopted_create").or_default() += 1;
             }
