@@ -79,7 +79,12 @@
 //!      identical content, else subject and times, else — among records the integration user
 //!      created — the closest); an Outlook intent to the event carrying its transactionId (or
 //!      CRM stamp). Without a match the next plan creates again, with the same transactionId
-//!      for Outlook.
+//!      for Outlook. A `Remember` before updates stores the link with what they send
+//!      ([`Link::pending`]): if it cannot be stored, no update is sent; if an update lands and
+//!      the link recording it is never stored, the next plan settles it by what that side
+//!      shows ([`PendingUpdate`]). A step that ends knowing none of its updates landed stores
+//!      the link back without it. Journal entries and an update's intent go to the store
+//!      together; a create's intent only after the entries before it are stored.
 //!    - Creates: fill the returned id into the step's final link with
 //!      [`Link::fill_created`]; optionally [`Link::absorb`] the response's side-only fields.
 //!      A Graph create may be retried (the transactionId deduplicates); a CRM create whose
