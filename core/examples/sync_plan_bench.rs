@@ -106,6 +106,7 @@ fn links(events: usize) -> Result<Vec<Link>, jiff::Error> {
                 occurrence: None,
                 base,
                 as_stored: Default::default(),
+                pending: None,
                 crm_marker: None,
                 crm_creates: 0,
             })

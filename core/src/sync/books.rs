@@ -1,9 +1,10 @@
 //! Bookkeeping written together: the steps of a wave run at once, and the links and journal
 //! entries they store are held until every step still running waits on one, then written in
 //! one [`SyncTarget::store_all`] (one request to the store where the target can). A step's
-//! record is thus durable before the step goes on — the intent before its create leaves, the
-//! link before the cursors move — while a wave of creates costs two store requests, not two per
-//! event.
+//! record is thus durable before the step goes on — the intent before its create or update
+//! leaves, the link before the cursors move — while a wave of creates or updates costs two
+//! store requests, not two per event. The records a step writes before its next write (its
+//! journal entries and intent) go in the same request.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -57,7 +58,9 @@ pub(crate) struct Books<'a> {
 struct Shelf {
     /// Steps of the wave not finished yet.
     running: usize,
-    /// Records waiting for the next write, one per waiting step.
+    /// Steps waiting for the next write.
+    waiting: usize,
+    /// Records waiting for the next write (a waiting step may have several).
     queued: Vec<(Record, Answer)>,
 }
 
@@ -67,6 +70,7 @@ impl<'a> Books<'a> {
             target,
             shelf: Mutex::new(Shelf {
                 running: steps,
+                waiting: 0,
                 queued: Vec::new(),
             }),
         }
@@ -79,16 +83,32 @@ impl<'a> Books<'a> {
     /// Writes `record` with the others of the wave: when the last running step waits, that
     /// step writes them all.
     pub(crate) async fn write(&self, record: Record) -> Result<bool, WriteFailure> {
-        let answer = Answer::default();
+        self.write_all(vec![record])
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(short_answer()))
+    }
+
+    /// Writes one step's `records` (those that go before its next write: journal entries
+    /// and an intent) together, with the others of the wave; one answer per record.
+    pub(crate) async fn write_all(&self, records: Vec<Record>) -> Vec<Result<bool, WriteFailure>> {
+        let answers: Vec<Answer> = records.iter().map(|_| Answer::default()).collect();
         let all_waiting = {
             let mut shelf = self.shelf.lock().unwrap_or_else(PoisonError::into_inner);
-            shelf.queued.push((record, answer.clone()));
-            shelf.queued.len() >= shelf.running
+            for (record, answer) in records.into_iter().zip(&answers) {
+                shelf.queued.push((record, answer.clone()));
+            }
+            shelf.waiting += 1;
+            shelf.waiting >= shelf.running
         };
         if all_waiting {
             self.flush().await;
         }
-        Waiting(answer).await
+        let mut out = Vec::with_capacity(answers.len());
+        for answer in answers {
+            out.push(Waiting(answer).await);
+        }
+        out
     }
 
     /// A step of the wave has ended: if every other running step waits, write for them.
@@ -96,7 +116,7 @@ impl<'a> Books<'a> {
         let all_waiting = {
             let mut shelf = self.shelf.lock().unwrap_or_else(PoisonError::into_inner);
             shelf.running = shelf.running.saturating_sub(1);
-            !shelf.queued.is_empty() && shelf.queued.len() >= shelf.running
+            shelf.waiting > 0 && shelf.waiting >= shelf.running
         };
         if all_waiting {
             self.flush().await;
@@ -104,24 +124,18 @@ impl<'a> Books<'a> {
     }
 
     async fn flush(&self) {
-        let queued = std::mem::take(
-            &mut self
-                .shelf
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .queued,
-        );
+        let queued = {
+            let mut shelf = self.shelf.lock().unwrap_or_else(PoisonError::into_inner);
+            shelf.waiting = 0;
+            std::mem::take(&mut shelf.queued)
+        };
         if queued.is_empty() {
             return;
         }
         let records: Vec<Record> = queued.iter().map(|(record, _)| record.clone()).collect();
         let mut results = self.target.store_all(&records).await.into_iter();
         for (_, answer) in queued {
-            let value = results.next().unwrap_or_else(|| {
-                Err(WriteFailure::Transient(crate::cause::Cause::message(
-                    "the store answered fewer records than it was given",
-                )))
-            });
+            let value = results.next().unwrap_or_else(|| Err(short_answer()));
             let mut reply = answer.lock().unwrap_or_else(PoisonError::into_inner);
             reply.value = Some(value);
             if let Some(waker) = reply.waker.take() {
@@ -129,6 +143,12 @@ impl<'a> Books<'a> {
             }
         }
     }
+}
+
+fn short_answer() -> WriteFailure {
+    WriteFailure::Transient(crate::cause::Cause::message(
+        "the store answered fewer records than it was given",
+    ))
 }
 
 /// Resolves when the record's write has been answered.

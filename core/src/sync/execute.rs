@@ -11,6 +11,7 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use super::books::{Books, Record};
 use super::journal::Conflict;
 use super::model::{FieldSet, Link, LinkKey, Occurrence, Side};
+use super::pending::PendingUpdate;
 use super::planner::{Action, Plan, Step};
 use super::policy::Policy;
 use crate::cause::Cause;
@@ -461,11 +462,15 @@ where
 /// attempt, or by a user. Whenever the update would end without success after such a loss
 /// (the version moved, a refusal, the attempts spent), `read` tells whether it landed: the
 /// record holding every written field as `sent` (in the form the side stores it) means it did,
-/// and its current form is the answer; anything else leaves the step to the next run.
+/// and its current form is the answer; anything else leaves the step to the next run. When
+/// the record cannot be read, `uncertain` is set: the update may have landed, so its intent
+/// stays for the next run to settle, and a refusal is not taken as final (the cursors must
+/// wait for that run).
 async fn update<W, WF, R, RF>(
     target: &dyn SyncTarget,
     fields: &[EventField],
     sent: &CalendarEvent,
+    uncertain: &mut bool,
     mut write: W,
     mut read: R,
 ) -> Result<Tried<Option<CalendarEvent>>, Cause>
@@ -491,8 +496,15 @@ where
             // The version moved, or the side refuses now: an earlier attempt may have landed.
             Ok(end) if maybe_landed && !fatal => {
                 return Ok(match landed(target, &mut read, fields, sent).await? {
-                    Some(found) => Tried::Done(found),
-                    None => end?,
+                    Landing::Landed(found) => Tried::Done(found.map(|found| *found)),
+                    Landing::Not => end?,
+                    Landing::Unknown => {
+                        *uncertain = true;
+                        match end? {
+                            Tried::Refused(why) => Tried::Failed(why),
+                            other => other,
+                        }
+                    }
                 })
             }
             Ok(end) => return end,
@@ -500,32 +512,43 @@ where
         }
     }
     if maybe_landed {
-        if let Some(found) = landed(target, &mut read, fields, sent).await? {
-            return Ok(Tried::Done(found));
+        match landed(target, &mut read, fields, sent).await? {
+            Landing::Landed(found) => return Ok(Tried::Done(found.map(|found| *found))),
+            Landing::Not => {}
+            Landing::Unknown => *uncertain = true,
         }
     }
     Ok(Tried::Failed(format!("{ATTEMPTS} attempts: {last}")))
 }
 
-/// Whether an update whose answer was lost took effect: the record read back holds every
-/// written field as `sent` (its current form is then the answer; `Some(None)`: it is gone).
-/// `None` when it did not, or cannot be told.
+/// Whether an update whose answer was lost took effect.
+enum Landing {
+    /// The record read back holds every written field as sent: its current form (`None`: it
+    /// is gone).
+    Landed(Option<Box<CalendarEvent>>),
+    /// It holds something else.
+    Not,
+    /// It could not be read.
+    Unknown,
+}
+
 async fn landed<R, RF>(
     target: &dyn SyncTarget,
     read: &mut R,
     fields: &[EventField],
     sent: &CalendarEvent,
-) -> Result<Option<Option<CalendarEvent>>, Cause>
+) -> Result<Landing, Cause>
 where
     R: FnMut() -> RF,
     RF: std::future::Future<Output = Result<Option<CalendarEvent>, WriteFailure>>,
 {
     Ok(match attempt(target, read).await? {
         Tried::Done(Some(now)) if fields.iter().all(|f| now.same_field(sent, *f)) => {
-            Some(Some(now))
+            Landing::Landed(Some(Box::new(now)))
         }
-        Tried::Done(None) => Some(None),
-        _ => None,
+        Tried::Done(Some(_)) => Landing::Not,
+        Tried::Done(None) => Landing::Landed(None),
+        Tried::Failed(_) | Tried::Refused(_) => Landing::Unknown,
     })
 }
 
@@ -539,18 +562,63 @@ macro_rules! tried {
     };
 }
 
-/// Stores a link with the wave's bookkeeping. A retried put whose first answer was lost finds
-/// its own write in place; that counts as stored (one user's runs never overlap).
+/// Stores a link with the wave's bookkeeping.
 async fn store_link(books: &Books<'_>, link: &Link) -> Result<Tried<bool>, Cause> {
-    let target = books.target();
-    match attempt(target, || books.write(Record::Link(Box::new(link.clone())))).await? {
-        Tried::Done(false) => match attempt(target, || target.stored_version(&link.key)).await? {
-            Tried::Done(stored) => Ok(Tried::Done(stored == Some(link.version))),
-            Tried::Failed(why) => Ok(Tried::Failed(why)),
-            Tried::Refused(why) => Ok(Tried::Refused(why)),
+    Ok(
+        match store_records(books, vec![Record::Link(Box::new(link.clone()))]).await? {
+            Tried::Done(stored) => Tried::Done(stored.first().copied().unwrap_or(false)),
+            Tried::Failed(why) => Tried::Failed(why),
+            Tried::Refused(why) => Tried::Refused(why),
         },
-        other => Ok(other),
+    )
+}
+
+/// Stores one step's records together with the wave's bookkeeping, each tried up to
+/// [`ATTEMPTS`] times; for each, whether it was stored (a link whose condition did not hold
+/// was not). A retried put whose first answer was lost finds its own write in place; that
+/// counts as stored (one user's runs never overlap).
+async fn store_records(books: &Books<'_>, records: Vec<Record>) -> Result<Tried<Vec<bool>>, Cause> {
+    let target = books.target();
+    let mut answers: Vec<Option<bool>> = vec![None; records.len()];
+    let mut last = String::new();
+    for n in 0..ATTEMPTS {
+        let todo: Vec<usize> = (0..records.len())
+            .filter(|&at| answers[at].is_none())
+            .collect();
+        if todo.is_empty() {
+            break;
+        }
+        if n > 0 {
+            target.pause(n).await;
+        }
+        let sent = todo.iter().map(|&at| records[at].clone()).collect();
+        for (&at, answer) in todo.iter().zip(books.write_all(sent).await) {
+            match answer {
+                Ok(stored) => answers[at] = Some(stored),
+                Err(failure) => match give_up::<Vec<bool>>(failure) {
+                    Ok(end) => return end,
+                    Err(failure) => last = failure.describe(),
+                },
+            }
+        }
     }
+    let mut stored = Vec::with_capacity(records.len());
+    for (record, answer) in records.iter().zip(answers) {
+        let Some(answer) = answer else {
+            return Ok(Tried::Failed(format!("{ATTEMPTS} attempts: {last}")));
+        };
+        stored.push(match (record, answer) {
+            (Record::Link(link), false) => {
+                match attempt(target, || target.stored_version(&link.key)).await? {
+                    Tried::Done(version) => version == Some(link.version),
+                    Tried::Failed(why) => return Ok(Tried::Failed(why)),
+                    Tried::Refused(why) => return Ok(Tried::Refused(why)),
+                }
+            }
+            (_, answer) => answer,
+        });
+    }
+    Ok(Tried::Done(stored))
 }
 
 /// What a step's writes have done so far.
@@ -565,6 +633,11 @@ struct Progress {
     partial: Option<Link>,
     /// The step's own link, when its writes landed and storing it failed.
     unsaved: Option<Link>,
+    /// The link stored with the updates the step is sending ([`Link::pending`]).
+    intent: Option<Link>,
+    /// Updates of each side that may have landed without the step learning so.
+    uncertain_crm: bool,
+    uncertain_outlook: bool,
     /// Writes done on each side.
     crm: Tally,
     outlook: Tally,
@@ -605,12 +678,13 @@ impl Progress {
 async fn run_step(step: &Step, books: &Books<'_>, policy: &Policy) -> Result<StepOutcome, Cause> {
     let mut progress = Progress::default();
     let end = run_actions(step, books, policy, &mut progress).await?;
-    // A step that ends early after a write landed records that write, so the next run does
-    // not take the written value for a fresh edit of that side.
-    if let (StepEnd::Stale | StepEnd::Failed(_) | StepEnd::Refused(_), Some(partial)) =
-        (&end, &progress.partial)
-    {
-        let _ = store_link(books, partial).await?;
+    if matches!(
+        end,
+        StepEnd::Stale | StepEnd::Failed(_) | StepEnd::Refused(_)
+    ) {
+        if let Some(link) = settle_early_end(step, &progress) {
+            let _ = store_link(books, &link).await?;
+        }
     }
     Ok(StepOutcome {
         end,
@@ -618,6 +692,60 @@ async fn run_step(step: &Step, books: &Books<'_>, policy: &Policy) -> Result<Ste
         crm: progress.crm,
         outlook: progress.outlook,
     })
+}
+
+/// The records at the head of `actions` that go to the store together before the next write:
+/// journal entries with an update's intent. A create's intent goes alone, after the entries
+/// before it are durable: it changes what the next run plans (a resumed create), which would
+/// not plan an entry the intent got ahead of; an update's intent leaves the base as it was, so
+/// the next run plans the same entries again.
+fn bookkeeping_at(actions: &[Action]) -> Vec<Record> {
+    let mut records = Vec::new();
+    for action in actions {
+        match action {
+            Action::RecordConflict(conflict) => records.push(Record::Conflict(conflict.clone())),
+            Action::Remember(link) if link.pending.is_some() => {
+                records.push(Record::Link(Box::new(link.clone())))
+            }
+            Action::Remember(link) if records.is_empty() => {
+                records.push(Record::Link(Box::new(link.clone())));
+                break;
+            }
+            _ => break,
+        }
+    }
+    records
+}
+
+/// What a step that ends early stores. After its CRM write landed: the link recording that
+/// write, so the next run does not take the written value for a fresh edit of that side (with
+/// the Outlook update still pending if it may have landed). Otherwise, when none of the updates
+/// its intent announced can have landed: the link as it was, without the intent, so that a
+/// later edit of a side is not mistaken for an update that landed. An intent whose update may
+/// have landed stays for the next run to settle.
+fn settle_early_end(step: &Step, progress: &Progress) -> Option<Link> {
+    if let Some(partial) = &progress.partial {
+        let mut partial = partial.clone();
+        if progress.uncertain_outlook {
+            partial.pending = step.actions.iter().find_map(|action| match action {
+                Action::UpdateOutlook { fields, event, .. } => Some(Box::new(PendingUpdate {
+                    sent: event.clone(),
+                    crm: FieldSet::EMPTY,
+                    outlook: FieldSet::of(fields),
+                })),
+                _ => None,
+            });
+        }
+        return Some(partial);
+    }
+    let intent = progress.intent.as_ref()?;
+    if !progress.returned.is_empty() || progress.uncertain_crm || progress.uncertain_outlook {
+        return None;
+    }
+    let mut cleared = intent.clone();
+    cleared.version += 1;
+    cleared.pending = None;
+    Some(cleared)
 }
 
 async fn run_actions(
@@ -631,16 +759,28 @@ async fn run_actions(
     if stored != step.expect {
         return Ok(StepEnd::Stale);
     }
-    for action in &step.actions {
-        match action {
-            Action::RecordConflict(conflict) => {
-                tried!(attempt(target, || books.write(Record::Conflict(conflict.clone()))).await);
-            }
-            Action::Remember(link) => {
-                if !tried!(store_link(books, link).await) {
-                    return Ok(StepEnd::Stale);
+    let mut at = 0;
+    while at < step.actions.len() {
+        let before = bookkeeping_at(&step.actions[at..]);
+        if !before.is_empty() {
+            at += before.len();
+            let stored = tried!(store_records(books, before.clone()).await);
+            for (record, stored) in before.into_iter().zip(stored) {
+                if let Record::Link(link) = record {
+                    if !stored {
+                        return Ok(StepEnd::Stale);
+                    }
+                    if link.pending.is_some() {
+                        progress.intent = Some(*link);
+                    }
                 }
             }
+            continue;
+        }
+        let action = &step.actions[at];
+        at += 1;
+        match action {
+            Action::RecordConflict(_) | Action::Remember(_) => {}
             Action::Link(link) => {
                 progress.partial = None;
                 let link = progress.settle(link, policy, FieldSet::EMPTY);
@@ -711,6 +851,7 @@ async fn run_actions(
                         target,
                         fields,
                         &stored_form,
+                        &mut progress.uncertain_crm,
                         || target.update_crm(crm_id, fields, event),
                         || target.read_crm(crm_id),
                     )
@@ -744,6 +885,7 @@ async fn run_actions(
                         target,
                         fields,
                         event,
+                        &mut progress.uncertain_outlook,
                         || target.update_outlook(outlook_id, fields, event, occurrence.as_ref()),
                         || target.read_outlook(outlook_id),
                     )

@@ -79,7 +79,12 @@
 //!      identical content, else subject and times, else — among records the integration user
 //!      created — the closest); an Outlook intent to the event carrying its transactionId (or
 //!      CRM stamp). Without a match the next plan creates again, with the same transactionId
-//!      for Outlook.
+//!      for Outlook. A `Remember` before updates stores the link with what they send
+//!      ([`Link::pending`]): if it cannot be stored, no update is sent; if an update lands and
+//!      the link recording it is never stored, the next plan settles it by what that side
+//!      shows ([`PendingUpdate`]). A step that ends knowing none of its updates landed stores
+//!      the link back without it. Journal entries and an update's intent go to the store
+//!      together; a create's intent only after the entries before it are stored.
 //!    - Creates: fill the returned id into the step's final link with
 //!      [`Link::fill_created`]; optionally [`Link::absorb`] the response's side-only fields.
 //!      A Graph create may be retried (the transactionId deduplicates); a CRM create whose
@@ -116,6 +121,7 @@ mod matching;
 mod merge;
 mod model;
 mod parking;
+mod pending;
 mod planner;
 mod policy;
 mod progress;
@@ -133,6 +139,7 @@ pub use model::{
     Occurrence, Origin, OutlookChanges, OutlookItem, Side,
 };
 pub use parking::{ParkedEvent, Parking};
+pub use pending::PendingUpdate;
 pub use planner::{plan, Action, GuardTrip, HeldDeletion, Plan, PlanCounts, Step};
 pub use policy::{
     crm_create_marker, outlook_transaction_id, ConflictPolicy, CrmStorage, DeletionGuard, Policy,

@@ -6,6 +6,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+use super::pending::PendingUpdate;
 use crate::crm::{CrmEventId, Gone};
 use crate::event::{CalendarEvent, EventField};
 
@@ -211,6 +212,10 @@ pub struct Link {
     /// subject at 255 characters, keeps no 0-minute reminder, knows no "personal").
     #[serde(default, skip_serializing_if = "AsStored::is_empty")]
     pub as_stored: AsStored,
+    /// Updates being sent when the link was stored, not yet recorded as landed: the next run
+    /// settles them by what the sides show ([`PendingUpdate`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<Box<PendingUpdate>>,
 }
 
 /// Each side's own form of a link's base, kept only where it differs. A side's edits are

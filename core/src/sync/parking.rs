@@ -329,10 +329,6 @@ fn inputs(
         .or_else(|| stored.and_then(|link| link.outlook_id.clone()))
         .or_else(|| first_seen(Side::Outlook));
     let link = stored.or(planned);
-    let series_master = planned
-        .and_then(|link| link.occurrence.as_ref())
-        .or_else(|| stored.and_then(|link| link.occurrence.as_ref()))
-        .map(|o| o.series_master_id.clone());
     let crm_version = crm_id.as_deref().and_then(|id| {
         crm.upserts
             .iter()
@@ -349,11 +345,27 @@ fn inputs(
             .find(|item| item.id() == Some(id))
             .cloned()
     });
+    // The series of the occurrence a single event became counts too: a step refused before
+    // the link moved onto that occurrence (a deletion of it, say) leaves the link naming the
+    // master, and the series' deletion is then the only news of it.
+    let series_master = planned
+        .and_then(|link| link.occurrence.as_ref())
+        .or_else(|| stored.and_then(|link| link.occurrence.as_ref()))
+        .or_else(|| outlook_version.as_ref()?.occurrence.as_ref())
+        .map(|o| o.series_master_id.clone());
     // Gone by itself or with its series (a whole series' deletion names only the master).
     let series_deleted = |master: &str| outlook.deleted_series.iter().any(|d| d == master);
-    let outlook_deleted = outlook_id
-        .as_deref()
-        .is_some_and(|id| outlook.deleted.iter().any(|d| d == id) || series_deleted(id))
+    // A CRM deletion is planned only for an event Outlook reported gone, possibly under an
+    // id the link does not name (the occurrence a single event became).
+    let deletes_crm = step.is_some_and(|step| {
+        step.actions
+            .iter()
+            .any(|action| matches!(action, Action::DeleteInCrm { .. }))
+    });
+    let outlook_deleted = deletes_crm
+        || outlook_id
+            .as_deref()
+            .is_some_and(|id| outlook.deleted.iter().any(|d| d == id) || series_deleted(id))
         || link
             .and_then(|link| link.occurrence.as_ref())
             .is_some_and(|o| series_deleted(&o.series_master_id));

@@ -13,6 +13,7 @@ use super::model::{
     differing, AsStored, CrmChanges, FieldSet, Link, LinkKey, LinkState, Occurrence, Origin,
     OutlookChanges, OutlookItem, Side,
 };
+use super::pending::PendingUpdate;
 use super::policy::{crm_create_marker, outlook_transaction_id, Policy, ORGANIZER_OWNED};
 use crate::crm::{CrmEventId, GoneReason};
 use crate::event::{CalendarEvent, EventField};
@@ -27,7 +28,9 @@ pub enum Action {
     /// overwrites or discards the losing value.
     RecordConflict(Conflict),
     /// Store the link *before* the writes that follow: the intent of a create, so a crash
-    /// after the create is recognised by the next run instead of creating again.
+    /// after the create is recognised by the next run instead of creating again; or, before
+    /// updates, the link with what they send ([`Link::pending`]), so an update that lands is
+    /// recognised as calsync's own even if the link recording it is never stored.
     Remember(Link),
     /// Create the CRM record (owner = the synced user, no notifications, no invitees),
     /// carrying `marker` ([`crm_create_marker`](super::crm_create_marker)) so it can be found
@@ -257,6 +260,11 @@ struct Planner<'a> {
     pairs: Vec<(&'a CalendarEvent, &'a OutlookItem, Origin)>,
     steps: Vec<Step>,
     skipped: Vec<String>,
+    /// Links of single events made recurring whose occurrence at the event's time is gone
+    /// before the link moved onto it: they are deleted as that occurrence.
+    lost_heirs: HashSet<LinkKey>,
+    /// Links stored with a pending update: planned as settled, and stored again without it.
+    settled: HashSet<LinkKey>,
 }
 
 impl<'a> Planner<'a> {
@@ -278,6 +286,8 @@ impl<'a> Planner<'a> {
             pairs: Vec::new(),
             steps: Vec::new(),
             skipped: Vec::new(),
+            lost_heirs: HashSet::new(),
+            settled: HashSet::new(),
         }
     }
 
@@ -289,10 +299,13 @@ impl<'a> Planner<'a> {
             }
         }
         let policy = self.policy;
+        // Links whose occurrence is known by an alias: their heir needs no looking for.
+        let mut aliased = HashSet::new();
         for (id, master) in &policy.outlook_aliases {
             if let Some(&index) = by_outlook.get(master.as_str()) {
                 if self.snapshot[index].occurrence.is_none() {
                     by_outlook.entry(id.as_str()).or_insert(index);
+                    aliased.insert(index);
                 }
             }
         }
@@ -316,7 +329,11 @@ impl<'a> Planner<'a> {
                 }
             }
         }
-        let heirs = self.series_heirs(changes, &by_outlook);
+        let (heirs, lost) = self.series_heirs(changes, &by_outlook, &deleted, &aliased);
+        for index in lost {
+            self.outlook_seen[index] = Seen::Deleted;
+            self.lost_heirs.insert(self.snapshot[index].key.clone());
+        }
         // Pages may repeat an item: the last version of an id wins.
         let mut new_at: HashMap<&str, usize> = HashMap::new();
         for item in &changes.upserts {
@@ -347,17 +364,29 @@ impl<'a> Planner<'a> {
 
     /// Single events the user made recurring: Graph keeps the event's id for the new series
     /// master, so its link must follow one occurrence — the one at the event's own time, or,
-    /// when the event was moved too, the series' first. Occurrence id → link index.
+    /// when the event was moved too, the series' first. Occurrence id → link index; and the
+    /// links whose heir is gone.
+    ///
+    /// A link still naming the master after a run saw the series failed to move (a refused
+    /// step keeps an alias instead). That run saw every occurrence in the window, as this one
+    /// does (the cursors stayed before the series), and linked the others; so an heir that
+    /// another link already names means the occurrence that was the event is gone — deleted
+    /// before the link could move onto it, which the feeds report only by its own id.
     fn series_heirs(
         &self,
         changes: &'a OutlookChanges,
         by_outlook: &HashMap<&str, usize>,
-    ) -> HashMap<&'a str, usize> {
+        deleted: &HashSet<&str>,
+        aliased: &HashSet<usize>,
+    ) -> (HashMap<&'a str, usize>, Vec<usize>) {
         let mut candidates: HashMap<usize, Vec<&'a OutlookItem>> = HashMap::new();
         for item in &changes.upserts {
             let Some(occurrence) = &item.occurrence else {
                 continue;
             };
+            if item.id().is_some_and(|id| deleted.contains(id)) {
+                continue;
+            }
             let Some(&index) = by_outlook.get(occurrence.series_master_id.as_str()) else {
                 continue;
             };
@@ -367,6 +396,7 @@ impl<'a> Planner<'a> {
             }
         }
         let mut heirs = HashMap::new();
+        let mut lost = Vec::new();
         for (index, items) in candidates {
             let start = start_instant(&self.snapshot[index].base.time);
             let original = |item: &&OutlookItem| item.occurrence.as_ref().map(|o| o.original_start);
@@ -374,11 +404,22 @@ impl<'a> Planner<'a> {
                 .iter()
                 .find(|item| start.is_some() && original(item) == start)
                 .or_else(|| items.iter().min_by_key(|item| original(item)));
-            if let Some(id) = heir.and_then(|item| item.id()) {
-                heirs.insert(id, index);
+            let Some(id) = heir.and_then(|item| item.id()) else {
+                continue;
+            };
+            match by_outlook.get(id) {
+                Some(&other) if other != index => {
+                    if !aliased.contains(&index) {
+                        lost.push(index);
+                    }
+                }
+                _ => {
+                    heirs.insert(id, index);
+                }
             }
         }
-        heirs
+        lost.sort_unstable();
+        (heirs, lost)
     }
 
     fn observe_crm(&mut self, changes: &'a CrmChanges) {
@@ -645,9 +686,27 @@ impl<'a> Planner<'a> {
     }
 
     fn plan_link(&mut self, index: usize) {
-        let link = &self.snapshot[index];
+        let stored = &self.snapshot[index];
         let outlook = self.outlook_seen[index];
         let crm = self.crm_seen[index];
+        // Updates sent before their link was recorded: what landed is calsync's own.
+        let settled;
+        let link = match &stored.pending {
+            Some(pending) => {
+                let crm_now = match crm {
+                    Seen::Upsert(event) => Some(event),
+                    _ => None,
+                };
+                let outlook_now = match outlook {
+                    Seen::Upsert(item) => Some(&item.event),
+                    _ => None,
+                };
+                settled = pending.settle(stored, crm_now, outlook_now, self.policy);
+                self.settled.insert(stored.key.clone());
+                &settled
+            }
+            None => stored,
+        };
         if self.policy.parked.contains(&link.key) && outlook.is_nothing() && crm.is_nothing() {
             // Refused for good last time and not due yet: nothing new to try.
             return;
@@ -742,6 +801,7 @@ impl<'a> Planner<'a> {
         let crm_changed = differing(crm_event, &crm_held, self.policy.crm_fields);
         // The common case, echoes included: neither side changed anything this link tracks.
         if link.state == LinkState::Linked
+            && !self.settled.contains(&link.key)
             && outlook_changed.is_empty()
             && crm_changed.is_empty()
             && same_versions(base, crm_event, outlook_event)
@@ -771,17 +831,18 @@ impl<'a> Planner<'a> {
                 if crm_changed.is_empty() {
                     return self.delete(link, Action::DeleteInCrm { crm_id });
                 }
-                let (deletion_wins, reason) = if link.occurrence.is_some() {
-                    (true, Reason::Occurrence)
-                } else if not_organizer {
-                    (true, Reason::NotOrganizer)
-                } else {
-                    match self.policy.conflict {
-                        ConflictPolicy::OutlookWins => (true, policy_reason(self.policy)),
-                        ConflictPolicy::CrmWins => (false, policy_reason(self.policy)),
-                        ConflictPolicy::Latest => (false, Reason::EditKept),
-                    }
-                };
+                let (deletion_wins, reason) =
+                    if link.occurrence.is_some() || self.lost_heirs.contains(&link.key) {
+                        (true, Reason::Occurrence)
+                    } else if not_organizer {
+                        (true, Reason::NotOrganizer)
+                    } else {
+                        match self.policy.conflict {
+                            ConflictPolicy::OutlookWins => (true, policy_reason(self.policy)),
+                            ConflictPolicy::CrmWins => (false, policy_reason(self.policy)),
+                            ConflictPolicy::Latest => (false, Reason::EditKept),
+                        }
+                    };
                 let conflict = Conflict::new(
                     &link.key,
                     Some(&crm_id),
@@ -979,6 +1040,7 @@ impl<'a> Planner<'a> {
             self.policy,
         );
         let meta_changed = link.state != LinkState::Linked
+            || self.settled.contains(&link.key)
             || link.crm_id != crm_id
             || link.outlook_id != outlook_id
             || link.occurrence != occurrence;
@@ -994,25 +1056,24 @@ impl<'a> Planner<'a> {
             return;
         }
         let mut next = next_version(link);
-        // The link of a single event that became a series moves onto its occurrence before
-        // any write: should the write fail, the next run still knows which occurrence is the
-        // event (the feeds will not name the occurrence again, even when it is deleted).
-        let moved = (became_occurrence(link, outlook).is_some()
-            && !(merged.crm_writes.is_empty() && merged.outlook_writes.is_empty()))
-        .then(|| {
-            let mut moved = next_version(link);
-            follow_occurrence(&mut moved, link, outlook);
-            next.version = moved.version + 1;
-            Action::Remember(moved)
-        });
+        // Before any update the link is stored with what it is about to send (the intent,
+        // completed in `merge_actions`), so an update that lands is known for calsync's own
+        // even if the link recording it is never stored. The link of a single event that
+        // became a series moves onto its occurrence there too: should a write fail, the next
+        // run still knows which occurrence is the event (the feeds will not name the
+        // occurrence again, even when it is deleted).
+        let intent =
+            (!(merged.crm_writes.is_empty() && merged.outlook_writes.is_empty())).then(|| {
+                let mut intent = next_version(link);
+                follow_occurrence(&mut intent, link, outlook);
+                next.version = intent.version + 1;
+                intent
+            });
         next.state = LinkState::Linked;
         next.crm_id = crm_id;
         next.outlook_id = outlook_id;
         next.occurrence = occurrence;
-        let actions = moved
-            .into_iter()
-            .chain(self.merge_actions(&link.key, next, merged, crm_event, outlook_event, true))
-            .collect();
+        let actions = self.merge_actions(&link.key, next, merged, crm_event, outlook_event, intent);
         self.steps.push(Step {
             key: link.key.clone(),
             expect: Some(link.version),
@@ -1020,8 +1081,10 @@ impl<'a> Planner<'a> {
         });
     }
 
-    /// Journal entries, writes, then the link: the order the runner executes them in.
-    /// `has_base`: `next` carries the base the sides last agreed on (not a first match).
+    /// Journal entries, the intent, writes, then the link: the order the runner executes
+    /// them in. `intent`: the link as it stands before the writes, for a pair that has a base
+    /// the sides last agreed on (`None` for a first match, which has no earlier link: a write
+    /// that does not follow leaves the pair unlinked, and the next run matches it again).
     fn merge_actions(
         &self,
         key: &LinkKey,
@@ -1029,8 +1092,9 @@ impl<'a> Planner<'a> {
         merged: Merged,
         crm_event: &CalendarEvent,
         outlook_event: &CalendarEvent,
-        has_base: bool,
+        intent: Option<Link>,
     ) -> Vec<Action> {
+        let has_base = intent.is_some();
         let mut actions = Vec::new();
         for conflict in &merged.conflicts {
             actions.push(Action::RecordConflict(Conflict::new(
@@ -1058,6 +1122,25 @@ impl<'a> Planner<'a> {
             .outlook_change_key
             .clone_from(&outlook_event.ids.outlook_change_key);
         let outlook_write = next.outlook_id.is_some() && !merged.outlook_writes.is_empty();
+        let crm_write = next.crm_id.is_some() && !merged.crm_writes.is_empty();
+        if let Some(mut intent) = intent {
+            intent.pending = (crm_write || outlook_write).then(|| {
+                Box::new(PendingUpdate {
+                    sent: event.clone(),
+                    crm: if crm_write {
+                        merged.crm_writes
+                    } else {
+                        FieldSet::EMPTY
+                    },
+                    outlook: if outlook_write {
+                        merged.outlook_writes
+                    } else {
+                        FieldSet::EMPTY
+                    },
+                })
+            });
+            actions.push(Action::Remember(intent));
+        }
         if let (Some(crm_id), false) = (&next.crm_id, merged.crm_writes.is_empty()) {
             // Should the Outlook write not follow, the link records the CRM's write alone: the
             // fields Outlook was to be given keep their earlier base, so both sides' edits of
@@ -1133,10 +1216,11 @@ impl<'a> Planner<'a> {
                 occurrence: item.occurrence.clone(),
                 base: merged.event.clone(),
                 as_stored: AsStored::default(),
+                pending: None,
             };
             // A first match has no earlier base to fall back on: a write that does not follow
             // leaves the pair unlinked, and the next run matches it again.
-            let actions = self.merge_actions(&key, link, merged, crm_event, &item.event, false);
+            let actions = self.merge_actions(&key, link, merged, crm_event, &item.event, None);
             self.steps.push(Step {
                 key,
                 expect: None,
@@ -1176,6 +1260,7 @@ impl<'a> Planner<'a> {
                 occurrence: item.occurrence.clone(),
                 base: item.event.clone(),
                 as_stored: AsStored::default(),
+                pending: None,
             };
             let create = self.crm_create(&mut intent, true);
             self.push_create(None, Vec::new(), intent, create);
@@ -1201,6 +1286,7 @@ impl<'a> Planner<'a> {
                 occurrence: None,
                 base,
                 as_stored: AsStored::default(),
+                pending: None,
             };
             let create = Action::CreateInOutlook {
                 crm_id,

@@ -84,6 +84,7 @@ fn linked(crm: &str, outlook: &str, mut base: CalendarEvent, origin: Origin) -> 
         occurrence: None,
         base,
         as_stored: AsStored::default(),
+        pending: None,
         crm_marker: None,
         crm_creates: 0,
     }
@@ -245,15 +246,30 @@ fn crm_change_is_copied_to_outlook() {
         &policy(ConflictPolicy::Latest),
     );
     let step = only_step(&plan);
-    assert_eq!(kinds(step), ["update_outlook", "link"]);
+    assert_eq!(kinds(step), ["remember", "update_outlook", "link"]);
     assert_eq!(
         update_fields(step, Side::Outlook),
         [EventField::Subject, EventField::Reminder]
     );
     assert_eq!(step.expect, Some(3));
+    // Before the update, the link is stored with what it sends; its base stays the last
+    // agreement until the update is known to have landed.
+    let Action::Remember(intent) = &step.actions[0] else {
+        panic!("{step:#?}")
+    };
+    assert_eq!(intent.version, 4);
+    assert_eq!(intent.base.subject, "Demo");
+    let pending = intent.pending.as_deref().unwrap();
+    assert_eq!(
+        pending.outlook,
+        FieldSet::of(&[EventField::Subject, EventField::Reminder])
+    );
+    assert!(pending.crm.is_empty());
+    assert_eq!(pending.sent.subject, "Demo v2");
     let done = step.final_link().unwrap();
-    assert_eq!(done.version, 4);
+    assert_eq!(done.version, 5);
     assert_eq!(done.base.subject, "Demo v2");
+    assert!(done.pending.is_none());
 }
 
 #[test]
@@ -268,9 +284,9 @@ fn outlook_change_is_copied_to_the_crm() {
         &policy(ConflictPolicy::Latest),
     );
     let step = only_step(&plan);
-    assert_eq!(kinds(step), ["update_crm", "link"]);
+    assert_eq!(kinds(step), ["remember", "update_crm", "link"]);
     assert_eq!(update_fields(step, Side::Crm), [EventField::Location]);
-    let Action::UpdateCrm { crm_id, event, .. } = &step.actions[0] else {
+    let Action::UpdateCrm { crm_id, event, .. } = &step.actions[1] else {
         panic!()
     };
     assert_eq!(crm_id.as_str(), "18x1");
@@ -356,6 +372,98 @@ fn a_side_that_moved_on_without_a_carried_change_teaches_the_link_its_version() 
     );
 }
 
+/// A link stored with an Outlook update of the sensitivity to private (a CRM edit made at
+/// 10:00), whose final link was never stored.
+fn link_with_pending_update() -> Link {
+    let mut link = linked("18x1", "AAA", event("Demo"), Origin::Outlook);
+    link.base.ids.outlook_change_key = Some("ck1".into());
+    link.base.modified.crm = Some(at("2026-11-01T09:00:00Z"));
+    let mut sent = link.base.clone();
+    sent.sensitivity = crate::event::Sensitivity::Private;
+    sent.modified.crm = Some(at("2026-11-02T10:00:00Z"));
+    link.pending = Some(Box::new(PendingUpdate {
+        sent,
+        crm: FieldSet::EMPTY,
+        outlook: FieldSet::of(&[EventField::Sensitivity]),
+    }));
+    link
+}
+
+fn outlook_at(key: &str, sensitivity: crate::event::Sensitivity) -> OutlookChanges {
+    let mut changed = event("Demo");
+    changed.sensitivity = sensitivity;
+    let mut item = item("AAA", changed, "2026-11-02T10:00:05Z");
+    item.event.ids.outlook_change_key = Some(key.into());
+    outlook_only(vec![item])
+}
+
+fn crm_at(sensitivity: crate::event::Sensitivity, modified: &str) -> CrmChanges {
+    let mut changed = event("Demo");
+    changed.sensitivity = sensitivity;
+    crm_only(vec![crm_event("18x1", changed, modified)])
+}
+
+#[test]
+fn an_update_that_landed_before_its_link_was_stored_is_calsyncs_own() {
+    use crate::event::Sensitivity::{Normal, Private};
+    let link = link_with_pending_update();
+    let latest = policy(ConflictPolicy::Latest);
+
+    // Landed, and the user set the CRM back since: the CRM's edit goes to Outlook.
+    let plan = super::plan(
+        std::slice::from_ref(&link),
+        &outlook_at("ck2", Private),
+        &crm_at(Normal, "2026-11-02T11:00:00Z"),
+        &latest,
+    );
+    let step = only_step(&plan);
+    assert_eq!(plan.conflicts().count(), 0, "{plan:#?}");
+    assert_eq!(
+        update_fields(step, Side::Outlook),
+        [EventField::Sensitivity]
+    );
+    let done = step.final_link().unwrap();
+    assert_eq!(done.base.sensitivity, Normal);
+    assert!(done.pending.is_none());
+
+    // Landed, nothing since: the link is stored without the intent, recording the update.
+    let plan = super::plan(
+        std::slice::from_ref(&link),
+        &outlook_at("ck2", Private),
+        &crm_at(Private, "2026-11-02T10:00:00Z"),
+        &latest,
+    );
+    let step = only_step(&plan);
+    assert_eq!(kinds(step), ["link"]);
+    let done = step.final_link().unwrap();
+    assert_eq!(done.base.sensitivity, Private);
+    assert!(done.pending.is_none());
+
+    // Not landed (Outlook reported nothing): sent again.
+    let plan = super::plan(
+        std::slice::from_ref(&link),
+        &OutlookChanges::default(),
+        &crm_at(Private, "2026-11-02T10:00:00Z"),
+        &latest,
+    );
+    assert_eq!(
+        update_fields(only_step(&plan), Side::Outlook),
+        [EventField::Sensitivity]
+    );
+    assert_eq!(plan.conflicts().count(), 0);
+
+    // Outlook moved on and holds something else: a user's value against the CRM's, settled
+    // by the policy and journalled, never decided silently.
+    let plan = super::plan(
+        &[link],
+        &outlook_at("ck3", Normal),
+        &crm_at(Private, "2026-11-02T10:00:00Z"),
+        &latest,
+    );
+    let conflict = plan.conflicts().next().expect("a journalled conflict");
+    assert_eq!(conflict.field, Some(EventField::Sensitivity));
+}
+
 #[test]
 fn different_fields_changed_on_both_sides_are_merged() {
     let link = linked("18x1", "AAA", event("Demo"), Origin::Crm);
@@ -369,7 +477,10 @@ fn different_fields_changed_on_both_sides_are_merged() {
         &policy(ConflictPolicy::Latest),
     );
     let step = only_step(&plan);
-    assert_eq!(kinds(step), ["update_crm", "update_outlook", "link"]);
+    assert_eq!(
+        kinds(step),
+        ["remember", "update_crm", "update_outlook", "link"]
+    );
     assert_eq!(update_fields(step, Side::Crm), [EventField::Subject]);
     assert_eq!(update_fields(step, Side::Outlook), [EventField::Location]);
     let base = &step.final_link().unwrap().base;
@@ -450,8 +561,14 @@ fn same_field_conflict_follows_the_policy_and_is_journalled() {
         }
         // The journal entry comes before the write that overwrites the loser.
         let (expected_kinds, subject) = match winner {
-            Side::Crm => (["conflict", "update_outlook", "link"], "CRM title"),
-            Side::Outlook => (["conflict", "update_crm", "link"], "Outlook title"),
+            Side::Crm => (
+                ["conflict", "remember", "update_outlook", "link"],
+                "CRM title",
+            ),
+            Side::Outlook => (
+                ["conflict", "remember", "update_crm", "link"],
+                "Outlook title",
+            ),
         };
         assert_eq!(kinds(step), expected_kinds);
         assert_eq!(step.final_link().unwrap().base.subject, subject);
@@ -759,7 +876,13 @@ fn crm_edits_of_organizer_fields_are_reverted_with_a_journal_entry() {
     let step = only_step(&plan);
     assert_eq!(
         kinds(step),
-        ["conflict", "update_crm", "update_outlook", "link"]
+        [
+            "conflict",
+            "remember",
+            "update_crm",
+            "update_outlook",
+            "link"
+        ]
     );
     // The subject goes back to the organizer's; the reminder is the user's own.
     assert_eq!(update_fields(step, Side::Crm), [EventField::Subject]);
@@ -849,6 +972,7 @@ fn crm_intent(outlook: &str, base: CalendarEvent) -> Link {
         occurrence: None,
         base,
         as_stored: AsStored::default(),
+        pending: None,
         crm_marker: None,
         crm_creates: 0,
     }
@@ -929,6 +1053,7 @@ fn an_interrupted_outlook_create_is_adopted_by_its_transaction_id() {
         occurrence: None,
         base,
         as_stored: AsStored::default(),
+        pending: None,
         crm_marker: None,
         crm_creates: 0,
     };
@@ -1091,7 +1216,7 @@ fn a_crm_edit_of_one_occurrence_patches_that_occurrence_only() {
         fields,
         occurrence,
         event,
-    } = &step.actions[0]
+    } = &step.actions[1]
     else {
         panic!("{step:#?}")
     };
@@ -1163,6 +1288,45 @@ fn cancelled_occurrences_and_deleted_series_delete_their_crm_copies() {
         &policy(ConflictPolicy::Latest),
     );
     assert_eq!(plan.counts.delete_crm, 3);
+}
+
+/// A single event made recurring whose link did not move onto its occurrence (the step
+/// failed), and that occurrence deleted before the next run: the feed shows the series' other
+/// occurrences, which later links name, and the link still naming the master is deleted as the
+/// occurrence it stood for.
+#[test]
+fn a_link_whose_occurrence_went_before_it_moved_onto_it_deletes_its_crm_copy() {
+    let occurrences = madrid_weekly("M1", &["2026-10-19", "2026-10-26"]);
+    let single = linked("18x1", "M1", occurrences[0].event.clone(), Origin::Outlook);
+    let links = vec![single.clone(), occurrence_link("18x2", &occurrences[1])];
+    let crm = CrmChanges::default();
+    let latest = policy(ConflictPolicy::Latest);
+
+    let plan = super::plan(
+        &links,
+        &outlook_only(vec![occurrences[1].clone()]),
+        &crm,
+        &latest,
+    );
+    let step = only_step(&plan);
+    assert_eq!(step.key, single.key);
+    assert_eq!(kinds(step), ["delete_crm", "unlink"]);
+
+    // The occurrence still there: the link moves onto it.
+    let plan = super::plan(&links, &outlook_only(occurrences.clone()), &crm, &latest);
+    let moved = only_step(&plan).final_link().unwrap();
+    assert_eq!(moved.outlook_id.as_deref(), Some("M1-occ0"));
+
+    // A refused move keeps the occurrence as an alias: unreported, it is not taken for gone.
+    let mut aliased = latest.clone();
+    aliased.outlook_aliases = vec![("M1-occ0".into(), "M1".into())];
+    let plan = super::plan(
+        &links,
+        &outlook_only(vec![occurrences[1].clone()]),
+        &crm,
+        &aliased,
+    );
+    assert!(plan.is_empty(), "{plan:#?}");
 }
 
 #[test]
@@ -1283,6 +1447,7 @@ fn a_second_event_with_a_pending_create_key_is_removed() {
         occurrence: None,
         base,
         as_stored: AsStored::default(),
+        pending: None,
         crm_marker: None,
         crm_creates: 0,
     };

@@ -756,10 +756,11 @@ impl World {
         let Some(id) = pick(&ids, n).cloned() else {
             return;
         };
-        // Known gap, kept out of the search (docs/testing.md): once every occurrence of a
-        // series is gone one by one, a link or parked event still naming the master (a single
-        // event made recurring, its occurrences never seen) cannot learn it from the feeds,
-        // which name only the occurrences. The world deletes such a series as a whole instead.
+        // A simplification, kept out of the search (docs/testing.md, "The engine soak"): once
+        // every occurrence of a series is gone one by one, a link or parked event still naming
+        // the master (a single event made recurring whose link never moved) cannot learn it
+        // from the feeds, which name only the occurrences. The world deletes such a series as
+        // a whole instead.
         if let Some(master) = self.last_occurrence_of(side, &id) {
             return self.delete_series_named(&master, true);
         }
@@ -843,7 +844,7 @@ impl World {
 
     fn delete_series_named(&mut self, master: &str, by_master: bool) {
         let master = master.to_owned();
-        // The known gap again (see `delete`).
+        // The same simplification (see `delete`).
         let by_master = by_master || self.names_master(&master);
         self.tick();
         let seq = self.outlook.bump();
@@ -1155,6 +1156,7 @@ impl World {
                     Action::RecordConflict(c) => {
                         format!("conflict({:?} {:?} won {:?})", c.kind, c.field, c.winner)
                     }
+                    Action::Remember(link) if link.pending.is_some() => "intent".into(),
                     Action::Remember(_) => "remember".into(),
                     Action::CreateInCrm { .. } => "create_crm".into(),
                     Action::CreateInOutlook { .. } => "create_outlook".into(),
@@ -1297,7 +1299,7 @@ impl World {
                 && step
                     .actions
                     .iter()
-                    .any(|a| matches!(a, Action::Remember(_)))
+                    .any(|a| matches!(a, Action::Remember(link) if link.pending.is_none()))
                 && !step
                     .actions
                     .iter()
@@ -1313,7 +1315,7 @@ impl World {
             }) && !step
                 .actions
                 .iter()
-                .any(|a| matches!(a, Action::Remember(_)));
+                .any(|a| matches!(a, Action::Remember(link) if link.pending.is_none()));
             if adopted {
                 *self.planned.entry("adopted_create").or_default() += 1;
             }
