@@ -259,18 +259,8 @@ impl Tokens {
     ) -> Result<Secret, TokenError> {
         let lock = self.user_lock(&tenant.id, &record.user);
         let _in_process = lock.lock().await;
-        match refused {
-            Some(refused) => {
-                if let Some(token) = self.held_token(&tenant.id, record, Some(refused)) {
-                    return Ok(token);
-                }
-                self.forget(&tenant.id, record);
-            }
-            None => {
-                if let Some(token) = self.held_token(&tenant.id, record, None) {
-                    return Ok(token);
-                }
-            }
+        if let Some(token) = self.held_token(&tenant.id, record, refused) {
+            return Ok(token);
         }
         self.redeem(tenant, record).await
     }

@@ -9,13 +9,14 @@
 
 use jiff::Timestamp;
 
-use super::{outlook, reconcile_due, window_at, window_slid, RunOptions, SyncRunner};
+use super::{
+    outlook, reconcile_due, stored_window, window_at, window_slid, RunOptions, SyncRunner,
+};
 use crate::adapters::crm::{ChangesRequest, CrmPort};
 use crate::services::tenants::TenantContext;
 use crate::services::users::{ProblemCode, UserRecord, UserStatus};
 use calsync_core::ids::CrmUserName;
 use calsync_core::sync::{Parking, SyncProgress};
-use calsync_core::time::TimeWindow;
 
 /// How long a user may go without a recorded run while looks find nothing. A recorded run
 /// also lists the linked series (delta does not report a cancelled occurrence), moves the
@@ -72,8 +73,9 @@ impl SyncRunner {
             tenant.settings.mode.mailbox(record.ms_user_id.clone()),
             token,
         );
-        let stored_window = stored_window(progress);
         let now_ts = Timestamp::from_second(now).unwrap_or(Timestamp::UNIX_EPOCH);
+        let window = window_at(&tenant.settings, now_ts);
+        let stored_window = stored_window(progress, &window);
         let Some(delta) = progress.outlook_delta.as_deref() else {
             return Looked::Run("no delta link");
         };
@@ -89,7 +91,7 @@ impl SyncRunner {
             .changes(ChangesRequest {
                 owner,
                 cursor: Some(cursor.clone()),
-                window: window_at(&tenant.settings, now_ts),
+                window,
                 known: &[],
                 report_any_gone: true,
                 reconcile: false,
@@ -157,14 +159,6 @@ fn waiting_work<'a>(
         return Err("the window moved on");
     }
     Ok(progress)
-}
-
-/// The window the stored delta link keeps.
-fn stored_window(progress: &SyncProgress) -> TimeWindow {
-    TimeWindow::new(
-        Timestamp::from_second(progress.window_start).unwrap_or(Timestamp::UNIX_EPOCH),
-        Timestamp::from_second(progress.window_end).unwrap_or(Timestamp::UNIX_EPOCH),
-    )
 }
 
 #[cfg(test)]

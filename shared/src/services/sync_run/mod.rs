@@ -614,10 +614,7 @@ impl Run<'_> {
         let settings = &self.tenant.settings;
         let now_ts = Timestamp::from_second(self.now).unwrap_or(Timestamp::UNIX_EPOCH);
         let window = window_at(settings, now_ts);
-        let stored_window = TimeWindow::new(
-            Timestamp::from_second(state.window_start).unwrap_or(window.start),
-            Timestamp::from_second(state.window_end).unwrap_or(window.end),
-        );
+        let stored_window = stored_window(state, &window);
         let slid = window_slid(state, &window);
         let outlook = outlook::read(
             mailbox,
@@ -928,6 +925,14 @@ fn reconcile_due(state: &SyncProgress, now: i64, options: &RunOptions, nudging: 
         let elapsed = now - at;
         (elapsed >= blind_every && !feed_sees_deletions(state)) || elapsed >= RECONCILE_ANYWAY_SECS
     })
+}
+
+/// The window the stored delta link keeps (`wanted` where the progress has none).
+fn stored_window(state: &SyncProgress, wanted: &TimeWindow) -> TimeWindow {
+    TimeWindow::new(
+        Timestamp::from_second(state.window_start).unwrap_or(wanted.start),
+        Timestamp::from_second(state.window_end).unwrap_or(wanted.end),
+    )
 }
 
 /// Whether the wanted window has moved on so far from the one the delta link keeps that the
