@@ -443,12 +443,12 @@ async fn status(app: &App, tenant: &str, user: Option<&str>, json: bool) -> Resu
     let users = match user {
         Some(name) => {
             let name = CrmUserName::parse(name)?;
-            match app.users.get(&tenant, &name).await? {
-                Some(u) => vec![u.record],
+            match app.users.get_for_status(&tenant, &name).await? {
+                Some(record) => vec![record],
                 None => bail!("user {name} of tenant {tenant} has never connected"),
             }
         }
-        None => app.users.list(&tenant).await?,
+        None => app.users.list_for_status(&tenant).await?,
     };
     let now = calsync::adapters::store::now_epoch();
     let mut warnings = settings.warnings(now);

@@ -144,7 +144,7 @@ async fn tenant_section(app: &App, settings: &TenantSettings, now: i64) -> Marku
     let tenant = settings.tenant.as_str();
     let heading = format!("t-{tenant}");
     let warnings = app.tenants.warnings(settings, now).await;
-    let users = app.users.list(&settings.tenant).await;
+    let users = app.users.list_for_status(&settings.tenant).await;
     html! {
         section aria-labelledby=(heading) {
             h2 id=(heading) { (settings.display_name) " " small { "(" (tenant) ")" } }

@@ -221,7 +221,9 @@ pub enum NudgeNote {
     NotSyncing,
 }
 
-/// The outcome of recent syncs, as status shows it.
+/// The outcome of recent syncs, as status shows it. Stored by recorded runs; status readers
+/// also fold in the last quiet look ([`Users::get_for_status`]), which moves the three "as
+/// of" moments on between recorded runs.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncSummary {
     /// When the last run that committed its cursors ended: the CRM holds every Outlook change
@@ -261,6 +263,21 @@ pub struct RunCounts {
     pub outlook_deleted: u64,
     pub conflicts: u64,
     pub failed: u64,
+}
+
+impl SyncSummary {
+    /// Folds in a quiet look at `at` ([`Users::note_quiet_look`]): the look found neither side
+    /// with news and nothing waiting, so as of then each side held every change of the other,
+    /// just as after a run that committed its cursors and finished everything.
+    fn fold_quiet_look(&mut self, at: i64) {
+        for moment in [
+            &mut self.to_crm_at,
+            &mut self.to_outlook_at,
+            &mut self.last_success_at,
+        ] {
+            *moment = Some(moment.map_or(at, |m| m.max(at)));
+        }
+    }
 }
 
 impl RunCounts {
@@ -404,8 +421,22 @@ fn user_sk(user: &CrmUserName) -> String {
     format!("USER#{user}")
 }
 
+fn quiet_look_sk(user: &CrmUserName) -> String {
+    format!("{QUIET_LOOK_PREFIX}{user}")
+}
+
+/// Items that hold when a user's last quiet look happened; not under `USER#`, so listing
+/// users never reads them.
+const QUIET_LOOK_PREFIX: &str = "LOOKED#";
+/// A quiet-look item lapses after this: by then a recorded run has long superseded it.
+const QUIET_LOOK_KEPT_SECS: i64 = 7 * 24 * 3600;
+
 fn account_sk(ms_user_id: &str) -> String {
     format!("MSUSER#{ms_user_id}")
+}
+
+fn quiet_look_at(item: &Item) -> Option<i64> {
+    item.data.get("at").and_then(|v| v.as_i64())
 }
 
 /// The CRM user an account index entry names.
@@ -450,6 +481,63 @@ impl Users {
             .iter()
             .map(item_to_record)
             .collect()
+    }
+
+    /// Notes that a scheduled look at `at` found the user quiet. Looks do not write the user's
+    /// item (4 KB: 4 write units); this small item of its own costs 1, and keeps what status
+    /// shows as fresh as the sweeps, where recorded runs come only every few hours.
+    pub async fn note_quiet_look(
+        &self,
+        tenant: &TenantId,
+        user: &CrmUserName,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        let mut item = Item::new(tenant_pk(tenant), quiet_look_sk(user));
+        item.expires_at = Some(at + QUIET_LOOK_KEPT_SECS);
+        item.data.insert("at".to_owned(), at.into());
+        self.store.put(&item, Precondition::None).await.map(|_| ())
+    }
+
+    /// The user's record as status shows it: with the last quiet look folded into its sync
+    /// summary ([`SyncSummary::fold_quiet_look`]). For status readers only; the sync decides
+    /// on the recorded runs alone.
+    pub async fn get_for_status(
+        &self,
+        tenant: &TenantId,
+        user: &CrmUserName,
+    ) -> Result<Option<UserRecord>, StoreError> {
+        let Some(read) = self.get(tenant, user).await? else {
+            return Ok(None);
+        };
+        let mut record = read.record;
+        let look = self
+            .store
+            .get(&tenant_pk(tenant), &quiet_look_sk(user))
+            .await?;
+        if let Some(at) = look.as_ref().and_then(quiet_look_at) {
+            record.summary().fold_quiet_look(at);
+        }
+        Ok(Some(record))
+    }
+
+    /// Every user of the tenant as status shows them (see [`Self::get_for_status`]).
+    pub async fn list_for_status(&self, tenant: &TenantId) -> Result<Vec<UserRecord>, StoreError> {
+        let mut records = self.list(tenant).await?;
+        let looks = self
+            .store
+            .query(&tenant_pk(tenant), QUIET_LOOK_PREFIX)
+            .await?;
+        for look in &looks {
+            let (Some(name), Some(at)) =
+                (look.sk.strip_prefix(QUIET_LOOK_PREFIX), quiet_look_at(look))
+            else {
+                continue;
+            };
+            if let Some(record) = records.iter_mut().find(|r| r.user.as_str() == name) {
+                record.summary().fold_quiet_look(at);
+            }
+        }
+        Ok(records)
     }
 
     /// The CRM user a Microsoft account currently feeds, if any.

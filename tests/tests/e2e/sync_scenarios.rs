@@ -758,7 +758,7 @@ async fn a_nudge_brings_a_crm_deletion_at_once_even_when_the_feed_is_blind() {
 /// A scheduled run looks before it runs: with nothing new on either side it writes nothing at
 /// all (the user's item keeps its version); news on either side makes it a run that syncs it.
 #[tokio::test]
-async fn a_scheduled_run_writes_nothing_when_it_finds_nothing_and_syncs_what_it_finds() {
+async fn a_quiet_scheduled_run_only_looks_shows_as_fresh_and_syncs_what_it_finds() {
     use calsync::adapters::queue::{JobReason, SyncJob};
     let bed = linked_pair().await;
     let scheduled = || SyncJob {
@@ -769,9 +769,40 @@ async fn a_scheduled_run_writes_nothing_when_it_finds_nothing_and_syncs_what_it_
         bed.bed.stored_user().await.unwrap().version
     }
     let before = version(&bed).await;
+    let recorded = bed.bed.stored_user().await.unwrap().record;
+    let synced_at = recorded
+        .last_sync
+        .as_ref()
+        .and_then(|s| s.to_crm_at)
+        .unwrap();
+    // A second on, so the look's moment differs from the recorded run's.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let report = bed.run(scheduled()).await.unwrap();
     assert!(report.looked_only, "{report:?}");
-    assert_eq!(version(&bed).await, before, "a look writes nothing");
+    assert_eq!(
+        version(&bed).await,
+        before,
+        "a look leaves the user's item alone"
+    );
+    // Status shows the quiet look as the moment both sides were last known in sync.
+    let users = &bed.bed.app.users;
+    let (tenant, user) = (&bed.bed.tenant, &bed.bed.user);
+    let shown = users.get_for_status(tenant, user).await.unwrap().unwrap();
+    let shown = shown.last_sync.unwrap();
+    let looked_at = shown.to_crm_at.unwrap();
+    assert!(looked_at > synced_at, "{looked_at} > {synced_at}");
+    assert_eq!(shown.to_outlook_at, Some(looked_at));
+    assert_eq!(shown.last_success_at, Some(looked_at));
+    assert_eq!(
+        shown.last_run_at,
+        recorded.last_sync.as_ref().unwrap().last_run_at,
+        "the last recorded run stays what it was"
+    );
+    let listed = users.list_for_status(tenant).await.unwrap();
+    assert_eq!(
+        listed[0].last_sync.as_ref().unwrap().to_crm_at,
+        Some(looked_at)
+    );
 
     // An Outlook edit that no notification announced (this bed has no webhook).
     let dentist = outlook_id(&bed, "Dentist");

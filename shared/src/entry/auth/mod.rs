@@ -1080,8 +1080,8 @@ async fn status_json(app: &App, request: &Request) -> Response {
     let Some(user) = claims.user else {
         return refused(StatusCode::BAD_REQUEST, "bad_request");
     };
-    let record = match app.users.get(&tenant.id, &user).await {
-        Ok(record) => record.map(|u| u.record),
+    let record = match app.users.get_for_status(&tenant.id, &user).await {
+        Ok(record) => record,
         Err(e) => {
             tracing::error!(error = %crate::errors::chain(&e), "status.json failed");
             return refused(StatusCode::INTERNAL_SERVER_ERROR, "internal");
@@ -1136,10 +1136,9 @@ async fn status(app: &App, request: &Request) -> Result<Outcome, AuthError> {
     let user = claims.user.clone().ok_or(AuthError::NotConnected)?;
     let record = app
         .users
-        .get(&tenant.id, &user)
+        .get_for_status(&tenant.id, &user)
         .await
-        .map_err(internal)?
-        .map(|u| u.record);
+        .map_err(internal)?;
     let public_url = &public_base(app, request)?;
     // The page offers to connect or reconnect with a connect link of its own, fresh and short.
     let connect_href = SignedUrl {

@@ -1,11 +1,12 @@
 //! A scheduled run looks before it runs. The schedule is the safety net behind Graph's
 //! notifications and the CRM module's nudges, so almost every scheduled run finds nothing;
 //! taking the user's lease and recording the run would write the user's item twice for that.
-//! Looking reads the item, one Graph delta page and one CRM feed page, and writes nothing;
-//! only news, or something only a run can do, makes it a run (docs/design.md §4).
+//! Looking reads the item, one Graph delta page and one CRM feed page, and leaves the item
+//! alone; only news, or something only a run can do, makes it a run (docs/design.md §4). A
+//! quiet look is noted in a small item of its own, for status ([`crate::services::users::Users::note_quiet_look`]).
 //!
-//! Looking holds no lease: it writes nothing, and a run it turns into claims the user and
-//! reads both sides again from the cursors the claim returns.
+//! Looking holds no lease: it changes nothing the sync reads, and a run it turns into claims
+//! the user and reads both sides again from the cursors the claim returns.
 
 use jiff::Timestamp;
 

@@ -307,8 +307,17 @@ impl SyncRunner {
             return self.run_held(tenant, user, crm, options, read, None).await;
         }
         if options.look_first {
-            match self.look(tenant, user, crm, now_epoch()).await {
+            let looked_at = now_epoch();
+            match self.look(tenant, user, crm, looked_at).await {
                 look::Looked::Quiet => {
+                    if let Err(e) = self
+                        .users
+                        .note_quiet_look(&tenant.id, user, looked_at)
+                        .await
+                    {
+                        // Only status's freshness depends on it; the sync does not.
+                        tracing::warn!(tenant = %tenant.id, user = %user, error = %crate::errors::chain(&e), "quiet look not noted");
+                    }
                     let mut report = RunReport::new(RunOutcome::Quiet);
                     report.looked_only = true;
                     return Ok(report);
