@@ -420,14 +420,16 @@ const STATUS_JOURNAL_ENTRIES: usize = 20;
 const STATUS_NEEDS_ATTENTION: i32 = 2;
 
 /// How many things `status` shows that need attention: the tenant's warnings, and each user who
-/// must reconnect or has a problem.
-fn needs_attention(warnings: &[String], users: &[UserRecord]) -> usize {
+/// must reconnect, has a problem, or is overdue (`overdue`: the users who are).
+fn needs_attention(warnings: &[String], users: &[UserRecord], overdue: &[bool]) -> usize {
     warnings.len()
         + users
             .iter()
-            .filter(|u| {
+            .zip(overdue)
+            .filter(|(u, overdue)| {
                 u.status == calsync::services::users::UserStatus::ReconnectRequired
                     || !u.problems.is_empty()
+                    || **overdue
             })
             .count()
 }
@@ -451,6 +453,15 @@ async fn status(app: &App, tenant: &str, user: Option<&str>, json: bool) -> Resu
         None => app.users.list_for_status(&tenant).await?,
     };
     let now = calsync::adapters::store::now_epoch();
+    let overdue: Vec<bool> = users
+        .iter()
+        .map(|u| {
+            u.overdue(
+                settings.sweep_minutes(u.subscription_id.is_some(), now),
+                now,
+            )
+        })
+        .collect();
     let mut warnings = settings.warnings(now);
     // The publisher app's credential concerns every tenant that uses it.
     if settings.app == calsync::services::tenants::AppSource::Publisher {
@@ -464,8 +475,9 @@ async fn status(app: &App, tenant: &str, user: Option<&str>, json: bool) -> Resu
     }
     if json {
         let mut listed = Vec::new();
-        for u in &users {
+        for (u, overdue) in users.iter().zip(&overdue) {
             let mut entry = user_json(u);
+            entry["overdue"] = (*overdue).into();
             // One user asked for: the journal too, as the text view prints it.
             if user.is_some() {
                 let journal = app
@@ -480,25 +492,27 @@ async fn status(app: &App, tenant: &str, user: Option<&str>, json: bool) -> Resu
             "tenant": tenant,
             "mode": settings.mode,
             "warnings": warnings,
-            "needs_attention": needs_attention(&warnings, &users),
+            "needs_attention": needs_attention(&warnings, &users, &overdue),
             "users": listed,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
-        return Ok(needs_attention(&warnings, &users));
+        return Ok(needs_attention(&warnings, &users, &overdue));
     }
     for warning in &warnings {
         println!("warning: {warning}");
     }
     if users.is_empty() {
         println!("tenant {tenant}: no users have connected yet");
-        return Ok(needs_attention(&warnings, &users));
+        return Ok(needs_attention(&warnings, &users, &overdue));
     }
     println!(
         "{:<24} {:<20} {:<36} {:<22} PROBLEMS",
         "USER", "STATUS", "MICROSOFT ACCOUNT", "LAST GOOD SYNC"
     );
-    for u in &users {
-        let problems = if u.problems.is_empty() {
+    for (u, overdue) in users.iter().zip(&overdue) {
+        let problems = if *overdue {
+            "overdue: nothing synced for several sweeps".to_owned()
+        } else if u.problems.is_empty() {
             "-".to_owned()
         } else {
             u.problems
@@ -598,5 +612,5 @@ async fn status(app: &App, tenant: &str, user: Option<&str>, json: bool) -> Resu
             }
         }
     }
-    Ok(needs_attention(&warnings, &users))
+    Ok(needs_attention(&warnings, &users, &overdue))
 }

@@ -80,6 +80,9 @@ def test_alarms():
     assert len(schedule) == 1 and props(schedule[0])["TreatMissingData"] == "breaching", \
         "a missed schedule alarms (no round reported counts)"
     assert len(alarms_on("TenantsWithWarnings", "calsync")) == 1, "an alarm on client secrets near expiry"
+    overdue = alarms_on("UsersOverdue", "calsync")
+    assert len(overdue) == 1 and props(overdue[0])["Threshold"] == 0, \
+        "an alarm on users nothing has synced for several sweeps"
     assert len(alarms_on("ApproximateNumberOfMessagesVisible", "AWS/SQS")) == 1, "the dead-letter alarm"
     for name, r in res.items():
         if r["Type"] == "AWS::CloudWatch::Alarm":

@@ -153,7 +153,7 @@ async fn tenant_section(app: &App, settings: &TenantSettings, now: i64) -> Marku
             }
             @match &users {
                 Ok(users) if users.is_empty() => p { "No user has connected yet." },
-                Ok(users) => (users_table(tenant, users)),
+                Ok(users) => (users_table(settings, users, now)),
                 Err(error) => p role="alert" {
                     "The users could not be read: " (calsync::errors::chain(error))
                 },
@@ -162,7 +162,8 @@ async fn tenant_section(app: &App, settings: &TenantSettings, now: i64) -> Marku
     }
 }
 
-fn users_table(tenant: &str, users: &[UserRecord]) -> Markup {
+fn users_table(settings: &TenantSettings, users: &[UserRecord], now: i64) -> Markup {
+    let tenant = settings.tenant.as_str();
     html! {
         table {
             caption { "Users of " (tenant) }
@@ -190,7 +191,9 @@ fn users_table(tenant: &str, users: &[UserRecord]) -> Markup {
                                 .unwrap_or_else(|| "none".to_owned()))
                         }
                         td.problems {
-                            @if user.problems.is_empty() {
+                            @if user.overdue(settings.sweep_minutes(user.subscription_id.is_some(), now), now) {
+                                "overdue: nothing synced for several sweeps"
+                            } @else if user.problems.is_empty() {
                                 "none"
                             } @else {
                                 ul {
@@ -285,8 +288,19 @@ mod tests {
             run_lease: None,
             progress: None,
         };
-        let html = users_table("acme", &[user]).into_string();
+        // Connected, no problem, and nothing synced for ten hours: overdue.
+        let silent = UserRecord {
+            user: CrmUserName::parse("silent").unwrap(),
+            status: UserStatus::Connected,
+            problems: Vec::new(),
+            ..user.clone()
+        };
+        let settings =
+            TenantSettings::new(user.tenant.clone(), "Acme".into(), "https://crm.example", 0)
+                .unwrap();
+        let html = users_table(&settings, &[user, silent], 10 * 3600).into_string();
         assert!(html.contains("<tr data-user=\"maria\">"));
+        assert!(html.contains("overdue: nothing synced for several sweeps"));
         assert!(html.contains("<td class=\"status\">reconnect_required</td>"));
         assert!(html.contains("&lt;script&gt;@x"));
         assert!(!html.contains("<script>"));

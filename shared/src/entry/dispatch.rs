@@ -27,6 +27,9 @@ pub struct DispatchReport {
     pub tenants_warned: usize,
     /// Tenants whose users this round read (a sweep of theirs was due).
     pub tenants_swept: usize,
+    /// Users of the tenants swept that nothing has synced for several sweeps, with no
+    /// problem that says why ([`UserRecord::overdue`]): something stopped silently.
+    pub users_overdue: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -94,7 +97,8 @@ pub async fn dispatch(app: &App, only: Option<&TenantId>) -> Result<DispatchRepo
             continue;
         }
         report.tenants_swept += 1;
-        let users = match app.users.list(&settings.tenant).await {
+        // As status shows them: a quiet look is a sync, for telling who is overdue.
+        let users = match app.users.list_for_status(&settings.tenant).await {
             Ok(users) => users,
             Err(e) => {
                 tracing::error!(tenant = %settings.tenant, error = %crate::errors::chain(&e), "users not listed");
@@ -105,6 +109,15 @@ pub async fn dispatch(app: &App, only: Option<&TenantId>) -> Result<DispatchRepo
             }
         };
         maintain_subscriptions(app, &settings.tenant, &users, now, &mut report).await;
+        for user in &users {
+            if user.overdue(
+                settings.sweep_minutes(user.subscription_id.is_some(), now),
+                now,
+            ) {
+                report.users_overdue += 1;
+                tracing::warn!(tenant = %settings.tenant, user = %user.user, "nothing has synced this user for several sweeps, and no problem says why");
+            }
+        }
         let everyone_every = everyone_every_minutes(settings, now);
         let on_short_interval = |user: &UserRecord| {
             user.status == UserStatus::Connected
@@ -144,6 +157,7 @@ pub async fn dispatch(app: &App, only: Option<&TenantId>) -> Result<DispatchRepo
         tenants = report.tenants,
         users_due = report.users_due,
         failed_tenants = report.failed_tenants.len(),
+        users_overdue = report.users_overdue,
         "dispatch round done"
     );
     Ok(report)

@@ -86,6 +86,7 @@ pub fn dispatch(report: &crate::entry::dispatch::DispatchReport, now_ms: i64) ->
         ("UsersDue", json!(report.users_due)),
         ("FailedTenants", json!(report.failed_tenants.len())),
         ("TenantsWithWarnings", json!(report.tenants_warned)),
+        ("UsersOverdue", json!(report.users_overdue)),
     ];
     let mut document = json!({
         "_aws": {

@@ -302,7 +302,34 @@ impl RunCounts {
     }
 }
 
+/// A connected user with no problem on record is *overdue* when neither side has been known in
+/// sync for this many of the user's sweeps (and [`OVERDUE_AT_LEAST_SECS`]): whatever should
+/// sweep them stopped without a word. Quiet looks note themselves, so a quiet user is never
+/// overdue while the sweeps work.
+pub const OVERDUE_AFTER_SWEEPS: i64 = 3;
+/// The shortest time a user may go unsynced before being overdue: a change of sweep interval
+/// (a tenant's nudges lapsing) must not make users overdue before their next sweep.
+pub const OVERDUE_AT_LEAST_SECS: i64 = 2 * 3600;
+
 impl UserRecord {
+    /// Whether the user is overdue at `now` (see [`OVERDUE_AFTER_SWEEPS`]) when swept every
+    /// `sweep_minutes`. Meant for a record as status shows it ([`Users::get_for_status`]).
+    pub fn overdue(&self, sweep_minutes: u32, now: i64) -> bool {
+        if self.status != UserStatus::Connected || !self.problems.is_empty() {
+            return false;
+        }
+        let side = |at: Option<i64>| at.unwrap_or(self.connected_at);
+        let summary = self.last_sync.clone().unwrap_or_default();
+        // The side that lags; never before this connection began (a reconnected user keeps
+        // what the sync knew from before).
+        let known_in_sync = side(summary.to_crm_at)
+            .min(side(summary.to_outlook_at))
+            .max(self.connected_at);
+        let allowed =
+            (OVERDUE_AFTER_SWEEPS * i64::from(sweep_minutes) * 60).max(OVERDUE_AT_LEAST_SECS);
+        now - known_in_sync > allowed
+    }
+
     /// The associated data that binds a sealed token to this tenant and user.
     pub fn seal_context(tenant: &TenantId, user: &CrmUserName) -> String {
         format!("calsync-token\0{tenant}\0{user}")
@@ -1210,5 +1237,81 @@ fn apply_run(record: &mut UserRecord, run: &RunRecord<'_>, now: i64) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_800_000_000;
+    const HOUR: i64 = 3600;
+
+    /// A connected user, connected a day ago, last known in sync `crm_ago` and `outlook_ago`
+    /// seconds ago on each side.
+    fn user(crm_ago: Option<i64>, outlook_ago: Option<i64>) -> UserRecord {
+        serde_json::from_value(serde_json::json!({
+            "tenant": "acme",
+            "user": "maria",
+            "status": "connected",
+            "ms_tenant_id": "t",
+            "ms_user_id": "o",
+            "connected_at": NOW - 24 * HOUR,
+            "updated_at": NOW,
+            "last_sync": {
+                "to_crm_at": crm_ago.map(|ago| NOW - ago),
+                "to_outlook_at": outlook_ago.map(|ago| NOW - ago),
+            },
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn overdue_after_three_sweeps_and_never_sooner_than_two_hours() {
+        // Hourly sweeps: three hours.
+        assert!(!user(Some(3 * HOUR - 60), Some(HOUR)).overdue(60, NOW));
+        assert!(user(Some(3 * HOUR + 60), Some(HOUR)).overdue(60, NOW));
+        // The lagging side counts.
+        assert!(user(Some(HOUR), Some(3 * HOUR + 60)).overdue(60, NOW));
+        // Sweeps every 15 minutes: still two hours at least.
+        assert!(!user(Some(2 * HOUR - 60), Some(2 * HOUR - 60)).overdue(15, NOW));
+        assert!(user(Some(2 * HOUR + 60), Some(2 * HOUR + 60)).overdue(15, NOW));
+        // Never synced: counted from the connection.
+        assert!(user(None, None).overdue(60, NOW));
+    }
+
+    #[test]
+    fn not_overdue_when_something_else_already_says_why() {
+        let mut problem = user(Some(9 * HOUR), Some(9 * HOUR));
+        problem.problems.push(Problem {
+            code: ProblemCode::SyncFailed,
+            detail: "the CRM answered 500".into(),
+            since: NOW - 9 * HOUR,
+        });
+        assert!(!problem.overdue(60, NOW));
+        let mut reconnect = user(Some(9 * HOUR), Some(9 * HOUR));
+        reconnect.status = UserStatus::ReconnectRequired;
+        assert!(!reconnect.overdue(60, NOW));
+        // Reconnected an hour ago with what the sync knew from before: not yet.
+        let mut reconnected = user(Some(9 * HOUR), Some(9 * HOUR));
+        reconnected.connected_at = NOW - HOUR;
+        assert!(!reconnected.overdue(60, NOW));
+    }
+
+    #[test]
+    fn a_quiet_look_moves_every_as_of_moment_but_never_back() {
+        let mut summary = user(Some(5 * HOUR), Some(4 * HOUR)).last_sync.unwrap();
+        summary.last_run_at = Some(NOW - 4 * HOUR);
+        summary.fold_quiet_look(NOW - HOUR);
+        assert_eq!(summary.to_crm_at, Some(NOW - HOUR));
+        assert_eq!(summary.to_outlook_at, Some(NOW - HOUR));
+        assert_eq!(summary.last_success_at, Some(NOW - HOUR));
+        assert_eq!(summary.last_run_at, Some(NOW - 4 * HOUR));
+        summary.fold_quiet_look(NOW - 2 * HOUR);
+        assert_eq!(
+            summary.to_crm_at,
+            Some(NOW - HOUR),
+            "an older look changes nothing"
+        );
     }
 }

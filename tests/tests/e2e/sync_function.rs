@@ -437,3 +437,88 @@ async fn a_slow_crm_of_one_tenant_does_not_hold_up_another_tenants_job() {
         "the slow CRM got it too"
     );
 }
+
+/// A user nothing has synced for hours, with no problem to say why, is overdue: the dispatch
+/// round counts them in `UsersOverdue` (the alarm's metric) and `calsync status` marks them and
+/// counts them among what needs attention. A quiet look is a sync: once one is noted, they are
+/// no longer overdue.
+#[tokio::test]
+async fn a_user_nothing_synced_for_hours_is_overdue_until_a_quiet_look() {
+    let bed = TestBed::start().await.unwrap();
+    assert_eq!(bed.connect().await.unwrap().status, 200);
+    bed.take_jobs().await.unwrap();
+    let hours_ago = now_epoch() - 4 * 3600;
+    edit_user(&bed.app, &bed.tenant, &bed.user, |r| {
+        r.connected_at = hours_ago - 3600;
+        r.problems.clear();
+        r.last_sync = Some(SyncSummary {
+            to_crm_at: Some(hours_ago),
+            to_outlook_at: Some(hours_ago),
+            last_run_at: Some(hours_ago),
+            ..SyncSummary::default()
+        });
+    })
+    .await
+    .unwrap();
+
+    let function = FunctionProcess::spawn(&binary_path("calsync-sync"), "calsync-sync", &bed.env())
+        .await
+        .unwrap();
+    let dispatch_overdue = || async {
+        function
+            .invoke(json!({"action": "dispatch", "tenant": bed.tenant.as_str()}))
+            .await
+            .unwrap()
+            .into_ok()
+            .unwrap();
+        let last_round = function
+            .logs()
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .rfind(|doc| doc.get("DispatchRounds").is_some())
+            .expect("the round wrote its metrics");
+        let directive = &last_round["_aws"]["CloudWatchMetrics"][0];
+        assert!(
+            directive["Metrics"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|m| m["Name"] == "UsersOverdue"),
+            "{last_round}"
+        );
+        last_round["UsersOverdue"].as_u64().unwrap()
+    };
+    let status = || {
+        let out = calsync_testkit::testbed::run_cli(
+            &["status", "--tenant", bed.tenant.as_str(), "--json"],
+            &bed.env(),
+            None,
+        );
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (out.status.code(), json)
+    };
+
+    assert_eq!(dispatch_overdue().await, 1);
+    let (code, before) = status();
+    assert_eq!(code, Some(2), "{before}");
+    assert_eq!(before["users"][0]["overdue"], true, "{before}");
+    bed.take_jobs().await.unwrap();
+
+    // The sweep's look found both sides quiet just now.
+    bed.app
+        .users
+        .note_quiet_look(&bed.tenant, &bed.user, now_epoch())
+        .await
+        .unwrap();
+    assert_eq!(dispatch_overdue().await, 0);
+    let (_, after) = status();
+    assert_eq!(after["users"][0]["overdue"], false, "{after}");
+    assert!(
+        bed.stored_user().await.unwrap().record.problems.is_empty(),
+        "no problem stands in for the look"
+    );
+    assert_eq!(
+        after["needs_attention"].as_u64().unwrap() + 1,
+        before["needs_attention"].as_u64().unwrap()
+    );
+}
