@@ -8,6 +8,23 @@ use calsync_testkit::testbed::TestBed;
 use calsync_testkit::{binary_path, FunctionProcess};
 use serde_json::json;
 
+/// The sync function's binary, set up for `bed`.
+async fn sync_binary(bed: &TestBed) -> FunctionProcess {
+    FunctionProcess::spawn(&binary_path("calsync-sync"), "calsync-sync", &bed.env())
+        .await
+        .unwrap()
+}
+
+/// One dispatch round of `bed`'s tenant through the binary; its answer.
+async fn dispatch_round(function: &FunctionProcess, bed: &TestBed) -> serde_json::Value {
+    function
+        .invoke(json!({"action": "dispatch", "tenant": bed.tenant.as_str()}))
+        .await
+        .unwrap()
+        .into_ok()
+        .unwrap()
+}
+
 #[tokio::test]
 async fn a_dispatch_round_queues_the_due_users() {
     let bed = TestBed::start().await.unwrap();
@@ -41,15 +58,8 @@ async fn a_dispatch_round_queues_the_due_users() {
     .await
     .unwrap();
 
-    let function = FunctionProcess::spawn(&binary_path("calsync-sync"), "calsync-sync", &bed.env())
-        .await
-        .unwrap();
-    let answer = function
-        .invoke(json!({"action": "dispatch", "tenant": bed.tenant.as_str()}))
-        .await
-        .unwrap()
-        .into_ok()
-        .unwrap();
+    let function = sync_binary(&bed).await;
+    let answer = dispatch_round(&function, &bed).await;
     assert_eq!(answer["jobs_queued"], 1, "{answer}");
     let jobs = bed.take_jobs().await.unwrap();
     assert_eq!(
@@ -461,16 +471,9 @@ async fn a_user_nothing_synced_for_hours_is_overdue_until_a_quiet_look() {
     .await
     .unwrap();
 
-    let function = FunctionProcess::spawn(&binary_path("calsync-sync"), "calsync-sync", &bed.env())
-        .await
-        .unwrap();
+    let function = sync_binary(&bed).await;
     let dispatch_overdue = || async {
-        function
-            .invoke(json!({"action": "dispatch", "tenant": bed.tenant.as_str()}))
-            .await
-            .unwrap()
-            .into_ok()
-            .unwrap();
+        dispatch_round(&function, &bed).await;
         let last_round = function
             .logs()
             .lines()
