@@ -453,15 +453,7 @@ async fn status(app: &App, tenant: &str, user: Option<&str>, json: bool) -> Resu
         None => app.users.list_for_status(&tenant).await?,
     };
     let now = calsync::adapters::store::now_epoch();
-    let overdue: Vec<bool> = users
-        .iter()
-        .map(|u| {
-            u.overdue(
-                settings.sweep_minutes(u.subscription_id.is_some(), now),
-                now,
-            )
-        })
-        .collect();
+    let overdue: Vec<bool> = users.iter().map(|u| u.overdue_in(&settings, now)).collect();
     let mut warnings = settings.warnings(now);
     // The publisher app's credential concerns every tenant that uses it.
     if settings.app == calsync::services::tenants::AppSource::Publisher {

@@ -191,7 +191,7 @@ fn users_table(settings: &TenantSettings, users: &[UserRecord], now: i64) -> Mar
                                 .unwrap_or_else(|| "none".to_owned()))
                         }
                         td.problems {
-                            @if user.overdue(settings.sweep_minutes(user.subscription_id.is_some(), now), now) {
+                            @if user.overdue_in(settings, now) {
                                 "overdue: nothing synced for several sweeps"
                             } @else if user.problems.is_empty() {
                                 "none"

@@ -28,7 +28,7 @@ pub struct DispatchReport {
     /// Tenants whose users this round read (a sweep of theirs was due).
     pub tenants_swept: usize,
     /// Users of the tenants swept that nothing has synced for several sweeps, with no
-    /// problem that says why ([`UserRecord::overdue`]): something stopped silently.
+    /// problem that says why ([`UserRecord::overdue_in`]): something stopped silently.
     pub users_overdue: usize,
 }
 
@@ -110,10 +110,7 @@ pub async fn dispatch(app: &App, only: Option<&TenantId>) -> Result<DispatchRepo
         };
         maintain_subscriptions(app, &settings.tenant, &users, now, &mut report).await;
         for user in &users {
-            if user.overdue(
-                settings.sweep_minutes(user.subscription_id.is_some(), now),
-                now,
-            ) {
+            if user.overdue_in(settings, now) {
                 report.users_overdue += 1;
                 tracing::warn!(tenant = %settings.tenant, user = %user.user, "nothing has synced this user for several sweeps, and no problem says why");
             }

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::adapters::store::{
     item_to_record, record_to_item, Claim, Item, ItemStore, Precondition, StoreError, WriteOp,
 };
-use crate::services::tenants::tenant_pk;
+use crate::services::tenants::{tenant_pk, MicrosoftAccess, TenantSettings};
 use calsync_core::crm::CrmUser;
 use calsync_core::ids::{CrmUserName, TenantId};
 pub use calsync_core::sync::ParkedEvent;
@@ -328,6 +328,16 @@ impl UserRecord {
         let allowed =
             (OVERDUE_AFTER_SWEEPS * i64::from(sweep_minutes) * 60).max(OVERDUE_AT_LEAST_SECS);
         now - known_in_sync > allowed
+    }
+
+    /// [`Self::overdue`] at the user's own sweep interval in `settings`. A tenant without
+    /// Microsoft access has no overdue users: its warning already says why nothing syncs.
+    pub fn overdue_in(&self, settings: &TenantSettings, now: i64) -> bool {
+        settings.microsoft_access() == MicrosoftAccess::Active
+            && self.overdue(
+                settings.sweep_minutes(self.subscription_id.is_some(), now),
+                now,
+            )
     }
 
     /// The associated data that binds a sealed token to this tenant and user.
@@ -1296,6 +1306,24 @@ mod tests {
         let mut reconnected = user(Some(9 * HOUR), Some(9 * HOUR));
         reconnected.connected_at = NOW - HOUR;
         assert!(!reconnected.overdue(60, NOW));
+    }
+
+    #[test]
+    fn a_tenant_without_microsoft_access_has_no_overdue_users() {
+        let silent = user(Some(9 * HOUR), Some(9 * HOUR));
+        let mut settings = TenantSettings::new(
+            silent.tenant.clone(),
+            "Acme".into(),
+            "https://crm.example",
+            NOW,
+        )
+        .unwrap();
+        assert!(silent.overdue_in(&settings, NOW));
+        settings.access_revoked = Some(crate::services::tenants::AccessRevoked {
+            at: NOW - 9 * HOUR,
+            detail: "unauthorized_client".into(),
+        });
+        assert!(!silent.overdue_in(&settings, NOW), "its warning says why");
     }
 
     #[test]
