@@ -503,7 +503,7 @@ async fn status(app: &App, tenant: &str, user: Option<&str>, json: bool) -> Resu
     );
     for (u, overdue) in users.iter().zip(&overdue) {
         let problems = if *overdue {
-            "overdue: nothing synced for several sweeps".to_owned()
+            calsync::services::users::OVERDUE_TEXT.to_owned()
         } else if u.problems.is_empty() {
             "-".to_owned()
         } else {

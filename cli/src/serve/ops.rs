@@ -192,7 +192,7 @@ fn users_table(settings: &TenantSettings, users: &[UserRecord], now: i64) -> Mar
                         }
                         td.problems {
                             @if user.overdue_in(settings, now) {
-                                "overdue: nothing synced for several sweeps"
+                                (calsync::services::users::OVERDUE_TEXT)
                             } @else if user.problems.is_empty() {
                                 "none"
                             } @else {

@@ -310,6 +310,8 @@ pub const OVERDUE_AFTER_SWEEPS: i64 = 3;
 /// The shortest time a user may go unsynced before being overdue: a change of sweep interval
 /// (a tenant's nudges lapsing) must not make users overdue before their next sweep.
 pub const OVERDUE_AT_LEAST_SECS: i64 = 2 * 3600;
+/// How status (the CLI, `calsync serve`) says a user is overdue.
+pub const OVERDUE_TEXT: &str = "overdue: nothing synced for several sweeps";
 
 impl UserRecord {
     /// Whether the user is overdue at `now` (see [`OVERDUE_AFTER_SWEEPS`]) when swept every
@@ -318,12 +320,12 @@ impl UserRecord {
         if self.status != UserStatus::Connected || !self.problems.is_empty() {
             return false;
         }
+        let summary = self.last_sync.as_ref();
         let side = |at: Option<i64>| at.unwrap_or(self.connected_at);
-        let summary = self.last_sync.clone().unwrap_or_default();
         // The side that lags; never before this connection began (a reconnected user keeps
         // what the sync knew from before).
-        let known_in_sync = side(summary.to_crm_at)
-            .min(side(summary.to_outlook_at))
+        let known_in_sync = side(summary.and_then(|s| s.to_crm_at))
+            .min(side(summary.and_then(|s| s.to_outlook_at)))
             .max(self.connected_at);
         let allowed =
             (OVERDUE_AFTER_SWEEPS * i64::from(sweep_minutes) * 60).max(OVERDUE_AT_LEAST_SECS);
@@ -560,17 +562,19 @@ impl Users {
     /// Every user of the tenant as status shows them (see [`Self::get_for_status`]).
     pub async fn list_for_status(&self, tenant: &TenantId) -> Result<Vec<UserRecord>, StoreError> {
         let mut records = self.list(tenant).await?;
-        let looks = self
+        // The dispatcher calls this at every sweep: one pass over each list, not one per user.
+        let looks: std::collections::HashMap<String, i64> = self
             .store
             .query(&tenant_pk(tenant), QUIET_LOOK_PREFIX)
-            .await?;
-        for look in &looks {
-            let (Some(name), Some(at)) =
-                (look.sk.strip_prefix(QUIET_LOOK_PREFIX), quiet_look_at(look))
-            else {
-                continue;
-            };
-            if let Some(record) = records.iter_mut().find(|r| r.user.as_str() == name) {
+            .await?
+            .iter()
+            .filter_map(|look| {
+                let name = look.sk.strip_prefix(QUIET_LOOK_PREFIX)?;
+                Some((name.to_owned(), quiet_look_at(look)?))
+            })
+            .collect();
+        for record in &mut records {
+            if let Some(&at) = looks.get(record.user.as_str()) {
                 record.summary().fold_quiet_look(at);
             }
         }
